@@ -1,0 +1,355 @@
+// Package esp implements the Encapsulating Security Payload (RFC 4303) on
+// one packet buffer and one security association, in place: headers are
+// written into the buffer's headroom, the trailer into its tailroom, and
+// the payload is encrypted and decrypted where it lies. Nothing on the
+// per-packet path allocates.
+//
+// Outbound, Encap turns an IP datagram into an ESP-protected datagram in
+// transport or tunnel mode, IPv4 or IPv6 inside and outside, optionally
+// UDP-encapsulated (RFC 3948). Inbound, Decap follows RFC 4303 3.4: the
+// anti-replay check runs before any cryptography, the ICV is compared in
+// constant time, the window moves only after the ICV verified, then the
+// payload is decrypted, the padding checked, dummy packets discarded and
+// the original datagram rebuilt.
+package esp
+
+import (
+	"encoding/binary"
+
+	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/sa"
+)
+
+// HeaderLen is the length of the ESP header (SPI and sequence number).
+const HeaderLen = 8
+
+// Overhead returns the worst-case number of bytes Encap adds to a datagram
+// of innerLen bytes for SA s (used for MTU computations).
+func Overhead(s *sa.SA, innerLen int) int {
+	su := s.Suite
+	n := HeaderLen + su.IVLen() + su.ICVLen() + 2 + su.Align() - 1
+	if s.Mode == sa.Tunnel {
+		n += outerLen(s)
+		if s.TFCPad > innerLen {
+			n += s.TFCPad - innerLen
+		}
+	}
+	if s.Encap != nil {
+		n += packet.UDPLen
+	}
+	return n
+}
+
+func outerLen(s *sa.SA) int { return s.OuterLen() }
+
+// Encap protects the IP datagram in p with the outbound SA s. On success p
+// holds the protected datagram, ready for the wire. On failure it returns
+// an sa.Reason (also counted on the SA) and p must be dropped.
+func Encap(s *sa.SA, p *packet.Buf) error {
+	r := encap(s, p)
+	if r != sa.ReasonNone {
+		s.Stats.Drop(r)
+		return r
+	}
+	return nil
+}
+
+func encap(s *sa.SA, p *packet.Buf) sa.Reason {
+	if s.Expired() {
+		return sa.OutStateExpired
+	}
+	in := p.Bytes()
+	var sp packet.Split
+	if s.Mode == sa.Tunnel {
+		// Tunnel mode carries the datagram whole; it only has to be one.
+		if !packet.WholeDatagram(in) {
+			return sa.OutError
+		}
+	} else {
+		var err error
+		if sp, err = packet.SplitIP(in); err != nil || sp.Len != len(in) {
+			return sa.OutError
+		}
+	}
+	su := s.Suite
+	ivLen, icvLen := su.IVLen(), su.ICVLen()
+
+	var (
+		hdrLen  int   // bytes kept in front of ESP (transport) or outer header (tunnel)
+		next    uint8 // ESP next header
+		payload int   // bytes protected (after hdrLen in the input)
+		tfc     int
+	)
+	if s.Mode == sa.Transport {
+		if sp.Fragment {
+			return sa.OutFragment
+		}
+		hdrLen, next, payload = sp.HdrLen, sp.Proto, len(in)-sp.HdrLen
+	} else {
+		next = packet.ProtoIPv4
+		if packet.Version(in) == 6 {
+			next = packet.ProtoIPv6
+		}
+		payload = len(in)
+		if s.TFCPad > payload {
+			tfc = s.TFCPad - payload
+		}
+	}
+	align := su.Align()
+	padLen := (align - (payload+tfc+2)%align) % align
+	trailer := tfc + padLen + 2 + icvLen
+	front := HeaderLen + ivLen // inserted in front of the payload
+	if s.Mode == sa.Tunnel {
+		front += outerLen(s)
+	}
+	if s.Encap != nil {
+		front += packet.UDPLen
+	}
+	if p.HeadroomLen() < front || p.TailroomLen() < trailer+su.TailSlack() {
+		return sa.OutBufferError
+	}
+	total := len(in) + front + trailer
+	if total > packet.MaxPacket {
+		return sa.OutError
+	}
+	seq, err := s.NextSeq()
+	if err != nil {
+		return sa.OutStateSeqError
+	}
+
+	// Trailer: TFC padding (zeros), padding 1, 2, 3, ..., pad length, next header.
+	t, _ := p.Append(trailer)
+	clear(t[:tfc])
+	for i := range padLen {
+		t[tfc+i] = byte(i + 1)
+	}
+	t[tfc+padLen] = byte(padLen)
+	t[tfc+padLen+1] = next
+
+	var tos uint8
+	var df bool
+	if s.Mode == sa.Transport {
+		// Move the IP header (and kept extension headers) to the front;
+		// the payload stays where it is.
+		old := p.Off
+		p.Prepend(front)
+		copy(p.B[p.Off:p.Off+hdrLen], p.B[old:old+hdrLen])
+	} else {
+		tos, df = packet.TOS(in)
+		switch s.DF {
+		case sa.DFSet:
+			df = true
+		case sa.DFClear:
+			df = false
+		}
+		p.Prepend(front)
+		hdrLen = outerLen(s)
+	}
+	pkt := p.Data()
+	espOff := hdrLen
+	if s.Encap != nil {
+		espOff += packet.UDPLen
+	}
+	binary.BigEndian.PutUint32(pkt[espOff:], s.SPI)
+	binary.BigEndian.PutUint32(pkt[espOff+4:], uint32(seq))
+	if err := su.SealESP(pkt, espOff, seq, s.ESN, p.CB[:]); err != nil {
+		return sa.OutBufferError
+	}
+
+	proto := uint8(packet.ProtoESP)
+	if s.Encap != nil {
+		proto = packet.ProtoUDP
+		u := packet.UDP(pkt[hdrLen:])
+		u.SetSrcPort(s.Encap.SrcPort)
+		u.SetDstPort(s.Encap.DstPort)
+		u.SetLength(len(pkt) - hdrLen)
+		u.SetChecksum(0) // RFC 3948 2.1: SHOULD be zero (IPv4)
+	}
+	if s.Mode == sa.Transport {
+		pkt[sp.NextOff] = proto
+		fixLength(pkt, hdrLen)
+	} else {
+		// The IPv4 ID only needs to be unique among this SA's recent
+		// datagrams (RFC 6864); the sequence number's low bits are.
+		s.WriteOuter(pkt, len(pkt), tos, df, uint16(seq))
+	}
+	if s.Encap != nil && packet.Version(pkt) == 6 {
+		// IPv6 forbids a zero UDP checksum here (RFC 8200 8.1).
+		u := packet.UDP(pkt[hdrLen:])
+		u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(packet.IPv6(pkt).Src(), packet.IPv6(pkt).Dst(), packet.ProtoUDP, pkt[hdrLen:])))
+	}
+	if !s.Account(len(pkt)) {
+		return sa.OutStateExpired
+	}
+	return sa.ReasonNone
+}
+
+func checksumOrFFFF(c uint16) uint16 {
+	if c == 0 {
+		return 0xffff
+	}
+	return c
+}
+
+// fixLength sets the IP length fields of pkt (header length hdrLen) to
+// len(pkt) and recomputes the IPv4 header checksum.
+func fixLength(pkt []byte, hdrLen int) {
+	if packet.Version(pkt) == 4 {
+		h := packet.IPv4(pkt)
+		h.SetTotalLen(len(pkt))
+		h.UpdateChecksum()
+	} else {
+		packet.IPv6(pkt).SetPayloadLen(len(pkt) - packet.IPv6Len)
+	}
+}
+
+// Decap verifies and decrypts the ESP datagram in p with the inbound SA s
+// (found by the caller from the SPI, see packet.Locate). On success p holds
+// the original datagram: the inner datagram in tunnel mode, the rebuilt
+// datagram in transport mode. On failure it returns an sa.Reason (also
+// counted on the SA); sa.InDummy marks a dummy packet, to be discarded silently.
+func Decap(s *sa.SA, p *packet.Buf) error {
+	r := decap(s, p)
+	if r != sa.ReasonNone {
+		s.Stats.Drop(r)
+		return r
+	}
+	return nil
+}
+
+func decap(s *sa.SA, p *packet.Buf) sa.Reason {
+	if s.Expired() {
+		return sa.InStateExpired
+	}
+	pkt := p.Data()
+	var encapPort uint16
+	if s.Encap != nil {
+		encapPort = s.Encap.DstPort
+	}
+	loc, err := packet.Locate(pkt, encapPort)
+	switch {
+	case err == packet.ErrFragment:
+		return sa.InFragment
+	case err != nil:
+		return sa.InHdrError
+	}
+	if packet.Version(pkt) == 4 && !packet.IPv4(pkt).ChecksumValid() {
+		return sa.InHdrError
+	}
+	if loc.IPsec != packet.ProtoESP || loc.SPI != s.SPI || loc.UDP != (s.Encap != nil) {
+		return sa.InStateMismatch
+	}
+	if loc.Len < len(pkt) {
+		pkt = pkt[:loc.Len] // drop link-layer padding beyond the IP length
+	}
+	su := s.Suite
+	ivLen, icvLen := su.IVLen(), su.ICVLen()
+	espOff := loc.Off
+	ctLen := len(pkt) - espOff - HeaderLen - ivLen - icvLen
+	if ctLen < 2 || ctLen%su.Align() != 0 {
+		return sa.InHdrError
+	}
+
+	// Anti-replay before any cryptography (RFC 4303 3.4.3).
+	seq := s.Replay.Infer(binary.BigEndian.Uint32(pkt[espOff+4:]), s.ESN)
+	if !s.Replay.Check(seq) {
+		return sa.InStateSeqError
+	}
+	if err := su.OpenESP(pkt, espOff, seq, s.ESN, p.CB[:]); err != nil {
+		if err == suite.ErrRoom {
+			return sa.InBufferError
+		}
+		return sa.InStateProtoError
+	}
+	// Window update only after the ICV verified (RFC 4303 3.4.3).
+	if !s.Replay.Accept(seq) {
+		return sa.InStateSeqError
+	}
+
+	ptOff := espOff + HeaderLen + ivLen
+	pt := pkt[ptOff : ptOff+ctLen]
+	next := pt[ctLen-1]
+	padLen := int(pt[ctLen-2])
+	dataLen := ctLen - 2 - padLen
+	if dataLen < 0 {
+		return sa.InPadError
+	}
+	for i := range padLen {
+		if pt[dataLen+i] != byte(i+1) {
+			return sa.InPadError
+		}
+	}
+	if next == packet.ProtoNoNext {
+		s.Account(len(pkt))
+		return sa.InDummy
+	}
+
+	if s.Mode == sa.Tunnel {
+		if next != packet.ProtoIPv4 && next != packet.ProtoIPv6 {
+			return sa.InStateModeError
+		}
+		inner := pt[:dataLen]
+		isp, err := packet.SplitIP(inner)
+		if err != nil || (next == packet.ProtoIPv4) != (packet.Version(inner) == 4) {
+			return sa.InStateModeError
+		}
+		// isp.Len <= dataLen: anything after it is TFC padding (RFC 4303 2.7).
+		outerTOS, _ := packet.TOS(pkt)
+		if !packet.DecapECN(outerTOS, inner[:isp.Len]) {
+			return sa.InStateModeError
+		}
+		if !s.Account(len(pkt)) {
+			return sa.InStateExpired
+		}
+		p.Off += ptOff
+		p.Len = isp.Len
+		return sa.ReasonNone
+	}
+
+	// Transport: the IP header moves up to meet the payload.
+	hdrLen := loc.HdrLen
+	pkt[loc.NextOff] = next
+	shift := ptOff - hdrLen
+	copy(pkt[shift:shift+hdrLen], pkt[:hdrLen])
+	if !s.Account(len(pkt)) {
+		return sa.InStateExpired
+	}
+	p.Off += shift
+	p.Len = hdrLen + dataLen
+	out := p.Bytes()
+	fixLength(out, hdrLen)
+	if s.Encap != nil {
+		fixTransportChecksum(out, hdrLen, next)
+	}
+	return sa.ReasonNone
+}
+
+// fixTransportChecksum recomputes the TCP or UDP checksum of a transport-mode
+// datagram received UDP-encapsulated: NAT may have changed the addresses it
+// covers (RFC 3948 3.1.2).
+func fixTransportChecksum(pkt []byte, hdrLen int, proto uint8) {
+	seg := pkt[hdrLen:]
+	var src, dst = packet.IPv4(pkt).Src, packet.IPv4(pkt).Dst
+	if packet.Version(pkt) == 6 {
+		src, dst = packet.IPv6(pkt).Src, packet.IPv6(pkt).Dst
+	}
+	switch proto {
+	case packet.ProtoTCP:
+		if len(seg) < packet.TCPMinLen {
+			return
+		}
+		packet.TCP(seg).SetChecksum(0)
+		packet.TCP(seg).SetChecksum(packet.TransportChecksum(src(), dst(), proto, seg))
+	case packet.ProtoUDP:
+		if len(seg) < packet.UDPLen {
+			return
+		}
+		u := packet.UDP(seg)
+		if u.Checksum() == 0 && packet.Version(pkt) == 4 {
+			return
+		}
+		u.SetChecksum(0)
+		u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(src(), dst(), proto, seg)))
+	}
+}

@@ -1,0 +1,148 @@
+package packet
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// Errors from the header walkers. They are values: returning them allocates nothing.
+var (
+	ErrMalformed = errors.New("packet: malformed or truncated IP datagram")
+	ErrFragment  = errors.New("packet: IP fragment")
+	ErrNotIPsec  = errors.New("packet: not an ESP or AH packet")
+	// ErrNonESP is an RFC 3948 non-ESP marker: an IKE packet on the NAT-T port.
+	ErrNonESP = errors.New("packet: non-ESP marker (IKE) on the UDP encapsulation port")
+	// ErrKeepalive is an RFC 3948 NAT-keepalive (one byte 0xFF).
+	ErrKeepalive = errors.New("packet: NAT-keepalive")
+)
+
+// Split describes where the upper layer starts in an IP datagram, i.e.
+// where transport-mode ESP or AH is inserted or found.
+type Split struct {
+	// HdrLen is the length of the IP header and of the extension headers
+	// that stay in front of ESP/AH (IPv6 hop-by-hop, routing, and
+	// destination options preceding a routing header).
+	HdrLen int
+	// NextOff is the offset of the byte that names the upper-layer protocol
+	// (the IPv4 protocol field or the last kept header's next header).
+	NextOff int
+	// Proto is the upper-layer protocol at HdrLen.
+	Proto uint8
+	// Len is the datagram length from its header (IPv4 total length or 40 + IPv6 payload length).
+	Len int
+	// Fragment reports an IPv4 fragment or an IPv6 fragment header in front of HdrLen.
+	Fragment bool
+}
+
+// SplitIP parses the IP header (and IPv6 extension headers) of b.
+func SplitIP(b []byte) (Split, error) {
+	switch Version(b) {
+	case 4:
+		hl, ok := ValidIPv4(b)
+		if !ok {
+			return Split{}, ErrMalformed
+		}
+		h := IPv4(b)
+		return Split{HdrLen: hl, NextOff: 9, Proto: h.Protocol(), Len: h.TotalLen(), Fragment: h.IsFragment()}, nil
+	case 6:
+		if !ValidIPv6(b) {
+			return Split{}, ErrMalformed
+		}
+		s := Split{HdrLen: IPv6Len, NextOff: 6, Proto: b[6], Len: IPv6Len + IPv6(b).PayloadLen()}
+		end := s.Len
+		for {
+			switch s.Proto {
+			case ProtoHopByHop, ProtoRouting, ProtoDstOpts, ProtoFragment:
+			default:
+				return s, nil
+			}
+			if s.HdrLen+8 > end {
+				return Split{}, ErrMalformed
+			}
+			var l int
+			if s.Proto == ProtoFragment {
+				l = 8
+				s.Fragment = true
+			} else {
+				l = (int(b[s.HdrLen+1]) + 1) * 8
+			}
+			if s.HdrLen+l > end {
+				return Split{}, ErrMalformed
+			}
+			if s.Proto == ProtoDstOpts && b[s.HdrLen] != ProtoRouting {
+				// Destination options meant for the final destination
+				// follow ESP/AH (RFC 4303 3.1.1, RFC 4302 3.1.1).
+				return s, nil
+			}
+			s.NextOff = s.HdrLen
+			s.Proto = b[s.HdrLen]
+			s.HdrLen += l
+		}
+	}
+	return Split{}, ErrMalformed
+}
+
+// Loc locates the outermost IPsec header of a received datagram.
+type Loc struct {
+	Split
+	// Proto is ProtoESP or ProtoAH.
+	IPsec uint8
+	// Off is the offset of the ESP or AH header.
+	Off int
+	// UDP reports RFC 3948 UDP encapsulation; the UDP header is at Split.HdrLen.
+	UDP bool
+	// SPI is the SPI in network byte order decoded to a number.
+	SPI      uint32
+	Src, Dst netip.Addr
+}
+
+// Locate parses a received datagram and finds its ESP or AH header. With
+// encapPort non-zero, UDP datagrams to that port are RFC 3948 encapsulated
+// ESP: a non-ESP marker yields ErrNonESP and a NAT-keepalive ErrKeepalive.
+func Locate(b []byte, encapPort uint16) (Loc, error) {
+	s, err := SplitIP(b)
+	if err != nil {
+		return Loc{}, err
+	}
+	l := Loc{Split: s}
+	if Version(b) == 4 {
+		l.Src, l.Dst = IPv4(b).Src(), IPv4(b).Dst()
+	} else {
+		l.Src, l.Dst = IPv6(b).Src(), IPv6(b).Dst()
+	}
+	if s.Fragment {
+		return l, ErrFragment
+	}
+	b = b[:s.Len]
+	switch s.Proto {
+	case ProtoESP, ProtoAH:
+		l.IPsec, l.Off = s.Proto, s.HdrLen
+	case ProtoUDP:
+		if encapPort == 0 || s.HdrLen+UDPLen > len(b) || UDP(b[s.HdrLen:]).DstPort() != encapPort {
+			return l, ErrNotIPsec
+		}
+		l.UDP, l.IPsec, l.Off = true, ProtoESP, s.HdrLen+UDPLen
+		rest := b[l.Off:]
+		if len(rest) == 1 && rest[0] == 0xff {
+			return l, ErrKeepalive
+		}
+		if len(rest) >= 4 && binary.BigEndian.Uint32(rest) == 0 {
+			return l, ErrNonESP
+		}
+	default:
+		return l, ErrNotIPsec
+	}
+	if l.IPsec == ProtoESP {
+		if l.Off+8 > len(b) {
+			return l, ErrMalformed
+		}
+		l.SPI = binary.BigEndian.Uint32(b[l.Off:])
+	} else {
+		if l.Off+12 > len(b) {
+			return l, ErrMalformed
+		}
+		l.SPI = binary.BigEndian.Uint32(b[l.Off+4:])
+	}
+	return l, nil
+}

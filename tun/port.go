@@ -1,0 +1,105 @@
+// Package tun holds the host-side ports of the secnic NIC: a Linux TUN device
+// with batched I/O and kernel segmentation offloads, and an in-memory port pair
+// for tests and benchmarks that need no privileges.
+//
+// Both kinds implement Port, a batched packet interface in the style of
+// golang.zx2c4.com/wireguard/tun: a call moves a whole batch of packets, and an
+// offset leaves headroom in front of every packet so that the NIC can prepend
+// outer headers in place without copying.
+package tun
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Port is a batched packet port. Read fills bufs[i][offset:] with packets and
+// sizes[i] with their lengths and returns the count; Write sends bufs[i][offset:]
+// for each i.
+//
+// Read blocks until at least one packet is available. It needs
+// len(sizes) >= len(bufs); see the concrete types for how many buffers and how
+// much room in each they require. Write returns the number of packets accepted.
+// After Close, Read and Write return an error that matches os.ErrClosed with
+// errors.Is.
+//
+// A Port may need headroom in front of the packets given to Write (the Linux TUN
+// writes a virtio-net header there). Callers that handle any Port should pass
+// offset >= MinOffset(port), or simply >= MaxMinOffset.
+type Port interface {
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+	Write(bufs [][]byte, offset int) (n int, err error)
+	// BatchSize is the number of packets a single Read may return and the
+	// preferred number of packets per Write.
+	BatchSize() int
+	// MTU is the largest packet, in bytes, the port carries.
+	MTU() int
+	// Name identifies the port (the interface name for a TUN device).
+	Name() string
+	// Close releases the port and unblocks pending Read and Write calls.
+	Close() error
+}
+
+// VirtioNetHdrLen is the size of the virtio-net header (struct virtio_net_hdr)
+// that the Linux TUN device exchanges in front of every packet when offloads
+// are enabled. Write needs this much headroom before each packet.
+const VirtioNetHdrLen = 10
+
+// MaxMinOffset is the largest MinOffset of any Port in this package. Buffers
+// with at least this much headroom can be written to every port.
+const MaxMinOffset = VirtioNetHdrLen
+
+// MinOffset returns the smallest offset that p accepts in Write: the value of
+// p's MinOffset method if it has one, and 0 otherwise.
+func MinOffset(p Port) int {
+	if m, ok := p.(interface{ MinOffset() int }); ok {
+		return m.MinOffset()
+	}
+	return 0
+}
+
+// Errors returned for misuse of a Port. They are wrapped with details; test for
+// them with errors.Is.
+var (
+	// ErrOffset means the offset is negative, smaller than the port's
+	// MinOffset, or beyond the end of a buffer.
+	ErrOffset = errors.New("tun: bad offset")
+	// ErrShortBuffer means a buffer, or the sizes slice, is too small for the
+	// packets to be read.
+	ErrShortBuffer = errors.New("tun: buffer too small")
+	// ErrPacketTooBig means a packet given to Write exceeds the port's MTU.
+	ErrPacketTooBig = errors.New("tun: packet larger than MTU")
+)
+
+// checkWriteArgs validates the offset of a Write against every buffer.
+func checkWriteArgs(bufs [][]byte, offset, minOffset int) error {
+	if offset < minOffset {
+		return fmt.Errorf("%w: offset %d is below the %d bytes of headroom this port needs; leave at least tun.MaxMinOffset bytes in front of each packet", ErrOffset, offset, minOffset)
+	}
+	for i, b := range bufs {
+		if offset > len(b) {
+			return fmt.Errorf("%w: offset %d is past the end of bufs[%d] (length %d)", ErrOffset, offset, i, len(b))
+		}
+	}
+	return nil
+}
+
+// checkReadArgs validates the arguments of a Read that needs at least
+// minBufs buffers each holding room bytes after offset.
+func checkReadArgs(bufs [][]byte, sizes []int, offset, minBufs, room int) error {
+	if offset < 0 {
+		return fmt.Errorf("%w: offset %d is negative", ErrOffset, offset)
+	}
+	if len(bufs) < minBufs {
+		return fmt.Errorf("%w: Read got %d buffers but needs at least BatchSize() = %d, since one read may return that many segments", ErrShortBuffer, len(bufs), minBufs)
+	}
+	if len(sizes) < len(bufs) {
+		return fmt.Errorf("%w: sizes has %d entries for %d buffers; make len(sizes) >= len(bufs)", ErrShortBuffer, len(sizes), len(bufs))
+	}
+	for i, b := range bufs {
+		if len(b)-offset < room {
+			return fmt.Errorf("%w: bufs[%d] has %d bytes after offset %d but needs MTU() = %d", ErrShortBuffer, i, len(b)-offset, offset, room)
+		}
+	}
+	return nil
+}
