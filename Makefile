@@ -50,7 +50,7 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 demo: build
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: it creates network namespaces, veth pairs and TUN devices. Run: sudo make demo"; exit 1; fi
