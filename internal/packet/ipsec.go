@@ -115,6 +115,21 @@ func Locate(b []byte, encapPort uint16) (Loc, error) {
 		return l, ErrFragment
 	}
 	b = b[:s.Len]
+	// Destination options addressed to the final destination may precede
+	// ESP or AH too (RFC 4303 3.1.1); SplitIP stops in front of them because
+	// outbound transport-mode IPsec goes there.
+	for s.Proto == ProtoDstOpts && Version(b) == 6 {
+		if s.HdrLen+8 > len(b) {
+			return l, ErrMalformed
+		}
+		n := (int(b[s.HdrLen+1]) + 1) * 8
+		if s.HdrLen+n > len(b) {
+			return l, ErrMalformed
+		}
+		s.NextOff, s.Proto = s.HdrLen, b[s.HdrLen]
+		s.HdrLen += n
+	}
+	l.Split = s
 	switch s.Proto {
 	case ProtoESP, ProtoAH:
 		l.IPsec, l.Off = s.Proto, s.HdrLen

@@ -56,7 +56,7 @@ func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV, cb [
 
 	switch s.enc.kind {
 	case kindGCM, kindChaCha:
-		binary.BigEndian.PutUint64(iv, seq)
+		s.counterIV(iv, seq, explicitIV)
 		nonce := s.nonce(sc, iv)
 		aad := s.aeadAAD(sc, pkt[off:], seq, esn)
 		// With an 8-byte ICV the 16-byte tag spills into TailSlack;
