@@ -47,7 +47,7 @@ func outerLen(s *sa.SA) int { return s.OuterLen() }
 // holds the protected datagram, ready for the wire. On failure it returns
 // an sa.Reason (also counted on the SA) and p must be dropped.
 func Encap(s *sa.SA, p *packet.Buf) error {
-	r := encap(s, p)
+	r := encap(s, p, nil)
 	if r != sa.ReasonNone {
 		s.Stats.Drop(r)
 		return r
@@ -55,7 +55,23 @@ func Encap(s *sa.SA, p *packet.Buf) error {
 	return nil
 }
 
-func encap(s *sa.SA, p *packet.Buf) sa.Reason {
+// EncapWithIV is Encap with an explicit IV instead of the one the suite
+// derives, for reproducing published test vectors (the offline packet tool).
+// Never use it for live traffic: the caller must not repeat an IV under a key.
+func EncapWithIV(s *sa.SA, p *packet.Buf, iv []byte) error {
+	if len(iv) != s.Suite.IVLen() {
+		s.Stats.Drop(sa.OutError)
+		return sa.OutError
+	}
+	r := encap(s, p, iv)
+	if r != sa.ReasonNone {
+		s.Stats.Drop(r)
+		return r
+	}
+	return nil
+}
+
+func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	if s.Expired() {
 		return sa.OutStateExpired
 	}
@@ -153,7 +169,12 @@ func encap(s *sa.SA, p *packet.Buf) sa.Reason {
 	}
 	binary.BigEndian.PutUint32(pkt[espOff:], s.SPI)
 	binary.BigEndian.PutUint32(pkt[espOff+4:], uint32(seq))
-	if err := su.SealESP(pkt, espOff, seq, s.ESN, p.CB[:]); err != nil {
+	if iv == nil {
+		err = su.SealESP(pkt, espOff, seq, s.ESN, p.CB[:])
+	} else {
+		err = su.SealESPWithIV(pkt, espOff, seq, s.ESN, iv, p.CB[:])
+	}
+	if err != nil {
 		return sa.OutBufferError
 	}
 
