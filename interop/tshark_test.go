@@ -206,6 +206,8 @@ func keyLen(t *testing.T, enc string) int {
 		return 8
 	case enc == "3des-cbc":
 		return 24
+	case enc == "chacha20-poly1305":
+		return 36
 	}
 	n := map[string]int{"128": 16, "192": 24, "256": 32}[enc[len(enc)-3:]]
 	if strings.HasPrefix(enc, "aes-gcm") || strings.HasPrefix(enc, "aes-ctr") {
