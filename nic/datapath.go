@@ -1,0 +1,669 @@
+package nic
+
+// The hot loop. Read this file top to bottom.
+//
+// Two loops, each on its own goroutine and each owning its buffers:
+//
+//	transmit (txLoop): host port → policy → ESP/AH → wire port
+//	receive  (rxLoop): wire port → reassembly → SPI lookup → AH/ESP → selector check → host port
+//
+// Each turn of a loop reads one batch (one system call on a TUN or socket
+// port) into preallocated buffers, at offset packet.Headroom so that outer
+// headers are prepended in place and trailers appended into the tailroom;
+// loads the SA table's snapshot once; processes the packets one after the
+// other in place; and writes the batch out with one call. Nothing here
+// allocates per packet: the buffers, the output lists and the spare
+// buffers for fragments and ICMP messages are allocated once, in
+// newTxState and newRxState.
+//
+// Ordering: one transmit worker takes outbound sequence numbers in the
+// order it reads packets and writes them in that order, so every outbound
+// SA's packets leave in sequence order; one receive worker sees each SA's
+// packets in arrival order, so the replay window moves as the peer sent.
+// (A multiqueue NIC would run one pair of loops per queue; the SA table's
+// sequence counters are atomic, but per-SA order on the wire would then need
+// each SA pinned to one queue.)
+
+import (
+	"errors"
+	"time"
+
+	"github.com/secnic/secnic/ah"
+	"github.com/secnic/secnic/esp"
+	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/tun"
+)
+
+// maxLayers bounds the IPsec layers removed from one packet (AH+ESP over
+// transport over tunnel is 3).
+const maxLayers = 4
+
+// ---------------------------------------------------------------------------
+// Transmit: host → wire.
+
+type txState struct {
+	batch   int
+	size    int // data bytes each read buffer holds
+	bufs    []*packet.Buf
+	raw     [][]byte
+	sizes   []int
+	out     []*packet.Buf // to the wire: batch buffers and spares (fragments)
+	outRaw  [][]byte
+	toHost  []*packet.Buf // ICMP too-big answers (spares)
+	hostRaw [][]byte
+	spares  *spares
+	wireOff int
+	hostOff int
+
+	icmpTokens float64
+	icmpLast   int64
+	errLog     rateLog
+}
+
+func newTxState(n *NIC) *txState {
+	t := &txState{batch: max(n.host.BatchSize(), 1), wireOff: tun.MinOffset(n.wire), hostOff: tun.MinOffset(n.host)}
+	t.alloc(n.host.MTU())
+	// Enough spares for the fragments of one 64 KiB datagram, and at least
+	// one per packet of a batch (ICMP answers).
+	ns := max(fragNeed(packet.MaxPacket, n.wireMTU)+1, t.batch)
+	t.spares = newSpares(ns, max(n.wireMTU, minMTU6))
+	t.out = make([]*packet.Buf, 0, t.batch+ns)
+	t.outRaw = make([][]byte, 0, t.batch+ns)
+	t.toHost = make([]*packet.Buf, 0, ns)
+	t.hostRaw = make([][]byte, 0, ns)
+	t.icmpTokens = float64(n.cfg.ICMPRate)
+	return t
+}
+
+// alloc (re)allocates the read buffers for packets of up to size bytes.
+func (t *txState) alloc(size int) {
+	t.size = size
+	t.bufs = make([]*packet.Buf, t.batch)
+	t.raw = make([][]byte, t.batch)
+	t.sizes = make([]int, t.batch)
+	for i := range t.bufs {
+		t.bufs[i] = packet.NewBuf(size)
+		t.raw[i] = t.bufs[i].B
+	}
+}
+
+// fragNeed bounds the fragments a datagram of n bytes needs at mtu.
+func fragNeed(n, mtu int) int {
+	chunk := max((mtu-68)&^7, 8)
+	return (n + chunk - 1) / chunk
+}
+
+func (n *NIC) txLoop() error {
+	t := n.txs
+	var fails int
+	for {
+		cnt, err := n.host.Read(t.raw, t.sizes, packet.Headroom)
+		if err != nil {
+			if isClosed(err) {
+				return nil
+			}
+			if errors.Is(err, tun.ErrShortBuffer) && n.host.MTU() > t.size {
+				n.log.Info("host MTU grew; reallocating transmit buffers", "mtu", n.host.MTU())
+				t.alloc(n.host.MTU())
+				continue
+			}
+			if fails++; fails > 100 {
+				return err
+			}
+			t.errLog.log(n, "reading the host port", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		fails = 0
+		snap := n.table.Snapshot()
+		for i := range cnt {
+			p := t.bufs[i]
+			p.Off, p.Len = packet.Headroom, t.sizes[i]
+			n.transmit(t, snap, p)
+		}
+		if err := n.flushTX(t); err != nil {
+			return nil // the wire port was closed
+		}
+	}
+}
+
+// transmit decides the fate of one packet from the host: policy lookup,
+// then bypass, discard or protect, then onto the output list.
+func (n *NIC) transmit(t *txState, snap *sa.Snapshot, p *packet.Buf) {
+	c := &n.tx
+	if n.hostCap != nil {
+		n.hostCap.add(p.Bytes())
+	}
+	flow, ok := sa.FlowOf(p.Bytes())
+	if !ok {
+		c.drop(dropReason(sa.OutError))
+		return
+	}
+	action, bundles := n.cfg.DefaultOut, []*sa.Bundle(nil)
+	if r := snap.MatchOut(flow); r != nil {
+		action, bundles = r.Action, r.Bundles
+	}
+	switch action {
+	case sa.Discard:
+		c.drop(dropReason(sa.OutPolBlock))
+		return
+	case sa.Protect:
+		if len(bundles) == 0 {
+			c.drop(dropReason(sa.OutNoStates))
+			return
+		}
+		if !n.protect(t, p, bundles) {
+			return
+		}
+		c.protected.Add(1)
+	default: // sa.Bypass
+		if p.Len > n.wireMTU && !mayFragment(p.Bytes(), nil) {
+			n.sendTooBig(t, p, n.wireMTU)
+			return
+		}
+		c.bypassed.Add(1)
+	}
+	n.toWire(t, p)
+}
+
+// protect applies the bundles in order (each: ESP, then AH). A datagram
+// that will not fit the wire afterwards and must not be fragmented is
+// answered with ICMP before any SA spends a sequence number on it.
+func (n *NIC) protect(t *txState, p *packet.Buf, bundles []*sa.Bundle) bool {
+	c := &n.tx
+	over := 0
+	for _, b := range bundles {
+		over += bundleOverhead(b, p.Len+over)
+	}
+	if p.Len+over > n.wireMTU && !mayFragment(p.Bytes(), bundles) {
+		n.sendTooBig(t, p, n.wireMTU-over)
+		return false
+	}
+	for _, b := range bundles {
+		if b.ESP != nil {
+			if err := esp.Encap(b.ESP, p); err != nil {
+				c.drop(reasonOf(err, sa.OutError))
+				return false
+			}
+		}
+		if b.AH != nil {
+			var err error
+			if b.ESP != nil {
+				// AH+ESP: AH authenticates the datagram ESP produced,
+				// behind its (outer) IP header; it adds no header of its own.
+				err = ah.EncapTransport(b.AH, p)
+			} else {
+				err = ah.Encap(b.AH, p)
+			}
+			if err != nil {
+				c.drop(reasonOf(err, sa.OutError))
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// mayFragment reports whether an inner datagram too big for the wire may
+// go out as fragments (of the outer packet after protection) rather than be
+// answered with ICMP: an IPv4 datagram without DF (unless a tunnel SA sets
+// the outer DF), or an IPv6 datagram of at most 1280 bytes, which a tunnel
+// must carry whatever its path MTU (RFC 8200 5, RFC 4213 3.2).
+func mayFragment(inner []byte, bundles []*sa.Bundle) bool {
+	if packet.Version(inner) == 6 {
+		return len(inner) <= minMTU6
+	}
+	if packet.IPv4(inner).DF() {
+		return false
+	}
+	for _, b := range bundles {
+		for _, s := range [2]*sa.SA{b.ESP, b.AH} {
+			if s != nil && s.Mode == sa.Tunnel && s.DF == sa.DFSet && s.Dst.Is4() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sendTooBig drops p and answers the host with ICMP "fragmentation
+// needed" / ICMPv6 "packet too big" announcing mtu (rate-limited; never in
+// answer to an ICMP error).
+func (n *NIC) sendTooBig(t *txState, p *packet.Buf, mtu int) {
+	c := &n.tx
+	pkt := p.Bytes()
+	if packet.Version(pkt) == 6 {
+		mtu = max(mtu, minMTU6)
+	} else {
+		mtu = max(mtu, minMTU4)
+	}
+	if isICMPError(pkt) {
+		c.drop(dropFragNeeded)
+		return
+	}
+	if !n.icmpAllowed(t) {
+		c.drop(dropICMPRateLimited)
+		return
+	}
+	if t.spares.free() == 0 {
+		if n.flushTX(t) != nil {
+			return
+		}
+	}
+	q := t.spares.get()
+	if !tooBig(q, pkt, mtu) {
+		c.drop(dropFragNeeded)
+		return
+	}
+	t.toHost = append(t.toHost, q)
+	c.icmp.Add(1)
+	c.drop(dropFragNeeded)
+}
+
+// icmpAllowed is a token bucket of Config.ICMPRate per second.
+func (n *NIC) icmpAllowed(t *txState) bool {
+	rate := float64(n.cfg.ICMPRate)
+	if rate < 0 {
+		return true
+	}
+	now := time.Now().UnixNano()
+	t.icmpTokens = min(rate, t.icmpTokens+float64(now-t.icmpLast)*rate/1e9)
+	t.icmpLast = now
+	if t.icmpTokens < 1 {
+		return false
+	}
+	t.icmpTokens--
+	return true
+}
+
+// toWire queues p for the wire, fragmenting it if it is larger than the
+// wire MTU.
+func (n *NIC) toWire(t *txState, p *packet.Buf) {
+	if p.Len <= n.wireMTU {
+		t.out = append(t.out, p)
+		return
+	}
+	c := &n.tx
+	need := fragNeed(p.Len, n.wireMTU)
+	if need > len(t.spares.bufs)+1 {
+		c.drop(dropFragFailed)
+		return
+	}
+	if t.spares.free() < need {
+		if n.flushTX(t) != nil {
+			return
+		}
+	}
+	start := len(t.out)
+	t.out = append(t.out, p)
+	var ok bool
+	if packet.Version(p.Bytes()) == 4 {
+		t.out, ok = fragment4(p, n.wireMTU, t.spares, t.out)
+	} else {
+		t.out, ok = fragment6(p, n.wireMTU, t.spares, t.out)
+	}
+	if !ok {
+		t.out = t.out[:start]
+		c.drop(dropFragFailed)
+		return
+	}
+	c.fragsOut.Add(uint64(len(t.out) - start))
+}
+
+// flushTX writes the output list to the wire and the ICMP answers to the
+// host, then frees the spares. It returns an error only when a port was
+// closed.
+func (n *NIC) flushTX(t *txState) error {
+	c := &n.tx
+	if len(t.out) > 0 {
+		t.outRaw = t.outRaw[:0]
+		var bytes uint64
+		for _, p := range t.out {
+			if n.wireCap != nil {
+				n.wireCap.add(p.Bytes())
+			}
+			t.outRaw = append(t.outRaw, p.B[p.Off-t.wireOff:p.Off+p.Len:len(p.B)])
+			bytes += uint64(p.Len)
+		}
+		w, err := n.wire.Write(t.outRaw, t.wireOff)
+		if err != nil {
+			if isClosed(err) {
+				return err
+			}
+			t.errLog.log(n, "writing to the wire port", err)
+			c.drops[dropWireWrite].Add(uint64(len(t.out) - w))
+			bytes = bytes * uint64(w) / uint64(len(t.out))
+		}
+		c.packets.Add(uint64(w))
+		c.bytes.Add(bytes)
+		t.out = t.out[:0]
+	}
+	if len(t.toHost) > 0 {
+		t.hostRaw = t.hostRaw[:0]
+		for _, q := range t.toHost {
+			if n.hostCap != nil {
+				n.hostCap.add(q.Bytes())
+			}
+			t.hostRaw = append(t.hostRaw, q.B[q.Off-t.hostOff:q.Off+q.Len:len(q.B)])
+		}
+		if _, err := n.host.Write(t.hostRaw, t.hostOff); err != nil {
+			if isClosed(err) {
+				return err
+			}
+			t.errLog.log(n, "writing ICMP to the host port", err)
+		}
+		t.toHost = t.toHost[:0]
+	}
+	t.spares.reset()
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Receive: wire → host.
+
+type rxState struct {
+	batch   int
+	size    int
+	bufs    []*packet.Buf
+	raw     [][]byte
+	sizes   []int
+	out     []*packet.Buf // to the host
+	outRaw  [][]byte
+	lent    []int // reassembly slots whose buffers are in out
+	reasm   *reassembler
+	hostOff int
+	now     int64 // time of the batch, read only when a fragment needs it
+	errLog  rateLog
+}
+
+func newRxState(n *NIC) *rxState {
+	r := &rxState{batch: max(n.wire.BatchSize(), 1), hostOff: tun.MinOffset(n.host)}
+	r.alloc(max(n.wire.MTU(), n.wireMTU))
+	r.out = make([]*packet.Buf, 0, r.batch)
+	r.outRaw = make([][]byte, 0, r.batch)
+	r.lent = make([]int, 0, r.batch)
+	r.reasm = newReassembler(n.cfg.ReassemblySlots, n.cfg.ReassemblyTimeout, &n.rx.drops, &n.rx.reassembled)
+	return r
+}
+
+func (r *rxState) alloc(size int) {
+	r.size = size
+	r.bufs = make([]*packet.Buf, r.batch)
+	r.raw = make([][]byte, r.batch)
+	r.sizes = make([]int, r.batch)
+	for i := range r.bufs {
+		r.bufs[i] = packet.NewBuf(size)
+		r.raw[i] = r.bufs[i].B
+	}
+}
+
+func (n *NIC) rxLoop() error {
+	r := n.rxs
+	var fails int
+	for {
+		cnt, err := n.wire.Read(r.raw, r.sizes, packet.Headroom)
+		if err != nil {
+			if isClosed(err) {
+				return nil
+			}
+			if errors.Is(err, tun.ErrShortBuffer) && n.wire.MTU() > r.size {
+				n.log.Info("wire MTU grew; reallocating receive buffers", "mtu", n.wire.MTU())
+				r.alloc(n.wire.MTU())
+				continue
+			}
+			if fails++; fails > 100 {
+				return err
+			}
+			r.errLog.log(n, "reading the wire port", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		fails = 0
+		snap := n.table.Snapshot()
+		r.now = 0
+		for i := range cnt {
+			p := r.bufs[i]
+			p.Off, p.Len = packet.Headroom, r.sizes[i]
+			n.receive(r, snap, p)
+		}
+		if err := n.flushRX(r); err != nil {
+			return nil // the host port was closed
+		}
+	}
+}
+
+// receive handles one packet from the wire: reassemble, find the SA,
+// remove the IPsec layers, check the result against the inbound policy,
+// and queue it for the host.
+func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
+	c := &n.rx
+	if n.wireCap != nil {
+		n.wireCap.add(p.Bytes())
+	}
+	if isFragment(p.Bytes()) {
+		c.fragsIn.Add(1)
+		f, atomic, ok := parseFrag(p.Bytes())
+		switch {
+		case !ok:
+			c.drop(dropReason(sa.InHdrError))
+			return
+		case atomic:
+			unfragment6(p, f)
+		default:
+			if r.now == 0 {
+				r.now = time.Now().UnixNano()
+			}
+			q, slot := r.reasm.add(f, r.now)
+			if q == nil {
+				return // waiting for more fragments, or dropped and counted
+			}
+			r.lent = append(r.lent, slot)
+			p = q
+		}
+	}
+
+	loc, err := packet.Locate(p.Bytes(), n.encapPort)
+	switch err {
+	case nil:
+	case packet.ErrNotIPsec:
+		n.receivePlain(r, snap, p)
+		return
+	case packet.ErrNonESP: // IKE on the NAT-T port: the host's business
+		c.ike.Add(1)
+		r.out = append(r.out, p)
+		return
+	case packet.ErrKeepalive:
+		c.keepalives.Add(1)
+		return
+	default:
+		c.drop(dropReason(sa.InHdrError))
+		return
+	}
+
+	// Remove the IPsec layers addressed to us, outermost first.
+	var used [maxLayers]*sa.Bundle
+	nused := 0
+	var wantESP *sa.SA // after the AH of an AH+ESP bundle, that bundle's ESP must follow
+	for layer := 0; ; layer++ {
+		s, b := snap.LookupIn(sa.Protocol(loc.IPsec), loc.SPI, loc.Dst)
+		if wantESP != nil && s != wantESP {
+			c.drop(dropReason(sa.InTmplMismatch))
+			return
+		}
+		wantESP = nil
+		if s == nil {
+			if layer == 0 {
+				c.drop(dropReason(sa.InNoStates))
+				return
+			}
+			break // IPsec for someone else inside: the policy decides
+		}
+		if layer == maxLayers {
+			c.drop(dropReason(sa.InHdrError))
+			return
+		}
+		switch {
+		case s.Proto == sa.ESP:
+			err = esp.Decap(s, p)
+		case b.ESP != nil:
+			// AH of an AH+ESP bundle: it sits behind the IP header ESP
+			// wrote; that bundle's ESP must come next.
+			if err = ah.DecapTransport(s, p); err == nil {
+				wantESP = b.ESP
+			}
+		default:
+			err = ah.Decap(s, p)
+		}
+		if err != nil {
+			c.drop(reasonOf(err, sa.InHdrError))
+			return
+		}
+		if nused == 0 || used[nused-1] != b {
+			used[nused] = b
+			nused++
+		}
+		if loc, err = packet.Locate(p.Bytes(), n.encapPort); err != nil {
+			if wantESP != nil {
+				c.drop(dropReason(sa.InTmplMismatch))
+				return
+			}
+			break
+		}
+	}
+
+	// RFC 4301 5.2: the decapsulated packet must match an inbound Protect
+	// policy that lists every bundle it came through.
+	flow, ok := sa.FlowOf(p.Bytes())
+	if !ok {
+		c.drop(dropReason(sa.InHdrError))
+		return
+	}
+	pol := snap.MatchIn(flow)
+	for _, b := range used[:nused] {
+		if !pol.Allows(b) {
+			c.drop(dropReason(sa.InTmplMismatch))
+			return
+		}
+	}
+	c.protected.Add(1)
+	r.out = append(r.out, p)
+}
+
+// receivePlain handles an unprotected packet: delivered only if the
+// inbound policy (or the default) says bypass.
+func (n *NIC) receivePlain(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
+	c := &n.rx
+	flow, ok := sa.FlowOf(p.Bytes())
+	if !ok {
+		c.drop(dropReason(sa.InHdrError))
+		return
+	}
+	action := n.cfg.DefaultIn
+	if pol := snap.MatchIn(flow); pol != nil {
+		action = pol.Action
+	}
+	switch action {
+	case sa.Bypass:
+		c.bypassed.Add(1)
+		r.out = append(r.out, p)
+	case sa.Discard:
+		c.drop(dropReason(sa.InPolBlock))
+	default: // Protect: it should have come through an SA
+		c.drop(dropReason(sa.InNoPols))
+	}
+}
+
+// flushRX writes the batch to the host and gives lent reassembly buffers
+// back. It returns an error only when the host port was closed.
+func (n *NIC) flushRX(r *rxState) error {
+	c := &n.rx
+	defer func() {
+		for _, s := range r.lent {
+			r.reasm.release(s)
+		}
+		r.lent = r.lent[:0]
+		r.out = r.out[:0]
+		if r.now != 0 {
+			r.reasm.expire(r.now)
+		}
+	}()
+	if len(r.out) == 0 {
+		return nil
+	}
+	r.outRaw = r.outRaw[:0]
+	var bytes uint64
+	for _, p := range r.out {
+		if n.hostCap != nil {
+			n.hostCap.add(p.Bytes())
+		}
+		r.outRaw = append(r.outRaw, p.B[p.Off-r.hostOff:p.Off+p.Len:len(p.B)])
+		bytes += uint64(p.Len)
+	}
+	w, err := n.host.Write(r.outRaw, r.hostOff)
+	if err != nil {
+		if isClosed(err) {
+			return err
+		}
+		// A port that refuses the whole batch for one bad packet (the
+		// memory port does, for a packet above its MTU): retry one by one.
+		w, bytes = 0, 0
+		for i, b := range r.outRaw {
+			if _, err := n.host.Write(r.outRaw[i:i+1], r.hostOff); err != nil {
+				if isClosed(err) {
+					return err
+				}
+				r.errLog.log(n, "writing to the host port", err)
+				c.drop(dropHostWrite)
+				continue
+			}
+			w++
+			bytes += uint64(len(b) - r.hostOff)
+		}
+	}
+	c.packets.Add(uint64(w))
+	c.bytes.Add(bytes)
+	return nil
+}
+
+// isFragment reports an IPv4 fragment or an IPv6 datagram whose first
+// header after the fixed one (or after hop-by-hop/routing/destination
+// options) is a fragment header.
+func isFragment(pkt []byte) bool {
+	switch packet.Version(pkt) {
+	case 4:
+		return len(pkt) >= packet.IPv4MinLen && packet.IPv4(pkt).IsFragment()
+	case 6:
+		if len(pkt) < packet.IPv6Len {
+			return false
+		}
+		switch pkt[6] {
+		case packet.ProtoFragment:
+			return true
+		case packet.ProtoHopByHop, packet.ProtoRouting, packet.ProtoDstOpts:
+			s, err := packet.SplitIP(pkt)
+			return err == nil && s.Fragment
+		}
+	}
+	return false
+}
+
+// reasonOf maps an error of esp/ah to its drop counter.
+func reasonOf(err error, def sa.Reason) dropReason {
+	if r, ok := err.(sa.Reason); ok {
+		return dropReason(r)
+	}
+	return dropReason(def)
+}
+
+// rateLog logs a datapath error at most once every ten seconds.
+type rateLog struct{ last int64 }
+
+func (l *rateLog) log(n *NIC, what string, err error) {
+	now := time.Now().UnixNano()
+	if now-l.last < int64(10*time.Second) {
+		return
+	}
+	l.last = now
+	n.log.Warn("datapath error (further ones muted for 10s)", "op", what, "err", err)
+}

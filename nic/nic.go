@@ -1,0 +1,320 @@
+// Package nic is the secnic NIC: a host port (a TUN device, or memory), a
+// wire port (UDP cable, real Linux link, or memory), and between them the
+// datapath that does IPsec packet offload: policy lookup, ESP/AH
+// encapsulation and decapsulation in place, sequence numbers and
+// anti-replay, the RFC 4301 inbound selector check, MTU handling with ICMP
+// and fragmentation, reassembly, counters, Prometheus metrics and pcap
+// captures.
+//
+// The hot loop is in datapath.go, to be read top to bottom.
+package nic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/secnic/secnic/ah"
+	"github.com/secnic/secnic/esp"
+	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/tun"
+)
+
+// Config configures a NIC. The zero value works: defaults are noted per field.
+type Config struct {
+	// Name names the NIC in logs and metrics (default "secnic0").
+	Name string `json:"name,omitempty"`
+	// DefaultOut is the action for outbound packets no policy matches
+	// (default sa.Bypass). DefaultIn is the action for unprotected inbound
+	// packets no policy matches (default sa.Bypass). A protected inbound
+	// packet always needs a Protect policy listing its bundle.
+	DefaultOut sa.Action `json:"-"`
+	DefaultIn  sa.Action `json:"-"`
+	// EncapPort is the RFC 3948 UDP encapsulation port for received
+	// packets: 0 means 4500; a negative value disables UDP-encapsulated
+	// ESP (such packets are then ordinary UDP).
+	EncapPort int `json:"encap_port,omitempty"`
+	// WireMTU is the largest datagram sent to the wire (default: the wire
+	// port's MTU). Larger protected packets are fragmented, or answered
+	// with ICMP when they must not be.
+	WireMTU int `json:"wire_mtu,omitempty"`
+	// ReassemblySlots bounds the datagrams reassembled at once (default 32,
+	// about 66 KiB each, allocated on first use). ReassemblyTimeout drops
+	// incomplete ones (default 10s).
+	ReassemblySlots   int           `json:"reassembly_slots,omitempty"`
+	ReassemblyTimeout time.Duration `json:"reassembly_timeout,omitempty"`
+	// ICMPRate limits the ICMP too-big messages sent to the host per
+	// second (default 100; negative = unlimited).
+	ICMPRate int `json:"icmp_rate,omitempty"`
+	// HostCapture and WireCapture are pcap file paths; empty = no capture.
+	HostCapture string `json:"host_capture,omitempty"`
+	WireCapture string `json:"wire_capture,omitempty"`
+	// CaptureSnapLen and CaptureQueue size the captures (default 65535
+	// bytes and 1024 packets).
+	CaptureSnapLen int `json:"capture_snaplen,omitempty"`
+	CaptureQueue   int `json:"capture_queue,omitempty"`
+}
+
+// minWireMTU is the smallest wire MTU the NIC accepts: the datagram size
+// every IPv4 host must be able to reassemble (RFC 791).
+const minWireMTU = 576
+
+// SnapshotSource is what the NIC needs of the SA table: its current
+// immutable snapshot. *sa.Table implements it.
+type SnapshotSource interface {
+	Snapshot() *sa.Snapshot
+}
+
+// NIC is one emulated IPsec offload NIC.
+type NIC struct {
+	cfg       Config
+	table     SnapshotSource
+	host      tun.Port
+	wire      WirePort
+	log       *slog.Logger
+	encapPort uint16
+	wireMTU   int
+
+	tx loopCounters // host -> wire, written by the transmit loop only
+	rx loopCounters // wire -> host, written by the receive loop only
+
+	txs *txState
+	rxs *rxState
+
+	hostCap, wireCap *capture
+	collector        *collector
+	registry         *prometheus.Registry
+
+	mu      sync.Mutex
+	running bool
+	closed  bool
+	done    chan struct{}
+}
+
+// New builds a NIC between host and wire over the SA table. The NIC owns
+// both ports from now on: Close (or the end of Run) closes them. logger
+// may be nil (slog.Default).
+func New(cfg Config, table SnapshotSource, host tun.Port, wire WirePort, logger *slog.Logger) (*NIC, error) {
+	if table == nil || host == nil || wire == nil {
+		return nil, errors.New("nic: New needs an SA table, a host port and a wire port")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.Name == "" {
+		cfg.Name = "secnic0"
+	}
+	for _, a := range []*sa.Action{&cfg.DefaultOut, &cfg.DefaultIn} {
+		switch *a {
+		case 0:
+			*a = sa.Bypass
+		case sa.Bypass, sa.Discard:
+		default:
+			return nil, fmt.Errorf("nic: default action %v is not allowed: choose bypass or discard", *a)
+		}
+	}
+	n := &NIC{cfg: cfg, table: table, host: host, wire: wire, log: logger.With("nic", cfg.Name), done: make(chan struct{})}
+	switch {
+	case cfg.EncapPort == 0:
+		n.encapPort = sa.DefaultEncapPort
+	case cfg.EncapPort > 0 && cfg.EncapPort < 65536:
+		n.encapPort = uint16(cfg.EncapPort)
+	case cfg.EncapPort >= 65536:
+		return nil, fmt.Errorf("nic: encap_port %d is not a UDP port", cfg.EncapPort)
+	}
+	n.wireMTU = cfg.WireMTU
+	if n.wireMTU == 0 {
+		n.wireMTU = wire.MTU()
+	}
+	if n.wireMTU < minWireMTU || n.wireMTU > packet.MaxPacket {
+		return nil, fmt.Errorf("nic: wire MTU %d is outside %d..%d; set wire_mtu or the wire port's MTU", n.wireMTU, minWireMTU, packet.MaxPacket)
+	}
+	if n.cfg.ReassemblySlots <= 0 {
+		n.cfg.ReassemblySlots = 32
+	}
+	if n.cfg.ReassemblyTimeout <= 0 {
+		n.cfg.ReassemblyTimeout = 10 * time.Second
+	}
+	if n.cfg.ICMPRate == 0 {
+		n.cfg.ICMPRate = 100
+	}
+	var err error
+	if cfg.HostCapture != "" {
+		if n.hostCap, err = openCapture(cfg.HostCapture, "host", cfg.CaptureSnapLen, cfg.CaptureQueue, n.log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.WireCapture != "" {
+		if n.wireCap, err = openCapture(cfg.WireCapture, "wire", cfg.CaptureSnapLen, cfg.CaptureQueue, n.log); err != nil {
+			n.closeCaptures()
+			return nil, err
+		}
+	}
+	n.txs = newTxState(n)
+	n.rxs = newRxState(n)
+	n.collector = newCollector(n)
+	n.registry = newRegistry(n.collector)
+	return n, nil
+}
+
+// Run moves packets until ctx is cancelled or a port fails. It runs one
+// transmit loop and one receive loop, each on its own goroutine, and
+// returns after both stopped; the ports and captures are closed then.
+// Cancelling ctx is a clean stop (nil error).
+func (n *NIC) Run(ctx context.Context) error {
+	n.mu.Lock()
+	if n.closed || n.running {
+		n.mu.Unlock()
+		return errors.New("nic: Run called on a NIC that is closed or already running; build a new one with New")
+	}
+	n.running = true
+	n.mu.Unlock()
+	defer close(n.done)
+
+	n.log.Info("datapath starting", "host", n.host.Name(), "wire", n.wire.Name(), "wire_mtu", n.wireMTU, "host_mtu", n.HostMTU())
+	errc := make(chan error, 2)
+	go func() { errc <- n.txLoop() }()
+	go func() { errc <- n.rxLoop() }()
+	var first error
+	remaining := 2
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		remaining--
+	}
+	n.closePorts()
+	for ; remaining > 0; remaining-- {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := n.closeCaptures(); err != nil && first == nil {
+		first = err
+	}
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	if first != nil {
+		n.log.Error("datapath stopped", "err", first)
+		return first
+	}
+	n.log.Info("datapath stopped")
+	return nil
+}
+
+// Close stops the NIC: it closes both ports (which ends Run) and waits for
+// Run to return, or, if Run was never called, closes the captures.
+func (n *NIC) Close() error {
+	n.mu.Lock()
+	running, closed := n.running, n.closed
+	n.closed = true
+	n.mu.Unlock()
+	n.closePorts()
+	if running {
+		<-n.done
+		return nil
+	}
+	if closed {
+		return nil
+	}
+	return n.closeCaptures()
+}
+
+func (n *NIC) closePorts() {
+	if err := n.host.Close(); err != nil {
+		n.log.Warn("closing host port", "err", err)
+	}
+	if err := n.wire.Close(); err != nil {
+		n.log.Warn("closing wire port", "err", err)
+	}
+}
+
+func (n *NIC) closeCaptures() error {
+	var first error
+	for _, c := range []*capture{n.hostCap, n.wireCap} {
+		if c != nil {
+			if err := c.close(); err != nil && first == nil {
+				first = fmt.Errorf("nic: %s capture %s: %w", c.side, c.path, err)
+			}
+		}
+	}
+	return first
+}
+
+// Name returns the NIC's name.
+func (n *NIC) Name() string { return n.cfg.Name }
+
+// WireMTU returns the MTU the NIC protects for.
+func (n *NIC) WireMTU() int { return n.wireMTU }
+
+// HostMTU returns the largest inner packet that fits on the wire after
+// the worst-case overhead of the outbound SAs currently in the table; see
+// HostMTUFor.
+func (n *NIC) HostMTU() int { return HostMTUFor(n.wireMTU, n.table.Snapshot()) }
+
+// HostMTUFor returns the host-port MTU that leaves room, within wireMTU,
+// for the worst-case overhead (esp.Overhead, ah.Overhead: headers, IV, ICV,
+// maximal padding, UDP encapsulation, outer header) of the outbound bundles
+// in snap. Since a policy may stack a transport bundle over a tunnel
+// bundle, the overhead is that of the costliest tunnel bundle plus that of
+// the costliest transport bundle. The daemon sets the TUN MTU to this.
+func HostMTUFor(wireMTU int, snap *sa.Snapshot) int {
+	var tunnel, transport int
+	if snap != nil {
+		snap.EachBundle(func(b *sa.Bundle) bool {
+			if b.Dir != sa.Out {
+				return true
+			}
+			o := bundleOverhead(b, wireMTU)
+			if bundleTunnel(b) {
+				tunnel = max(tunnel, o)
+			} else {
+				transport = max(transport, o)
+			}
+			return true
+		})
+	}
+	return max(wireMTU-tunnel-transport, minMTU4)
+}
+
+// bundleOverhead is the worst-case growth of a datagram of innerLen bytes
+// through bundle b (ESP, then AH; in an AH+ESP bundle AH adds only its
+// header, behind the IP header ESP produced).
+func bundleOverhead(b *sa.Bundle, innerLen int) int {
+	o := 0
+	if b.ESP != nil {
+		o += esp.Overhead(b.ESP, innerLen)
+	}
+	switch {
+	case b.AH != nil && b.ESP != nil && b.AH.Mode == sa.Tunnel:
+		o += ah.Len(b.AH, !b.ESP.Dst.Is4()) // behind ESP's outer header
+	case b.AH != nil:
+		o += ah.Overhead(b.AH, innerLen+o)
+	}
+	return o
+}
+
+func bundleTunnel(b *sa.Bundle) bool {
+	if b.ESP != nil {
+		return b.ESP.Mode == sa.Tunnel
+	}
+	return b.AH != nil && b.AH.Mode == sa.Tunnel
+}
+
+// isClosed reports an error from a closed port.
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
+}
+
+// slogErrorLog adapts slog to promhttp's error logger.
+type slogErrorLog struct{ l *slog.Logger }
+
+func (s slogErrorLog) Println(v ...any) { s.l.Error("metrics: " + fmt.Sprint(v...)) }

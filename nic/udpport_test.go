@@ -1,0 +1,156 @@
+package nic
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/tun"
+)
+
+// loopbackPair opens two UDP wire ports on random loopback addresses
+// (127.x.y.z, all local on Linux) pointing at each other.
+func loopbackPair(t testing.TB, mtu int) (a, b *UDPPort) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		x, y := byte(rand.IntN(250)+1), byte(rand.IntN(250)+1)
+		la := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 1}), 4789)
+		lb := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 2}), 4789)
+		var err error
+		a, err = OpenUDP(UDPConfig{Local: la, Peer: lb, MTU: mtu, Batch: 32})
+		if err == nil {
+			b, err = OpenUDP(UDPConfig{Local: lb, Peer: la, MTU: mtu, Batch: 32})
+			if err == nil {
+				t.Cleanup(func() { a.Close(); b.Close() })
+				return a, b
+			}
+			a.Close()
+		}
+		if attempt > 10 {
+			t.Fatalf("cannot open loopback UDP ports: %v", err)
+		}
+	}
+}
+
+func TestUDPPort(t *testing.T) {
+	a, b := loopbackPair(t, 1500)
+	var pkts [][]byte
+	for i := range 100 {
+		pkts = append(pkts, udp(out4A, out4B, 1, 2, i*13, uint32(i), false))
+	}
+	const off = 16
+	bufs := make([][]byte, len(pkts))
+	for i, p := range pkts {
+		bufs[i] = append(make([]byte, off), p...)
+	}
+	n, err := a.Write(bufs, off)
+	if err != nil || n != len(pkts) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	var got [][]byte
+	rb := make([][]byte, b.BatchSize())
+	for i := range rb {
+		rb[i] = make([]byte, off+b.MTU())
+	}
+	sizes := make([]int, len(rb))
+	for len(got) < len(pkts) {
+		k, err := b.Read(rb, sizes, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k > b.BatchSize() {
+			t.Fatalf("read %d > batch", k)
+		}
+		for i := range k {
+			got = append(got, bytes.Clone(rb[i][off:off+sizes[i]]))
+		}
+	}
+	mustEqualPackets(t, got, pkts)
+
+	// A datagram larger than the reader's buffer is reported with size 0.
+	big := [][]byte{make([]byte, 3000)}
+	if _, err := a.Write(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	k, err := b.Read(rb[:1], sizes, len(rb[0])-100)
+	if err != nil || k != 1 || sizes[0] != 0 {
+		t.Fatalf("oversized datagram: k=%d size=%d err=%v", k, sizes[0], err)
+	}
+
+	// Close unblocks Read with os.ErrClosed.
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Read(rb, sizes, 0)
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let Read block (the test holds either way)
+	b.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not unblock Read (watchdog)")
+	}
+	if _, err := b.Write(bufs[:1], off); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+// TestNICsOverUDP runs two NICs whose wire is the UDP cable over loopback.
+func TestNICsOverUDP(t *testing.T) {
+	wa, wb := loopbackPair(t, 1400)
+	tp := topo{alg: algGCM}
+	mk := func(wire WirePort, me, peer netip.Addr, outSPI, inSPI uint32, outSeed, inSeed byte, myNet, peerNet string) (*NIC, *tun.MemPort) {
+		tb, err := sa.NewTable(sa.TableConfig{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []sa.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
+			s.Mode = "tunnel"
+			if _, err := tb.Add(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range []sa.PolicySpec{
+			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sa.Ref{"out"}},
+			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sa.Ref{"in"}},
+		} {
+			if _, err := tb.AddPolicy(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		host, app := tun.NewMemPair(64, 9000)
+		n, err := New(Config{}, tb, host, wire, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, app
+	}
+	na, appA := mk(wa, out4A, out4B, 0x1000, 0x2000, 1, 2, "10.1.0.0/16", "10.2.0.0/16")
+	nb, appB := mk(wb, out4B, out4A, 0x2000, 0x1000, 2, 1, "10.2.0.0/16", "10.1.0.0/16")
+	(&side{nic: na}).run(t)
+	(&side{nic: nb}).run(t)
+	var want [][]byte
+	for i := range 200 {
+		want = append(want, udp(in4A, in4B, 1, 2, (i*31)%1300, uint32(i), false))
+	}
+	// Loopback UDP does not lose datagrams unless a socket buffer overflows;
+	// send in modest batches so that it does not.
+	for i := 0; i < len(want); i += 20 {
+		write(t, appA, want[i:i+20]...)
+		mustEqualPackets(t, readN(t, appB, 20), want[i:i+20])
+	}
+	if st := nb.Stats(); st.RX.Protected != 200 || st.RX.Dropped != 0 {
+		t.Fatalf("B stats %+v", st.RX)
+	}
+	if got := na.Stats().WirePort; got != wa.Name() {
+		t.Fatalf("wire port name %q", got)
+	}
+}
