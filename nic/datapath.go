@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/ah"
+	"github.com/secnic/secnic/bundle"
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
@@ -180,27 +181,10 @@ func (n *NIC) protect(t *txState, p *packet.Buf, bundles []*sa.Bundle) bool {
 		n.sendTooBig(t, p, n.wireMTU-over)
 		return false
 	}
-	for _, b := range bundles {
-		if b.ESP != nil {
-			if err := esp.Encap(b.ESP, p); err != nil {
-				c.drop(reasonOf(err, sa.OutError))
-				return false
-			}
-		}
-		if b.AH != nil {
-			var err error
-			if b.ESP != nil {
-				// AH+ESP: AH authenticates the datagram ESP produced,
-				// behind its (outer) IP header; it adds no header of its own.
-				err = ah.EncapTransport(b.AH, p)
-			} else {
-				err = ah.Encap(b.AH, p)
-			}
-			if err != nil {
-				c.drop(reasonOf(err, sa.OutError))
-				return false
-			}
-		}
+	// Each bundle: ESP, then AH over the datagram ESP produced.
+	if err := bundle.ApplyChainOut(bundles, p); err != nil {
+		c.drop(reasonOf(err, sa.OutError))
+		return false
 	}
 	return true
 }
