@@ -143,16 +143,17 @@ func (c *Counters) Count(n int) {
 	c.Bytes.Add(uint64(n))
 }
 
-// Snapshot is a point-in-time copy of Counters with the non-zero drops by name.
-type Snapshot struct {
+// CounterSnapshot is a point-in-time copy of Counters with the non-zero
+// drops by name. (The name Snapshot is the SA table's lock-free view.)
+type CounterSnapshot struct {
 	Packets uint64            `json:"packets"`
 	Bytes   uint64            `json:"bytes"`
 	Drops   map[string]uint64 `json:"drops,omitempty"`
 }
 
 // Snapshot copies the counters.
-func (c *Counters) Snapshot() Snapshot {
-	s := Snapshot{Packets: c.Packets.Load(), Bytes: c.Bytes.Load()}
+func (c *Counters) Snapshot() CounterSnapshot {
+	s := CounterSnapshot{Packets: c.Packets.Load(), Bytes: c.Bytes.Load()}
 	for r := Reason(1); r < NumReasons; r++ {
 		if v := c.Drops[r].Load(); v != 0 {
 			if s.Drops == nil {
