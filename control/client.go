@@ -1,0 +1,282 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/secnic/secnic/sa"
+)
+
+// APIError is an error answered by the API.
+type APIError struct {
+	// Status is the HTTP status.
+	Status int
+	ErrorResponse
+}
+
+// Error returns the API's message.
+func (e *APIError) Error() string {
+	msg := e.ErrorResponse.Error
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return msg
+}
+
+// Client talks to the control API.
+type Client struct {
+	hc     *http.Client
+	base   string
+	socket string
+}
+
+// NewClient returns a client for the daemon listening on the unix socket
+// at path.
+func NewClient(path string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableCompression: true,
+	}
+	return &Client{hc: &http.Client{Transport: tr}, base: "http://secnic", socket: path}
+}
+
+// NewHTTPClient returns a client for an API served at base (e.g. an
+// httptest server) through hc.
+func NewHTTPClient(base string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{hc: hc, base: strings.TrimSuffix(base, "/")}
+}
+
+func (c *Client) connError(err error) error {
+	if c.socket != "" {
+		return fmt.Errorf("cannot reach the secnic daemon at %s: %v (is the daemon running? use --socket to point at its socket)", c.socket, err)
+	}
+	return fmt.Errorf("cannot reach the secnic API at %s: %v", c.base, err)
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.doRaw(ctx, method, path, body, out)
+}
+
+func (c *Client) doRaw(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.connError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return c.connError(err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.ErrorResponse) != nil || e.ErrorResponse.Error == "" {
+			e.ErrorResponse.Error = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = append((*raw)[:0], data...)
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("cannot decode the answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health checks that the daemon answers.
+func (c *Client) Health(ctx context.Context) (HealthResponse, error) {
+	var out HealthResponse
+	err := c.do(ctx, http.MethodGet, APIVersion+"/health", nil, &out)
+	return out, err
+}
+
+// Capabilities returns the hardware capabilities and the current
+// configuration in all views.
+func (c *Client) Capabilities(ctx context.Context) (CapabilitiesResponse, error) {
+	var out CapabilitiesResponse
+	err := c.do(ctx, http.MethodGet, APIVersion+"/capabilities", nil, &out)
+	return out, err
+}
+
+// SetOffload applies offload parameters and toggles.
+func (c *Client) SetOffload(ctx context.Context, req OffloadRequest) (OffloadResponse, error) {
+	var out OffloadResponse
+	err := c.do(ctx, http.MethodPost, APIVersion+"/offload", req, &out)
+	return out, err
+}
+
+// AddSAs offloads bundles. With several bundles the request succeeds if any
+// was offloaded; the results say which failed.
+func (c *Client) AddSAs(ctx context.Context, specs []sa.BundleSpec) (AddSAsResponse, error) {
+	var out AddSAsResponse
+	err := c.do(ctx, http.MethodPost, APIVersion+"/sas", map[string]any{"sas": specs}, &out)
+	return out, err
+}
+
+// AddSAsRaw offloads bundles from a JSON document in any form the API
+// accepts (one bundle, a list, or {"sas": [...]}).
+func (c *Client) AddSAsRaw(ctx context.Context, doc []byte) (AddSAsResponse, error) {
+	var out AddSAsResponse
+	err := c.doRaw(ctx, http.MethodPost, APIVersion+"/sas", bytes.NewReader(doc), &out)
+	return out, err
+}
+
+func keysQuery(keys bool) string {
+	if keys {
+		return "?keys=true"
+	}
+	return ""
+}
+
+// ListSAs lists the bundles; keys includes key material.
+func (c *Client) ListSAs(ctx context.Context, keys bool) (ListSAsResponse, error) {
+	var out ListSAsResponse
+	err := c.do(ctx, http.MethodGet, APIVersion+"/sas"+keysQuery(keys), nil, &out)
+	return out, err
+}
+
+// ShowSA describes one bundle by handle or name.
+func (c *Client) ShowSA(ctx context.Context, ref string, keys bool) (sa.BundleInfo, error) {
+	var out sa.BundleInfo
+	err := c.do(ctx, http.MethodGet, APIVersion+"/sas/"+url.PathEscape(ref)+keysQuery(keys), nil, &out)
+	return out, err
+}
+
+// DeleteSAs deletes bundles by handle or name.
+func (c *Client) DeleteSAs(ctx context.Context, refs ...string) (DeleteSAsResponse, error) {
+	req := DeleteSAsRequest{}
+	for _, r := range refs {
+		req.Refs = append(req.Refs, sa.Ref(r))
+	}
+	var out DeleteSAsResponse
+	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/delete", req, &out)
+	return out, err
+}
+
+// UpdateSA pushes new ESN high-order bits (NDIS UPDATE_SA).
+func (c *Client) UpdateSA(ctx context.Context, ref string, u sa.UpdateSpec) (sa.BundleInfo, error) {
+	var out sa.BundleInfo
+	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/"+url.PathEscape(ref)+"/update", u, &out)
+	return out, err
+}
+
+// AddPolicies installs policies.
+func (c *Client) AddPolicies(ctx context.Context, specs []sa.PolicySpec) (AddPoliciesResponse, error) {
+	var out AddPoliciesResponse
+	err := c.do(ctx, http.MethodPost, APIVersion+"/policies", map[string]any{"policies": specs}, &out)
+	return out, err
+}
+
+// AddPoliciesRaw installs policies from a JSON document.
+func (c *Client) AddPoliciesRaw(ctx context.Context, doc []byte) (AddPoliciesResponse, error) {
+	var out AddPoliciesResponse
+	err := c.doRaw(ctx, http.MethodPost, APIVersion+"/policies", bytes.NewReader(doc), &out)
+	return out, err
+}
+
+// ListPolicies lists the policies.
+func (c *Client) ListPolicies(ctx context.Context) (ListPoliciesResponse, error) {
+	var out ListPoliciesResponse
+	err := c.do(ctx, http.MethodGet, APIVersion+"/policies", nil, &out)
+	return out, err
+}
+
+// DeletePolicy deletes a policy by ID or name.
+func (c *Client) DeletePolicy(ctx context.Context, ref string) (DeletePolicyResponse, error) {
+	var out DeletePolicyResponse
+	err := c.do(ctx, http.MethodDelete, APIVersion+"/policies/"+url.PathEscape(ref), nil, &out)
+	return out, err
+}
+
+// Stats returns the table's counters and the NIC's statistics.
+func (c *Client) Stats(ctx context.Context) (StatsResponse, error) {
+	var out StatsResponse
+	err := c.do(ctx, http.MethodGet, APIVersion+"/stats", nil, &out)
+	return out, err
+}
+
+// ErrStopEvents, returned by the callback of Events, ends the stream
+// without error.
+var ErrStopEvents = errors.New("stop following events")
+
+// Events follows the event stream, calling fn for each event (the first is
+// "subscribed") until ctx is done, the daemon closes the stream, or fn
+// returns an error (ErrStopEvents ends it quietly).
+func (c *Client) Events(ctx context.Context, fn func(sa.Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+APIVersion+"/events", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return c.connError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.ErrorResponse) != nil {
+			e.ErrorResponse.Error = resp.Status
+		}
+		return e
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var e sa.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("malformed event %q: %w", sc.Text(), err)
+		}
+		if err := fn(e); err != nil {
+			if errors.Is(err, ErrStopEvents) {
+				return nil
+			}
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return c.connError(err)
+	}
+	return nil
+}

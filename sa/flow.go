@@ -1,0 +1,81 @@
+package sa
+
+import (
+	"encoding/binary"
+
+	"github.com/secnic/secnic/internal/packet"
+)
+
+// FlowOf reads the flow of an IP datagram for policy lookup, without
+// copying or allocating: addresses, the upper-layer protocol (after IPv6
+// extension headers), and the ports of TCP, UDP, SCTP and UDP-Lite, or the
+// type (SrcPort) and code (DstPort) of ICMP and ICMPv6. Non-first fragments
+// carry no ports (0). It returns false for a malformed datagram, or a
+// first fragment or datagram too short for its transport ports.
+func FlowOf(pkt []byte) (Flow, bool) {
+	sp, err := packet.SplitIP(pkt)
+	if err != nil || sp.Len > len(pkt) {
+		return Flow{}, false
+	}
+	var f Flow
+	nonFirst := false
+	switch packet.Version(pkt) {
+	case 4:
+		h := packet.IPv4(pkt)
+		f.Src, f.Dst = h.Src(), h.Dst()
+		nonFirst = h.FragOffset() != 0
+	default:
+		h := packet.IPv6(pkt)
+		f.Src, f.Dst = h.Src(), h.Dst()
+		if sp.Fragment {
+			// SplitIP stops in front of the fragment header's payload; the
+			// fragment offset is in the fragment header itself.
+			off := fragHeaderOffset(pkt, sp)
+			if off < 0 {
+				return Flow{}, false
+			}
+			nonFirst = binary.BigEndian.Uint16(pkt[off+2:])&0xfff8 != 0
+		}
+	}
+	f.Proto = sp.Proto
+	if nonFirst {
+		return f, true
+	}
+	l4 := pkt[sp.HdrLen:sp.Len]
+	switch f.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP, 132, 136:
+		if len(l4) < 4 {
+			return Flow{}, false
+		}
+		f.SrcPort = binary.BigEndian.Uint16(l4[0:])
+		f.DstPort = binary.BigEndian.Uint16(l4[2:])
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		if len(l4) < 2 {
+			return Flow{}, false
+		}
+		f.SrcPort, f.DstPort = uint16(l4[0]), uint16(l4[1])
+	}
+	return f, true
+}
+
+// fragHeaderOffset finds the IPv6 fragment header in front of sp.HdrLen, or
+// returns -1.
+func fragHeaderOffset(pkt []byte, sp packet.Split) int {
+	next := pkt[6]
+	off := packet.IPv6Len
+	for off < sp.HdrLen {
+		if next == packet.ProtoFragment {
+			if off+8 > len(pkt) {
+				return -1
+			}
+			return off
+		}
+		if off+2 > len(pkt) {
+			return -1
+		}
+		l := (int(pkt[off+1]) + 1) * 8
+		next = pkt[off]
+		off += l
+	}
+	return -1
+}

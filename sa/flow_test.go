@@ -1,0 +1,73 @@
+package sa
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/secnic/secnic/internal/packet"
+)
+
+func ipv4Pkt(proto uint8, frag uint16, l4 []byte) []byte {
+	b := make([]byte, 20+len(l4))
+	packet.WriteIPv4(b, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), proto, len(b), 0, 64, false, 1)
+	binary.BigEndian.PutUint16(b[6:], frag)
+	packet.IPv4(b).UpdateChecksum()
+	copy(b[20:], l4)
+	return b
+}
+
+func ipv6Pkt(next uint8, ext []byte, l4 []byte) []byte {
+	b := make([]byte, 40+len(ext)+len(l4))
+	packet.WriteIPv6(b, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), next, len(ext)+len(l4), 0, 64)
+	copy(b[40:], ext)
+	copy(b[40+len(ext):], l4)
+	return b
+}
+
+func TestFlowOf(t *testing.T) {
+	ports := []byte{0x30, 0x39, 0x01, 0xbb, 0, 0, 0, 0} // 12345 -> 443
+	v4a, v4b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	fragHdr := func(next uint8, off uint16) []byte {
+		h := []byte{next, 0, 0, 0, 0, 0, 0, 1}
+		binary.BigEndian.PutUint16(h[2:], off<<3)
+		return h
+	}
+	hbh := []byte{packet.ProtoTCP, 0, 1, 4, 0, 0, 0, 0}
+	cases := []struct {
+		name string
+		pkt  []byte
+		want Flow
+		ok   bool
+	}{
+		{"v4 tcp", ipv4Pkt(6, 0, ports), Flow{v4a, v4b, 6, 12345, 443}, true},
+		{"v4 udp", ipv4Pkt(17, 0, ports), Flow{v4a, v4b, 17, 12345, 443}, true},
+		{"v4 sctp", ipv4Pkt(132, 0, ports), Flow{v4a, v4b, 132, 12345, 443}, true},
+		{"v4 icmp echo", ipv4Pkt(1, 0, []byte{8, 0, 0, 0}), Flow{v4a, v4b, 1, 8, 0}, true},
+		{"v4 gre no ports", ipv4Pkt(47, 0, ports), Flow{v4a, v4b, 47, 0, 0}, true},
+		{"v4 first fragment", ipv4Pkt(6, 0x2000, ports), Flow{v4a, v4b, 6, 12345, 443}, true},
+		{"v4 later fragment", ipv4Pkt(6, 0x0010, ports), Flow{v4a, v4b, 6, 0, 0}, true},
+		{"v4 truncated tcp", ipv4Pkt(6, 0, ports[:3]), Flow{}, false},
+		{"v6 udp", ipv6Pkt(17, nil, ports), Flow{v6a, v6b, 17, 12345, 443}, true},
+		{"v6 hop-by-hop then tcp", ipv6Pkt(0, hbh, ports), Flow{v6a, v6b, 6, 12345, 443}, true},
+		{"v6 icmpv6", ipv6Pkt(58, nil, []byte{128, 0, 0, 0}), Flow{v6a, v6b, 58, 128, 0}, true},
+		{"v6 first fragment", ipv6Pkt(44, fragHdr(17, 0), ports), Flow{v6a, v6b, 17, 12345, 443}, true},
+		{"v6 later fragment", ipv6Pkt(44, fragHdr(17, 100), ports), Flow{v6a, v6b, 17, 0, 0}, true},
+		{"empty", nil, Flow{}, false},
+		{"garbage", []byte{0x45, 1, 2}, Flow{}, false},
+		{"v6 short", ipv6Pkt(17, nil, nil)[:30], Flow{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := FlowOf(c.pkt)
+			if ok != c.ok || got != c.want {
+				t.Fatalf("FlowOf = %+v, %v; want %+v, %v", got, ok, c.want, c.ok)
+			}
+		})
+	}
+	p := ipv4Pkt(6, 0, ports)
+	if allocs := testing.AllocsPerRun(1000, func() { FlowOf(p) }); allocs != 0 {
+		t.Errorf("FlowOf allocates %.1f times per call", allocs)
+	}
+}

@@ -1,0 +1,75 @@
+package sa
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/secnic/secnic/capabilities"
+)
+
+// testKey returns n bytes of recognizable key material.
+func testKey(n int, seed byte) Key {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i)
+	}
+	return KeyOf(b)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newManager(t testing.TB, profile string) *capabilities.Manager {
+	t.Helper()
+	m, err := capabilities.NewManagerFromConfig(capabilities.Config{Profile: profile})
+	if err != nil {
+		t.Fatalf("manager for profile %q: %v", profile, err)
+	}
+	return m
+}
+
+func newTable(t testing.TB, profile string) *Table {
+	t.Helper()
+	tb, err := NewTable(TableConfig{Caps: newManager(t, profile), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tb.Close)
+	return tb
+}
+
+// gcmSpec is a valid inbound ESP AES-GCM-128 transport bundle.
+func gcmSpec(name string, spi uint32, dst string) BundleSpec {
+	return BundleSpec{
+		Name: name, Dir: "in", Src: "192.0.2.1", Dst: dst,
+		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: testKey(20, byte(spi))},
+	}
+}
+
+func cbcSpec(name, dir string, spi uint32) BundleSpec {
+	return BundleSpec{
+		Name: name, Dir: dir, Src: "192.0.2.1", Dst: "192.0.2.2",
+		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-cbc-128", Auth: "hmac-sha256-128", EncKey: testKey(16, 1), AuthKey: testKey(32, 2)},
+	}
+}
+
+// drain returns the events waiting on sub.
+func drain(sub *Subscription) []Event {
+	var out []Event
+	for {
+		select {
+		case e := <-sub.C:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func types(es []Event) []EventType {
+	out := make([]EventType, len(es))
+	for i, e := range es {
+		out[i] = e.Type
+	}
+	return out
+}

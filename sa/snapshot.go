@@ -1,0 +1,411 @@
+package sa
+
+import (
+	"maps"
+	"net/netip"
+	"sort"
+)
+
+// The read path
+//
+// The table publishes an immutable *Snapshot through an atomic pointer after
+// every change (RCU style). Readers load it once per batch and never lock.
+//
+// Copying whole maps on every change would make adding the n-th SA cost
+// O(n). Instead every index is a cowMap: 4096 shards, each an ordinary Go
+// map, chosen by the top bits of a 64-bit mix of the key, reached through a
+// 64x64 tree of pointer arrays. A change copies the root array, the leaf
+// array and the shard it touches (two arrays of 64 pointers plus one small
+// map); a batch (several bundles in one request, a reconcile) copies each
+// of them once. With a million SAs a shard holds about 250 entries, so a
+// single add copies about 250 map entries.
+//
+// Inbound SAs: LookupIn hashes (SPI, protocol, destination) into the exact
+// index, then, if nothing is there, (SPI, protocol) into the wildcard index
+// of SAs whose destination is the NDIS wildcard (zero). Both are O(1): one
+// mix, one shard load, one Go map lookup, no allocation.
+//
+// Policies: each direction has a classifier. A policy's selector has a
+// shape: the address family, the source and destination prefix lengths
+// (or "any"), and whether protocol, source port and destination port are
+// wildcards. Policies are stored in one sharded hash map per direction,
+// keyed by (shape, masked source, masked destination, protocol, ports) with
+// the wildcard fields zeroed; for each key the map holds the best policy
+// (lowest priority value, then lowest ID). A lookup walks the distinct
+// shapes, sorted by the best priority they hold, masks the flow to each
+// shape and does one map lookup; it stops as soon as the next shape's best
+// priority cannot beat the match found. The cost is O(S) hash lookups where
+// S is the number of distinct shapes in use (typically a handful: host
+// pairs, a few subnets, a default), independent of the number of policies;
+// a million host-to-host policies are one shape and one lookup. The worst
+// case, every prefix-length pair in use, is bounded by 33x33x8 shapes for
+// IPv4 and 129x129x8 for IPv6.
+
+const (
+	shardBits = 12
+	nShards   = 1 << shardBits
+)
+
+// mix64 is the splitmix64 finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func addrHash(a netip.Addr) uint64 {
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 | uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	return mix64(hi ^ mix64(lo))
+}
+
+// The shards form a two-level tree (64 leaves of 64 maps), so that a change
+// copies 64 pointers at each level rather than all 4096.
+const (
+	leafBits = 6
+	nLeaves  = 1 << (shardBits - leafBits)
+	leafSize = 1 << leafBits
+)
+
+type leaf[K comparable, V any] [leafSize]map[K]V
+
+type shardTree[K comparable, V any] [nLeaves]*leaf[K, V]
+
+// cowMap is an immutable sharded map; see the comment above.
+type cowMap[K comparable, V any] struct {
+	root *shardTree[K, V] // nil when empty
+	n    int
+}
+
+func shardOf(h uint64) uint64 { return h >> (64 - shardBits) }
+
+func (m *cowMap[K, V]) get(h uint64, k K) (V, bool) {
+	var zero V
+	if m.root == nil {
+		return zero, false
+	}
+	i := shardOf(h)
+	l := m.root[i>>leafBits]
+	if l == nil {
+		return zero, false
+	}
+	v, ok := l[i&(leafSize-1)][k]
+	return v, ok
+}
+
+// each calls fn for every entry until fn returns false.
+func (m *cowMap[K, V]) each(fn func(K, V) bool) {
+	if m.root == nil {
+		return
+	}
+	for _, l := range m.root {
+		if l == nil {
+			continue
+		}
+		for _, s := range l {
+			for k, v := range s {
+				if !fn(k, v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// cowWriter changes a cowMap of a snapshot under construction, copying the
+// root, each leaf and each shard at most once.
+type cowWriter[K comparable, V any] struct {
+	m         *cowMap[K, V]
+	ownRoot   bool
+	ownLeaves uint64
+	ownShards [nShards / 64]uint64
+}
+
+func (w *cowWriter[K, V]) init(m *cowMap[K, V]) {
+	*w = cowWriter[K, V]{m: m}
+}
+
+func (w *cowWriter[K, V]) shard(h uint64) map[K]V {
+	if !w.ownRoot {
+		n := new(shardTree[K, V])
+		if w.m.root != nil {
+			*n = *w.m.root
+		}
+		w.m.root = n
+		w.ownRoot = true
+	}
+	i := shardOf(h)
+	li := i >> leafBits
+	if w.ownLeaves&(1<<li) == 0 {
+		w.ownLeaves |= 1 << li
+		n := new(leaf[K, V])
+		if old := w.m.root[li]; old != nil {
+			*n = *old
+		}
+		w.m.root[li] = n
+	}
+	l := w.m.root[li]
+	si := i & (leafSize - 1)
+	if w.ownShards[i/64]&(1<<(i%64)) == 0 {
+		w.ownShards[i/64] |= 1 << (i % 64)
+		old := l[si]
+		n := make(map[K]V, len(old)+1)
+		maps.Copy(n, old)
+		l[si] = n
+	}
+	return l[si]
+}
+
+func (w *cowWriter[K, V]) set(h uint64, k K, v V) {
+	s := w.shard(h)
+	if _, ok := s[k]; !ok {
+		w.m.n++
+	}
+	s[k] = v
+}
+
+func (w *cowWriter[K, V]) del(h uint64, k K) {
+	if _, ok := w.m.get(h, k); !ok {
+		return
+	}
+	s := w.shard(h)
+	delete(s, k)
+	w.m.n--
+}
+
+// inKey indexes inbound SAs with a destination.
+type inKey struct {
+	spi   uint32
+	proto Protocol
+	dst   netip.Addr
+}
+
+func (k inKey) hash() uint64 { return mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
+
+// wildKey indexes inbound SAs whose destination is the wildcard.
+type wildKey struct {
+	spi   uint32
+	proto Protocol
+}
+
+func (k wildKey) hash() uint64 { return mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
+
+func handleHash(h Handle) uint64 { return mix64(uint64(h)) }
+
+type saRef struct {
+	sa *SA
+	b  *Bundle
+}
+
+// polKey is a policy's selector with the wildcard fields zeroed, tagged
+// with its shape.
+type polKey struct {
+	shape            uint32
+	proto            uint8
+	srcPort, dstPort uint16
+	src, dst         netip.Addr
+}
+
+func (k *polKey) hash() uint64 {
+	h := uint64(k.shape)<<40 ^ uint64(k.proto)<<32 ^ uint64(k.srcPort)<<16 ^ uint64(k.dstPort)
+	return mix64(h ^ addrHash(k.src) ^ mix64(addrHash(k.dst)))
+}
+
+// shapeDesc is the shape of a selector (see the comment at the top).
+type shapeDesc struct {
+	fam              uint8 // 0 any, 4, 6
+	srcBits, dstBits int16 // -1 any
+	proto            bool  // protocol is matched (not a wildcard)
+	srcPort, dstPort bool
+}
+
+func shapeOf(s Selector) shapeDesc {
+	d := shapeDesc{srcBits: -1, dstBits: -1, proto: s.Proto != 0, srcPort: s.SrcPort != 0, dstPort: s.DstPort != 0}
+	if s.Src.IsValid() {
+		d.srcBits = int16(s.Src.Bits())
+		d.fam = famOf(s.Src.Addr())
+	}
+	if s.Dst.IsValid() {
+		d.dstBits = int16(s.Dst.Bits())
+		d.fam = famOf(s.Dst.Addr())
+	}
+	return d
+}
+
+func famOf(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// shape is a shape in use, as the snapshot sees it.
+type shape struct {
+	shapeDesc
+	id      uint32
+	minPrio int
+}
+
+func keyOf(id uint32, s Selector) polKey {
+	k := polKey{shape: id, proto: s.Proto, srcPort: s.SrcPort, dstPort: s.DstPort}
+	if s.Src.IsValid() {
+		k.src = s.Src.Addr()
+	}
+	if s.Dst.IsValid() {
+		k.dst = s.Dst.Addr()
+	}
+	return k
+}
+
+func maskAddr(a netip.Addr, bits int16) netip.Addr {
+	p, err := a.Prefix(int(bits))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return p.Addr()
+}
+
+// classifier is one direction's policy index.
+type classifier struct {
+	shapes []shape // sorted by minPrio; replaced, never changed in place
+	m      cowMap[polKey, *Resolved]
+}
+
+func better(a, b *Policy) bool {
+	if a.Priority != b.Priority {
+		return a.Priority < b.Priority
+	}
+	return a.ID < b.ID
+}
+
+func (c *classifier) match(f *Flow) *Resolved {
+	fam := uint8(6)
+	if f.Src.Is4() {
+		fam = 4
+	}
+	var best *Resolved
+	for i := range c.shapes {
+		sh := &c.shapes[i]
+		if best != nil && sh.minPrio > best.Policy.Priority {
+			break
+		}
+		if sh.fam != 0 && sh.fam != fam {
+			continue
+		}
+		k := polKey{shape: sh.id}
+		if sh.srcBits >= 0 {
+			k.src = maskAddr(f.Src, sh.srcBits)
+		}
+		if sh.dstBits >= 0 {
+			k.dst = maskAddr(f.Dst, sh.dstBits)
+		}
+		if sh.proto {
+			k.proto = f.Proto
+		}
+		if sh.srcPort {
+			k.srcPort = f.SrcPort
+		}
+		if sh.dstPort {
+			k.dstPort = f.DstPort
+		}
+		if r, ok := c.m.get(k.hash(), k); ok && (best == nil || better(r.Policy, best.Policy)) {
+			best = r
+		}
+	}
+	return best
+}
+
+func sortShapes(s []shape) {
+	sort.Slice(s, func(i, j int) bool {
+		if s[i].minPrio != s[j].minPrio {
+			return s[i].minPrio < s[j].minPrio
+		}
+		return s[i].id < s[j].id
+	})
+}
+
+// Snapshot is an immutable view of the SA table for the datapath. All its
+// methods are lock-free, safe for concurrent use, and allocate nothing.
+type Snapshot struct {
+	gen     uint64
+	inExact cowMap[inKey, saRef]
+	inWild  cowMap[wildKey, saRef]
+	bundles cowMap[Handle, *Bundle]
+	pol     [2]classifier // [0] inbound, [1] outbound
+}
+
+// Gen returns the snapshot's generation; it grows with every change.
+func (s *Snapshot) Gen() uint64 { return s.gen }
+
+// Len returns the number of bundles.
+func (s *Snapshot) Len() int { return s.bundles.n }
+
+// LookupIn finds the inbound SA for a received packet by (protocol, SPI,
+// destination) in O(1): an SA for that destination, else one whose
+// destination is the wildcard. It returns nil, nil if there is none
+// (XfrmInNoStates).
+func (s *Snapshot) LookupIn(proto Protocol, spi uint32, dst netip.Addr) (*SA, *Bundle) {
+	k := inKey{spi: spi, proto: proto, dst: dst}
+	if r, ok := s.inExact.get(k.hash(), k); ok {
+		return r.sa, r.b
+	}
+	w := wildKey{spi: spi, proto: proto}
+	if r, ok := s.inWild.get(w.hash(), w); ok {
+		return r.sa, r.b
+	}
+	return nil, nil
+}
+
+// Bundle returns the bundle with handle h, or nil (NDIS: the OffloadHandle
+// of a send NET_BUFFER_LIST; unknown handle = NDIS_STATUS_FAILURE).
+func (s *Snapshot) Bundle(h Handle) *Bundle {
+	b, _ := s.bundles.get(handleHash(h), h)
+	return b
+}
+
+// MatchOut returns the outbound policy for flow f, or nil if no policy
+// matches (the NIC's default action applies).
+func (s *Snapshot) MatchOut(f Flow) *Resolved { return s.pol[1].match(&f) }
+
+// MatchIn returns the inbound policy for flow f (the decapsulated packet,
+// for the RFC 4301 selector check, or an unprotected packet), or nil.
+func (s *Snapshot) MatchIn(f Flow) *Resolved { return s.pol[0].match(&f) }
+
+// Match is MatchIn or MatchOut by direction.
+func (s *Snapshot) Match(d Direction, f Flow) *Resolved {
+	if d == In {
+		return s.pol[0].match(&f)
+	}
+	return s.pol[1].match(&f)
+}
+
+// EachBundle calls fn for every bundle until it returns false.
+func (s *Snapshot) EachBundle(fn func(*Bundle) bool) {
+	s.bundles.each(func(_ Handle, b *Bundle) bool { return fn(b) })
+}
+
+// Allows reports whether an inbound Resolved accepts packets that arrived
+// through bundle b (the RFC 4301 inbound selector check: a Protect policy
+// that lists b).
+func (r *Resolved) Allows(b *Bundle) bool {
+	if r == nil || r.Action != Protect || b == nil {
+		return false
+	}
+	for _, x := range r.Bundles {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+func dirIndex(d Direction) int {
+	if d == In {
+		return 0
+	}
+	return 1
+}
