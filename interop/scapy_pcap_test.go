@@ -29,7 +29,6 @@ func TestScapyThroughPcapTool(t *testing.T) {
 		mode   string
 		outer6 bool
 		inner6 bool
-		esn    bool
 		udp    bool
 	}
 	shapes := []shape{

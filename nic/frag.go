@@ -49,18 +49,6 @@ func (s *spares) get() *packet.Buf {
 
 func (s *spares) reset() { s.next = 0 }
 
-// fragCount returns how many fragments a datagram of total bytes with an
-// unfragmentable part of hdr bytes (IPv6: plus the 8-byte fragment header)
-// needs at the given MTU.
-func fragCount(total, hdr, mtu int) int {
-	chunk := (mtu - hdr) &^ 7
-	if chunk <= 0 {
-		return 0
-	}
-	data := total - hdr
-	return (data + chunk - 1) / chunk
-}
-
 // fragment4 splits the IPv4 datagram in p into fragments of at most mtu
 // bytes: p keeps the first fragment, the others are taken from sp and
 // appended to out. It refragments fragments correctly (offsets add up, the

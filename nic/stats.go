@@ -101,14 +101,13 @@ type loopCounters struct {
 	bypassed  uint64Counter // sent or delivered without IPsec
 	drops     [numDrops]uint64Counter
 
-	keepalives   uint64Counter // rx: NAT-keepalives absorbed
-	ike          uint64Counter // rx: non-ESP-marker packets passed to the host
-	fragsOut     uint64Counter // tx: fragments created
-	fragsIn      uint64Counter // rx: fragments received
-	reassembled  uint64Counter // rx: datagrams reassembled
-	icmp         uint64Counter // tx: ICMP too-big messages sent to the host
-	writeBatches uint64Counter
-	_            [64]byte
+	keepalives  uint64Counter // rx: NAT-keepalives absorbed
+	ike         uint64Counter // rx: non-ESP-marker packets passed to the host
+	fragsOut    uint64Counter // tx: fragments created
+	fragsIn     uint64Counter // rx: fragments received
+	reassembled uint64Counter // rx: datagrams reassembled
+	icmp        uint64Counter // tx: ICMP too-big messages sent to the host
+	_           [64]byte
 }
 
 func (c *loopCounters) drop(d dropReason) { c.drops[d].Add(1) }
