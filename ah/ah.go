@@ -178,7 +178,7 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 	clear(h[HeaderLen:])
 	if mode == sa.Transport {
 		pkt[sp.NextOff] = packet.ProtoAH
-		fixLength(pkt)
+		packet.SetLength(pkt)
 	} else {
 		// As for ESP, the IPv4 ID is the low half of the sequence number:
 		// unique among the SA's recent datagrams (RFC 6864).
@@ -198,18 +198,6 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 		return sa.OutStateExpired
 	}
 	return sa.ReasonNone
-}
-
-// fixLength sets the IP length field of pkt to len(pkt) and recomputes the
-// IPv4 header checksum.
-func fixLength(pkt []byte) {
-	if packet.Version(pkt) == 4 {
-		h := packet.IPv4(pkt)
-		h.SetTotalLen(len(pkt))
-		h.UpdateChecksum()
-	} else {
-		packet.IPv6(pkt).SetPayloadLen(len(pkt) - packet.IPv6Len)
-	}
 }
 
 // Decap verifies the AH datagram in p with the inbound SA s (found by the
@@ -337,7 +325,7 @@ func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 	copy(pkt[ahLen:ahLen+ahOff], pkt[:ahOff])
 	p.Off += ahLen
 	p.Len = len(pkt) - ahLen
-	fixLength(p.Bytes())
+	packet.SetLength(p.Bytes())
 	return sa.ReasonNone
 }
 

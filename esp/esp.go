@@ -189,7 +189,7 @@ func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	}
 	if s.Mode == sa.Transport {
 		pkt[sp.NextOff] = proto
-		fixLength(pkt, hdrLen)
+		packet.SetLength(pkt)
 	} else {
 		// The IPv4 ID only needs to be unique among this SA's recent
 		// datagrams (RFC 6864); the sequence number's low bits are.
@@ -211,18 +211,6 @@ func checksumOrFFFF(c uint16) uint16 {
 		return 0xffff
 	}
 	return c
-}
-
-// fixLength sets the IP length fields of pkt (header length hdrLen) to
-// len(pkt) and recomputes the IPv4 header checksum.
-func fixLength(pkt []byte, hdrLen int) {
-	if packet.Version(pkt) == 4 {
-		h := packet.IPv4(pkt)
-		h.SetTotalLen(len(pkt))
-		h.UpdateChecksum()
-	} else {
-		packet.IPv6(pkt).SetPayloadLen(len(pkt) - packet.IPv6Len)
-	}
 }
 
 // Decap verifies and decrypts the ESP datagram in p with the inbound SA s
@@ -339,7 +327,7 @@ func decap(s *sa.SA, p *packet.Buf) sa.Reason {
 	p.Off += shift
 	p.Len = hdrLen + dataLen
 	out := p.Bytes()
-	fixLength(out, hdrLen)
+	packet.SetLength(out)
 	if s.Encap != nil {
 		fixTransportChecksum(out, hdrLen, next)
 	}

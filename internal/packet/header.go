@@ -51,6 +51,18 @@ func WholeDatagram(b []byte) bool {
 	return false
 }
 
+// SetLength sets the IP length field of the datagram pkt to len(pkt) (IPv4
+// total length, with the header checksum recomputed, or IPv6 payload length).
+func SetLength(pkt []byte) {
+	if Version(pkt) == 4 {
+		h := IPv4(pkt)
+		h.SetTotalLen(len(pkt))
+		h.UpdateChecksum()
+		return
+	}
+	IPv6(pkt).SetPayloadLen(len(pkt) - IPv6Len)
+}
+
 // IPv4 is a zero-copy view of an IPv4 header. The caller checks the length
 // (see ValidIPv4) before using the accessors.
 type IPv4 []byte
