@@ -1,7 +1,6 @@
 package sa
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -80,33 +79,17 @@ func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
 		x.commit()
 	}
 	t.mu.Unlock()
-	var first error
-	var msgs []string
+	errs := make([]*error, len(res))
+	for i := range res {
+		errs[i] = &res[i].Err
+	}
+	_, err := batchOutcome(errs, ok, "policies", "no policy was added")
 	for i := range res {
 		if e := res[i].Err; e != nil {
-			if len(specs) > 1 {
-				e = wrapField(fmt.Sprintf("policies[%d]", i), e)
-				res[i].Err = e
-			}
 			res[i].Error, res[i].Code = e.Error(), ErrorCode(e)
-			if first == nil {
-				first = e
-			}
-			msgs = append(msgs, e.Error())
 		}
 	}
-	if ok == 0 {
-		if len(specs) == 1 {
-			return res, first
-		}
-		var kind error = ErrInvalid
-		var e *Error
-		if errors.As(first, &e) {
-			kind = e.Kind
-		}
-		return res, &Error{Kind: kind, Msg: "no policy was added: " + strings.Join(msgs, "; "), Err: first}
-	}
-	return res, nil
+	return res, err
 }
 
 // refLocked finds the bundle a policy reference names.

@@ -365,36 +365,56 @@ func (t *Table) addBundles(specs []BundleSpec, origin string) ([]AddResult, erro
 	}
 	t.mu.Unlock()
 
-	var first error
-	var msgs []string
+	errs := make([]*error, len(res))
+	for i := range res {
+		errs[i] = &res[i].Err
+	}
+	failed, err := batchOutcome(errs, ok, "sas", "no bundle was offloaded")
 	for i := range res {
 		if e := res[i].Err; e != nil {
-			if len(specs) > 1 {
-				e = wrapField(fmt.Sprintf("sas[%d]", i), e)
-				res[i].Err = e
-			}
 			res[i].Error, res[i].Code = e.Error(), ErrorCode(e)
-			if first == nil {
-				first = e
-			}
-			msgs = append(msgs, e.Error())
 		}
 	}
-	if ok == 0 {
-		if len(specs) == 1 {
-			return res, first
-		}
-		var kind error = ErrInvalid
-		var e *Error
-		if errors.As(first, &e) {
-			kind = e.Kind
-		}
-		return res, &Error{Kind: kind, Msg: "no bundle was offloaded: " + strings.Join(msgs, "; "), Err: first}
+	if err == nil && failed > 0 {
+		t.log.Info("SA add request partly failed", "offloaded", ok, "failed", failed)
 	}
-	if len(msgs) > 0 {
-		t.log.Info("SA add request partly failed", "offloaded", ok, "failed", len(msgs))
+	return res, err
+}
+
+// batchOutcome finishes a request of several entries (NDIS semantics: it
+// succeeds if any entry did). It labels each entry's error with its index
+// (prefix[i]) when there are several, and returns how many failed and the
+// request's error: nil if ok > 0, else the single entry's error or one that
+// names them all, of the first error's kind.
+func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
+	var first error
+	var msgs []string
+	for i, ep := range errs {
+		e := *ep
+		if e == nil {
+			continue
+		}
+		if len(errs) > 1 {
+			e = wrapField(fmt.Sprintf("%s[%d]", prefix, i), e)
+			*ep = e
+		}
+		if first == nil {
+			first = e
+		}
+		msgs = append(msgs, e.Error())
 	}
-	return res, nil
+	if ok > 0 {
+		return len(msgs), nil
+	}
+	if len(errs) == 1 {
+		return len(msgs), first
+	}
+	var kind error = ErrInvalid
+	var e *Error
+	if errors.As(first, &e) {
+		kind = e.Kind
+	}
+	return len(msgs), &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
 }
 
 // addLocked validates p against the table and the capabilities and inserts
