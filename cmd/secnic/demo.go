@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -97,6 +99,12 @@ func parseSize(s string) (int64, error) {
 }
 
 func runDemo(ctx context.Context, a *app, o demoOptions) (err error) {
+	// Whatever happens to the terminal, clean up: a closed pipe (secnic
+	// demo | head) makes writes fail instead of killing the process, and
+	// a hangup stops the demo like Ctrl-C does.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	w := a.out
 	level := slog.LevelWarn
 	if o.verbose {
@@ -144,6 +152,11 @@ func runDemo(ctx context.Context, a *app, o demoOptions) (err error) {
 			lab.Pair.A.Name, lab.Pair.B.Name)
 	}
 	defer cleanup()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = errors.New("demo interrupted")
+		}
+	}()
 
 	for _, side := range []string{"a", "b"} {
 		ns, d := lab.Side(side), lab.Daemon(side)
