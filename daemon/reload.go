@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/secnic/secnic/capabilities"
@@ -144,7 +143,8 @@ func (d *Daemon) keyReuse(next sa.State) []string {
 		if err != nil || n.Dir != "out" {
 			continue
 		}
-		if old, ok := current[n.Name]; ok && specEqual(old, n) {
+		old, replacing := current[n.Name]
+		if replacing && specEqual(old, n) {
 			continue // unchanged: not touched
 		}
 		for _, s := range []*sa.SASpec{n.ESP, n.AH} {
@@ -155,12 +155,34 @@ func (d *Daemon) keyReuse(next sa.State) []string {
 			if len(k) == 0 {
 				continue
 			}
-			if slices.ContainsFunc(inUse, func(u []byte) bool { return bytes.Equal(u, k) }) {
+			uses := 0
+			for _, u := range inUse {
+				if bytes.Equal(u, k) {
+					uses++
+				}
+			}
+			if replacing && uses == 1 {
+				// The bundle it replaces holds these keys: the table
+				// carries that SA's sequence number over (sa.Reconcile),
+				// so no nonce repeats.
+				if os := oldSA(old, n, s); os != nil && bytes.Equal(keyOf(os), k) {
+					continue
+				}
+			}
+			if uses > 0 {
 				problems = append(problems, fmt.Sprintf("sas[%d] (%q): its %s keys are those of an outbound SA in use; changing or re-creating an outbound SA restarts its sequence numbers, so with the same keys it would repeat nonces: give it new keys (and a new SPI)", i, b.Name, protoOf(n, s)))
 			}
 		}
 	}
 	return problems
+}
+
+// oldSA returns the SA of the old bundle spec that plays the role s plays in n.
+func oldSA(old, n sa.BundleSpec, s *sa.SASpec) *sa.SASpec {
+	if s == n.AH {
+		return old.AH
+	}
+	return old.ESP
 }
 
 func protoOf(b sa.BundleSpec, s *sa.SASpec) string {

@@ -97,8 +97,11 @@ func TestReload(t *testing.T) {
 			c = strings.Replace(c, "name: out1", "name: out1b", 1)
 			return strings.Replace(c, "bundles: [out1]", "bundles: [out1b]", 1)
 		}, wantErr: "new keys"},
-		{name: "key-reuse-on-change", next: func(c string) string { return strings.Replace(c, "spi: 0x1001,", "spi: 0x1009,", 1) },
-			wantErr: "repeat nonces"},
+		// Changing an outbound bundle but keeping its keys is allowed: the
+		// table carries its sequence number over, so no nonce repeats
+		// (sa.TestReconcileKeepsSequenceUnderSameKeys).
+		{name: "keys-kept-on-change", next: func(c string) string { return strings.Replace(c, "spi: 0x1001,", "spi: 0x1009,", 1) },
+			replaced: []string{"out1"}, unchanged: []string{"in1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,6 +167,14 @@ func TestReload(t *testing.T) {
 				slices.Sort(c.got)
 				if !slices.Equal(c.got, c.want) {
 					t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
+				}
+			}
+			// A replacement under the same keys goes on from the old
+			// sequence number (1), so the next packet does not reuse nonce 1.
+			if tc.name == "keys-kept-on-change" {
+				bi, err := d.Table().Get("out1", false)
+				if err != nil || bi.SAs[0].Seq != 1 {
+					t.Errorf("replaced out1 with the same keys restarted its sequence: %+v, %v", bi.SAs, err)
 				}
 			}
 			// Unchanged bundles kept their state: out1's sequence number

@@ -196,3 +196,41 @@ policies:
 		t.Error("typo in a field name accepted")
 	}
 }
+
+// TestReconcileKeepsSequenceUnderSameKeys: a replaced outbound bundle whose
+// keys did not change goes on from the old sequence number (counter-mode
+// IVs are the sequence number; restarting would repeat nonces), while one
+// with new keys starts afresh.
+func TestReconcileKeepsSequenceUnderSameKeys(t *testing.T) {
+	tb := newTable(t, "full")
+	same := cbcSpec("same", "out", 0x2000)
+	rekeyed := cbcSpec("rekeyed", "out", 0x2001)
+	if _, err := tb.Reconcile(State{SAs: []BundleSpec{same, rekeyed}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"same", "rekeyed"} {
+		h, _ := tb.Resolve(name)
+		s := tb.Snapshot().Bundle(h).ESP
+		for range 5 {
+			if _, err := s.NextSeq(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	same2 := same.Clone()
+	same2.Lifetime.Hard.Packets = 1 << 40 // a change that replaces the bundle but keeps its keys
+	rekeyed2 := rekeyed.Clone()
+	rekeyed2.ESP.EncKey = testKey(16, 0x5a)
+	sum, err := tb.Reconcile(State{SAs: []BundleSpec{same2, rekeyed2}})
+	if err != nil || len(sum.SAs.Replaced) != 2 {
+		t.Fatalf("reload: %+v (failed: %+v), %v", sum, sum.Failed, err)
+	}
+	hs, _ := tb.Resolve("same")
+	hr, _ := tb.Resolve("rekeyed")
+	if got := tb.Snapshot().Bundle(hs).ESP.LastSeq(); got != 5 {
+		t.Errorf("same keys: sequence restarted at %d, want it to go on from 5", got)
+	}
+	if got := tb.Snapshot().Bundle(hr).ESP.LastSeq(); got != 0 {
+		t.Errorf("new keys: sequence %d, want a fresh start", got)
+	}
+}
