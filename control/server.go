@@ -156,14 +156,19 @@ func Listen(path string) (net.Listener, error) {
 // Serve serves the API on l until Shutdown; it then returns
 // http.ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
+	return s.httpServer().Serve(l)
+}
+
+// httpServer returns the server's http.Server, creating it on first use,
+// so that a Shutdown before Serve makes Serve return at once.
+func (s *Server) httpServer() *http.Server {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.srv == nil {
 		s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		s.srv.RegisterOnShutdown(s.stopStreams)
 	}
-	srv := s.srv
-	s.mu.Unlock()
-	return srv.Serve(l)
+	return s.srv
 }
 
 // ListenAndServe is Listen followed by Serve; the socket file is removed
@@ -181,13 +186,7 @@ func (s *Server) ListenAndServe(path string) error {
 // finish (or ctx expires).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopStreams()
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	return srv.Shutdown(ctx)
+	return s.httpServer().Shutdown(ctx)
 }
 
 func (s *Server) stopStreams() { s.once.Do(func() { close(s.stop) }) }

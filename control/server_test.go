@@ -416,3 +416,35 @@ func TestAddSAsRawForms(t *testing.T) {
 		t.Errorf("results lack indexes: %s", buf.String())
 	}
 }
+
+// TestShutdownBeforeServe: a Shutdown that comes before Serve makes Serve
+// return at once instead of serving forever.
+func TestShutdownBeforeServe(t *testing.T) {
+	tb, err := sa.NewTable(sa.TableConfig{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	s, err := NewServer(Backend{Table: tb, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(filepath.Join(t.TempDir(), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Fatalf("Serve after Shutdown: %v, want http.ErrServerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve after Shutdown did not return")
+	}
+}
