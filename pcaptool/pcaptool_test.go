@@ -215,7 +215,7 @@ func TestPublishedVectors(t *testing.T) {
 	}
 }
 
-func roundTripFile(t *testing.T, dir string) File {
+func roundTripFile(t testing.TB, dir string) File {
 	spec := `bundles:
 - name: t1
   dir: out
