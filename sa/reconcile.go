@@ -245,48 +245,25 @@ func DecodeState(data []byte) (State, error) {
 // DecodeBundleSpecs reads bundles from YAML or JSON: one bundle object, a
 // list of bundles, or an object {"sas": [...]}. Unknown fields are errors.
 func DecodeBundleSpecs(data []byte) ([]BundleSpec, error) {
-	js, err := toJSON(data)
-	if err != nil {
-		return nil, err
-	}
-	switch firstByte(js) {
-	case '[':
-		var out []BundleSpec
-		if err := decodeJSONStrict(js, &out); err != nil {
-			return nil, err
-		}
-		return out, nil
-	case '{':
-		var probe map[string]json.RawMessage
-		if err := decodeJSONStrict(js, &probe); err != nil {
-			return nil, err
-		}
-		if raw, ok := probe["sas"]; ok && len(probe) == 1 {
-			var out []BundleSpec
-			if err := decodeJSONStrict(raw, &out); err != nil {
-				return nil, err
-			}
-			return out, nil
-		}
-		var one BundleSpec
-		if err := decodeJSONStrict(js, &one); err != nil {
-			return nil, err
-		}
-		return []BundleSpec{one}, nil
-	}
-	return nil, invalidf("", "expected a bundle object, a list of bundles, or {\"sas\": [...]}")
+	return decodeSpecs[BundleSpec](data, "sas", "a bundle object, a list of bundles")
 }
 
 // DecodePolicySpecs reads policies from YAML or JSON: one policy, a list,
 // or {"policies": [...]}.
 func DecodePolicySpecs(data []byte) ([]PolicySpec, error) {
+	return decodeSpecs[PolicySpec](data, "policies", "a policy object, a list of policies")
+}
+
+// decodeSpecs reads one T, a list of T, or {key: [T...]} from YAML or JSON,
+// strictly (unknown fields are errors).
+func decodeSpecs[T any](data []byte, key, what string) ([]T, error) {
 	js, err := toJSON(data)
 	if err != nil {
 		return nil, err
 	}
 	switch firstByte(js) {
 	case '[':
-		var out []PolicySpec
+		var out []T
 		if err := decodeJSONStrict(js, &out); err != nil {
 			return nil, err
 		}
@@ -296,20 +273,20 @@ func DecodePolicySpecs(data []byte) ([]PolicySpec, error) {
 		if err := decodeJSONStrict(js, &probe); err != nil {
 			return nil, err
 		}
-		if raw, ok := probe["policies"]; ok && len(probe) == 1 {
-			var out []PolicySpec
+		if raw, ok := probe[key]; ok && len(probe) == 1 {
+			var out []T
 			if err := decodeJSONStrict(raw, &out); err != nil {
 				return nil, err
 			}
 			return out, nil
 		}
-		var one PolicySpec
+		var one T
 		if err := decodeJSONStrict(js, &one); err != nil {
 			return nil, err
 		}
-		return []PolicySpec{one}, nil
+		return []T{one}, nil
 	}
-	return nil, invalidf("", "expected a policy object, a list of policies, or {\"policies\": [...]}")
+	return nil, invalidf("", "expected %s, or {%q: [...]}", what, key)
 }
 
 func firstByte(b []byte) byte {
