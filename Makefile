@@ -52,9 +52,12 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
+# The demo needs root (network namespaces, veth pairs, TUN devices): it is
+# built as the invoking user and run through sudo when that user is not root.
 demo: build
-	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: it creates network namespaces, veth pairs and TUN devices. Run: sudo make demo"; exit 1; fi
-	./$(BIN) demo
+	@if [ "$$(id -u)" = 0 ]; then ./$(BIN) demo; \
+	elif command -v sudo >/dev/null; then echo "make demo needs root; running: sudo ./$(BIN) demo"; sudo ./$(BIN) demo; \
+	else echo "make demo needs root: it creates network namespaces, veth pairs and TUN devices; run it as root"; exit 1; fi
 
 clean:
 	rm -rf bin
