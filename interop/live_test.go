@@ -5,10 +5,8 @@ package interop
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"encoding/json"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sa"
-	"github.com/secnic/secnic/tun"
 )
 
 func requireRoot(t *testing.T) {
@@ -58,16 +53,6 @@ func TestScapyLiveNIC(t *testing.T) {
 }
 
 func liveCase(t *testing.T, pair *netlab.Pair, enc, auth string, spi uint32) {
-	prof, _ := capabilities.LookupProfile("full")
-	caps, err := capabilities.NewManager(prof.Hardware, prof.Hardware)
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer table.Close()
 	secnicAddr, scapyAddr := pair.A.V4, pair.B.V4
 	keys := func() (sa.Key, sa.Key, string, string) {
 		ek := randBytes(keyLen(t, enc))
@@ -79,40 +64,18 @@ func liveCase(t *testing.T, pair *netlab.Pair, enc, auth string, spi uint32) {
 	}
 	outEK, outAK, outEKh, outAKh := keys()
 	inEK, inAK, inEKh, inAKh := keys()
-	add := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak sa.Key) {
-		if _, err := table.Add(sa.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
-			ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}); err != nil {
-			t.Fatal(err)
-		}
+	bundle := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak sa.Key) sa.BundleSpec {
+		return sa.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
+			ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}
 	}
-	add("out", "out", spi, secnicAddr, scapyAddr, outEK, outAK)
-	add("in", "in", spi+1, scapyAddr, secnicAddr, inEK, inAK)
-	for _, p := range []sa.PolicySpec{
+	l := startLinkNIC(t, pair, []sa.BundleSpec{
+		bundle("out", "out", spi, secnicAddr, scapyAddr, outEK, outAK),
+		bundle("in", "in", spi+1, scapyAddr, secnicAddr, inEK, inAK),
+	}, []sa.PolicySpec{
 		{Name: "p-out", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sa.Ref{"out"}},
 		{Name: "p-in", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sa.Ref{"in"}},
-	} {
-		if _, err := table.AddPolicy(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	host, app := tun.NewMemPair(64, 1500)
-	wire, err := nic.OpenLink(nic.LinkConfig{Interface: pair.A.Veth, NetnsPath: pair.A.Path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := nic.New(nic.Config{Name: "interop"}, table, host, wire, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		n.Close()
-	}()
+	})
+	n, app, got := l.nic, l.app, l.got
 
 	inner1, inner2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
 	var toScapy, fromScapy []string
@@ -155,21 +118,6 @@ func liveCase(t *testing.T, pair *netlab.Pair, enc, auth string, spi uint32) {
 	// scapy → NIC: scapy encrypts with the NIC's inbound keys and sends.
 	sendCase := map[string]any{"spi": spi + 1, "enc": enc, "auth": orNoneAuth(auth), "enc_key": inEKh, "auth_key": inAKh,
 		"src": scapyAddr.String(), "dst": secnicAddr.String(), "plain": fromScapy, "first_seq": 1}
-	got := make(chan []byte, 16)
-	go func() {
-		rb := [][]byte{make([]byte, 2048)}
-		sizes := []int{0}
-		for {
-			k, err := app.Read(rb, sizes, 0)
-			if err != nil {
-				close(got)
-				return
-			}
-			if k == 1 {
-				got <- append([]byte(nil), rb[0][:sizes[0]]...)
-			}
-		}
-	}()
 	cmd, stdout = scapyInNetns(t, pair.B.Name, sendCase, "send")
 	out, _ := stdout.ReadString('\n')
 	if err := cmd.Wait(); err != nil {

@@ -4,22 +4,17 @@ package interop
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"log/slog"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sa"
-	"github.com/secnic/secnic/tun"
 )
 
 // TestLinuxXFRM uses the Linux kernel's own IPsec (XFRM with ESP) as the
@@ -73,61 +68,16 @@ func TestLinuxXFRM(t *testing.T) {
 		}
 	}
 
-	prof, _ := capabilities.LookupProfile("full")
-	caps, err := capabilities.NewManager(prof.Hardware, prof.Hardware)
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer table.Close()
-	for _, s := range []sa.BundleSpec{
+	l := startLinkNIC(t, pair, []sa.BundleSpec{
 		{Name: "out", Dir: "out", Mode: "tunnel", Src: a.String(), Dst: b.String(), ESP: &sa.SASpec{SPI: 0x100, Enc: "aes-gcm-128", EncKey: sa.KeyOf(key)}},
 		{Name: "in", Dir: "in", Mode: "tunnel", Src: b.String(), Dst: a.String(), ESP: &sa.SASpec{SPI: 0x200, Enc: "aes-gcm-128", EncKey: sa.KeyOf(keyB)}},
-	} {
-		if _, err := table.Add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range []sa.PolicySpec{
+	}, []sa.PolicySpec{
 		{Name: "o", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sa.Ref{"out"}},
 		{Name: "i", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sa.Ref{"in"}},
-	} {
-		if _, err := table.AddPolicy(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host, app := tun.NewMemPair(64, 1500)
-	wire, err := nic.OpenLink(nic.LinkConfig{Interface: pair.A.Veth, NetnsPath: pair.A.Path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := nic.New(nic.Config{Name: "xfrm"}, table, host, wire, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done; n.Close() }()
+	})
+	n, app, got := l.nic, l.app, l.got
 
 	src, dst := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
-	got := make(chan []byte, 16)
-	go func() {
-		rb, sizes := [][]byte{make([]byte, 2048)}, []int{0}
-		for {
-			k, err := app.Read(rb, sizes, 0)
-			if err != nil {
-				close(got)
-				return
-			}
-			if k == 1 {
-				got <- append([]byte(nil), rb[0][:sizes[0]]...)
-			}
-		}
-	}()
 	for seq := uint16(1); seq <= 3; seq++ {
 		req := echo(src, dst, 8, seq, []byte("secnic and linux xfrm"))
 		if _, err := app.Write([][]byte{req}, 0); err != nil {
