@@ -210,6 +210,22 @@ func (w *ReplayWindow) winAdvanceLocked(seq uint64) {
 	}
 }
 
+// Advance moves the window forward so that Top() is at least seq, keeping
+// the history of the sequence numbers still inside it (unlike SetTop); seq
+// itself is not marked received. It does nothing if seq <= Top(). Use it on
+// a live SA, e.g. when an NDIS UPDATE_SA pushes new ESN high-order bits.
+func (w *ReplayWindow) Advance(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if seq <= w.top {
+		return
+	}
+	if w.size != 0 {
+		w.winAdvanceLocked(seq)
+	}
+	w.top = seq
+}
+
 // SetTop repositions the window so that Top() == seq and forgets which
 // sequence numbers were received: afterwards every seq' > seq, and every
 // non-zero seq' with seq-Size() < seq' <= seq (including seq itself), is

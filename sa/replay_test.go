@@ -892,3 +892,32 @@ func BenchmarkReplayRandomWithinWindow(b *testing.B) {
 		})
 	}
 }
+
+// TestReplayAdvanceKeepsHistory: Advance moves the window without
+// forgetting the numbers still inside it, so an UPDATE_SA that raises the
+// ESN high bits does not re-open the window to replays.
+func TestReplayAdvanceKeepsHistory(t *testing.T) {
+	w := replayNew(t, 64)
+	top := uint64(1)<<32 - 5
+	for s := top - 10; s <= top; s++ {
+		if !w.Accept(s) {
+			t.Fatalf("Accept(%d) = false", s)
+		}
+	}
+	w.Advance(1 << 32)
+	if w.Top() != 1<<32 {
+		t.Fatalf("Top() = %d, want 2^32", w.Top())
+	}
+	for s := top - 10; s <= top; s++ {
+		if w.Check(s) {
+			t.Fatalf("seq %d received before Advance is new again", s)
+		}
+	}
+	if !w.Check(top+1) || !w.Check(1<<32) || !w.Accept(1<<32) || w.Accept(1<<32) {
+		t.Fatal("numbers never received must be accepted once")
+	}
+	w.Advance(5) // backwards: no effect
+	if w.Top() != 1<<32 {
+		t.Fatalf("Advance moved the window back to %d", w.Top())
+	}
+}

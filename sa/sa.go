@@ -251,9 +251,9 @@ func (s *SA) UpdateSeqHigh(hi uint32) error {
 	if s.Dir == Out {
 		return s.SetSeq(uint64(hi) << 32)
 	}
-	if uint64(hi)<<32 > s.Replay.Top() {
-		s.Replay.SetTop(uint64(hi) << 32)
-	}
+	// Keep the history of what is still inside the window: a jump of the
+	// high bits must not let already received packets in again.
+	s.Replay.Advance(uint64(hi) << 32)
 	return nil
 }
 
