@@ -85,12 +85,7 @@ func Overhead(s *sa.SA, innerLen int) int {
 // p holds the protected datagram, ready for the wire. On failure it returns
 // an sa.Reason (also counted on the SA) and p must be dropped.
 func Encap(s *sa.SA, p *packet.Buf) error {
-	r := encap(s, p, s.Mode)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(encap(s, p, s.Mode))
 }
 
 // EncapTransport is Encap in transport mode whatever s.Mode says: AH goes
@@ -99,12 +94,7 @@ func Encap(s *sa.SA, p *packet.Buf) error {
 // built the outer header and the AH SA, tunnel mode like the whole bundle,
 // protects that outer header without adding one of its own.
 func EncapTransport(s *sa.SA, p *packet.Buf) error {
-	r := encap(s, p, sa.Transport)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(encap(s, p, sa.Transport))
 }
 
 func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
@@ -208,12 +198,7 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 // ICV). On failure it returns an sa.Reason (also counted on the SA) and p
 // is unchanged apart from link-layer padding past the IP length.
 func Decap(s *sa.SA, p *packet.Buf) error {
-	r := decap(s, p, s.Mode)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(decap(s, p, s.Mode))
 }
 
 // DecapTransport is Decap in transport mode whatever s.Mode says: it
@@ -221,12 +206,7 @@ func Decap(s *sa.SA, p *packet.Buf) error {
 // inbound half of EncapTransport (AH+ESP bundle in tunnel mode: AH is
 // verified on the outer header first, then ESP removes the tunnel).
 func DecapTransport(s *sa.SA, p *packet.Buf) error {
-	r := decap(s, p, sa.Transport)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(decap(s, p, sa.Transport))
 }
 
 func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {

@@ -47,12 +47,7 @@ func outerLen(s *sa.SA) int { return s.OuterLen() }
 // holds the protected datagram, ready for the wire. On failure it returns
 // an sa.Reason (also counted on the SA) and p must be dropped.
 func Encap(s *sa.SA, p *packet.Buf) error {
-	r := encap(s, p, nil)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(encap(s, p, nil))
 }
 
 // EncapWithIV is Encap with an explicit IV instead of the one the suite
@@ -60,15 +55,9 @@ func Encap(s *sa.SA, p *packet.Buf) error {
 // Never use it for live traffic: the caller must not repeat an IV under a key.
 func EncapWithIV(s *sa.SA, p *packet.Buf, iv []byte) error {
 	if len(iv) != s.Suite.IVLen() {
-		s.Stats.Drop(sa.OutError)
-		return sa.OutError
+		return s.Outcome(sa.OutError)
 	}
-	r := encap(s, p, iv)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(encap(s, p, iv))
 }
 
 func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
@@ -219,12 +208,7 @@ func checksumOrFFFF(c uint16) uint16 {
 // datagram in transport mode. On failure it returns an sa.Reason (also
 // counted on the SA); sa.InDummy marks a dummy packet, to be discarded silently.
 func Decap(s *sa.SA, p *packet.Buf) error {
-	r := decap(s, p)
-	if r != sa.ReasonNone {
-		s.Stats.Drop(r)
-		return r
-	}
-	return nil
+	return s.Outcome(decap(s, p))
 }
 
 func decap(s *sa.SA, p *packet.Buf) sa.Reason {

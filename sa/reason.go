@@ -123,6 +123,16 @@ func (r Reason) Error() string {
 	return "unknown drop reason"
 }
 
+// Outcome finishes a per-packet operation on s: a drop reason is counted on
+// the SA and returned as the error; ReasonNone returns nil.
+func (s *SA) Outcome(r Reason) error {
+	if r == ReasonNone {
+		return nil
+	}
+	s.Stats.Drop(r)
+	return r
+}
+
 // Counters are packet, byte and drop counters, updated atomically.
 type Counters struct {
 	Packets atomic.Uint64
