@@ -444,11 +444,7 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 	}()
 	res, err := s.b.Table.AddBundles(specs)
 	if err != nil {
-		status, resp := errorResponse(err)
-		if len(specs) > 1 {
-			resp.Results, _ = json.Marshal(res)
-		}
-		writeJSON(w, status, resp)
+		writeRefusal(w, err, len(specs), res)
 		return nil
 	}
 	out := AddSAsResponse{Results: res}
@@ -461,6 +457,16 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// writeRefusal answers an add request of n entries that added none: the
+// error and, when there were several entries, each entry's result.
+func writeRefusal(w http.ResponseWriter, err error, n int, results any) {
+	status, resp := errorResponse(err)
+	if n > 1 {
+		resp.Results, _ = json.Marshal(results)
+	}
+	writeJSON(w, status, resp)
 }
 
 func (s *Server) showSA(w http.ResponseWriter, r *http.Request) error {
@@ -581,11 +587,7 @@ func (s *Server) addPolicies(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := s.b.Table.AddPolicies(specs)
 	if err != nil {
-		status, resp := errorResponse(err)
-		if len(specs) > 1 {
-			resp.Results, _ = json.Marshal(res)
-		}
-		writeJSON(w, status, resp)
+		writeRefusal(w, err, len(specs), res)
 		return nil
 	}
 	out := AddPoliciesResponse{Results: res}
