@@ -137,9 +137,9 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 	if len(in)+front > packet.MaxPacket {
 		return sa.OutError
 	}
-	seq, err := s.NextSeq()
-	if err != nil {
-		return sa.OutStateSeqError
+	seq, r := s.TakeSeq()
+	if r != sa.ReasonNone {
+		return r // OutStateSeqError or OutSeqReserve
 	}
 
 	var tos uint8
@@ -270,8 +270,8 @@ func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 		return sa.InStateProtoError
 	}
 	// Window update only after the ICV verified.
-	if !s.Replay.Accept(seq) {
-		return sa.InStateSeqError
+	if r := s.AcceptSeq(seq); r != sa.ReasonNone {
+		return r
 	}
 
 	next := pkt[ahOff]

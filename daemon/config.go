@@ -57,6 +57,18 @@ type Config struct {
 	Control ControlConfig `json:"control,omitzero"`
 	// Capture configures pcap captures of the host and the wire side.
 	Capture CaptureConfig `json:"capture,omitzero"`
+	// StateDir is the state directory: the key-use ledger that keeps
+	// outbound sequence numbers and inbound replay windows across deletes,
+	// reloads and restarts (docs/reliability.md). Empty means
+	// $STATE_DIRECTORY/NAME under systemd, else /var/lib/secnic/NAME;
+	// "none" keeps that state in memory only.
+	StateDir string `json:"state_dir,omitempty"`
+	// AllowNonceReuseAcrossRestarts lets a daemon without a state
+	// directory (state_dir: none) load outbound SAs with static keys of
+	// counter-mode algorithms, whose nonces then repeat after every
+	// restart. For throwaway labs only; each such SA is logged as a
+	// warning.
+	AllowNonceReuseAcrossRestarts bool `json:"allow_nonce_reuse_across_restarts,omitempty"`
 	// State holds the "sas" and "policies" sections: the bundles and
 	// policies loaded at start and reconciled on SIGHUP. Every entry needs
 	// a name, which identifies it across reloads.
@@ -327,6 +339,15 @@ func (c *Config) validate(source string) error {
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		add("log_level", "%v", err)
+	}
+	if c.StateDir != "" && c.StateDir != StateNone && !filepath.IsAbs(c.StateDir) {
+		add("state_dir", "%q must be an absolute path, or none", c.StateDir)
+	}
+	if c.AllowNonceReuseAcrossRestarts && c.StateDir != StateNone {
+		add("allow_nonce_reuse_across_restarts", "only applies with state_dir: none (a state directory prevents the reuse)")
+	}
+	if !c.AllowNonceReuseAcrossRestarts {
+		p = append(p, c.nonceReuse()...)
 	}
 	if c.Netns != "" && !filepath.IsAbs(c.Netns) {
 		add("netns", "%q must be an absolute path, e.g. /run/netns/NAME", c.Netns)
@@ -606,6 +627,52 @@ func defaultAction(s string) (sa.Action, error) {
 }
 
 // nicName returns the NIC's name.
+// StateNone turns the state directory off (state_dir: none).
+const StateNone = "none"
+
+// DefaultStateRoot is where state directories live without systemd.
+const DefaultStateRoot = "/var/lib/secnic"
+
+// stateDir returns the state directory, or "" for state_dir: none.
+func (c *Config) stateDir() string {
+	switch c.StateDir {
+	case StateNone:
+		return ""
+	case "":
+		root := DefaultStateRoot
+		if env := os.Getenv("STATE_DIRECTORY"); env != "" {
+			// systemd's StateDirectory=; several are separated by colons.
+			root, _, _ = strings.Cut(env, ":")
+		}
+		return filepath.Join(root, c.nicName())
+	}
+	return c.StateDir
+}
+
+// counterMode reports whether an encryption algorithm derives its nonce
+// from the sequence number (so a restart under the same key repeats it).
+func counterMode(enc string) bool {
+	e := strings.ToLower(enc)
+	return strings.HasPrefix(e, "aes-gcm") || strings.HasPrefix(e, "aes-gmac") || strings.HasPrefix(e, "aes-ctr") || strings.HasPrefix(e, "chacha20")
+}
+
+// nonceReuse lists the configured outbound SAs whose static counter-mode
+// keys would repeat nonces after a restart because there is no state
+// directory.
+func (c *Config) nonceReuse() []string {
+	if c.StateDir != StateNone {
+		return nil
+	}
+	var out []string
+	for i, b := range c.SAs {
+		if !strings.EqualFold(b.Dir, "out") || b.ESP == nil || !counterMode(b.ESP.Enc) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("sas[%d] (%q): an outbound %s SA with a static key and state_dir: none repeats its nonces after every restart (sequence numbers start at 1 again); remove state_dir: none, or for a throwaway lab set allow_nonce_reuse_across_restarts: true", i, b.Name, b.ESP.Enc))
+	}
+	return out
+}
+
 func (c *Config) nicName() string {
 	if c.Name == "" {
 		return "secnic0"

@@ -10,6 +10,7 @@ import (
 )
 
 const minimal = `
+state_dir: none
 wire:
   type: memory
   cable: c1
@@ -60,12 +61,34 @@ func TestParseConfigValid(t *testing.T) {
 				t.Errorf("mtu %d", c.Host.MTU)
 			}
 		}},
+		{"static-keys-without-state-lab", minimal + "allow_nonce_reuse_across_restarts: true\n" + sasAndPolicies, func(t *testing.T, c *Config) {
+			if !c.AllowNonceReuseAcrossRestarts || len(c.nonceReuse()) != 1 {
+				t.Errorf("allow %v, reuse %v", c.AllowNonceReuseAcrossRestarts, c.nonceReuse())
+			}
+		}},
+		{"default-state-dir", "wire: {type: memory, cable: c1}\nname: n7\n", func(t *testing.T, c *Config) {
+			t.Setenv("STATE_DIRECTORY", "")
+			if got := c.stateDir(); got != "/var/lib/secnic/n7" {
+				t.Errorf("default state dir %q", got)
+			}
+			t.Setenv("STATE_DIRECTORY", "/var/lib/secnic:/other")
+			if got := c.stateDir(); got != "/var/lib/secnic/n7" {
+				t.Errorf("systemd state dir %q", got)
+			}
+			t.Setenv("STATE_DIRECTORY", "/srv/state")
+			if got := c.stateDir(); got != "/srv/state/n7" {
+				t.Errorf("systemd state dir %q", got)
+			}
+		}},
 		{"duration", minimal + "datapath: {reassembly_timeout: 2500ms}\n", func(t *testing.T, c *Config) {
 			if c.Datapath.ReassemblyTimeout.String() != "2.5s" {
 				t.Errorf("timeout %v", c.Datapath.ReassemblyTimeout)
 			}
 		}},
-		{"sas-and-policies", minimal + sasAndPolicies, func(t *testing.T, c *Config) {
+		{"sas-and-policies", strings.Replace(minimal, "state_dir: none", "state_dir: /var/lib/secnic/test", 1) + sasAndPolicies, func(t *testing.T, c *Config) {
+			if c.stateDir() != "/var/lib/secnic/test" {
+				t.Errorf("state dir %q", c.stateDir())
+			}
 			if len(c.SAs) != 2 || len(c.Policies) != 2 || c.SAs[0].ESP.EncKey.Len() != 20 {
 				t.Errorf("got %d SAs, %d policies", len(c.SAs), len(c.Policies))
 			}
@@ -131,6 +154,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"default-protect", minimal + "default_policy: {out: protect}\n", []string{"default_policy.out", "bypass or discard"}},
 		{"default-bad", minimal + "default_policy: {in: maybe}\n", []string{"default_policy.in"}},
 		{"wire-mtu", minimal + "datapath: {wire_mtu: 100}\n", []string{"datapath.wire_mtu"}},
+		{"static-keys-without-state", minimal + sasAndPolicies, []string{"sas[0]", "state_dir: none", "allow_nonce_reuse_across_restarts"}},
+		{"allow-reuse-with-state", "state_dir: /x\nallow_nonce_reuse_across_restarts: true\nwire: {type: memory, cable: c}\n", []string{"only applies with state_dir: none"}},
+		{"relative-state-dir", "state_dir: x\nwire: {type: memory, cable: c}\n", []string{"state_dir", "absolute"}},
 		{"duration", minimal + "datapath: {reassembly_timeout: 10}\n", []string{"duration"}},
 		{"metrics", minimal + "metrics: {listen: localhost}\n", []string{"metrics.listen"}},
 		{"socket-relative", minimal + "control: {socket: x.sock}\n", []string{"control.socket", "absolute"}},

@@ -29,6 +29,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/tun"
@@ -52,6 +53,7 @@ type Daemon struct {
 
 	cfg     *Config // the running configuration, keys wiped
 	caps    *capabilities.Manager
+	ledger  *ledger.Ledger // nil with state_dir: none
 	table   *sa.Table
 	nic     *nic.NIC
 	host    tun.Port
@@ -118,7 +120,22 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	if d.caps, err = capabilities.NewManagerFromConfig(cfg.Capabilities); err != nil {
 		return nil, fmt.Errorf("daemon: capabilities: %w", err)
 	}
-	if d.table, err = sa.NewTable(sa.TableConfig{Caps: d.caps, Logger: d.log}); err != nil {
+	if dir := cfg.stateDir(); dir != "" {
+		if d.ledger, err = ledger.Open(dir); err != nil {
+			return nil, &ConfigError{Source: opts.ConfigPath, Problems: []string{"state_dir: " + strings.TrimPrefix(err.Error(), "ledger: ")}}
+		}
+		d.log.Info("state directory", "dir", dir, "keys_recorded", d.ledger.Len())
+	} else {
+		d.log.Warn("state_dir: none: sequence numbers and replay windows are kept in memory only; after a restart, SAs re-added with the same keys repeat nonces and accept replays")
+		for _, w := range cfg.nonceReuse() {
+			d.log.Warn("nonce reuse across restarts accepted (allow_nonce_reuse_across_restarts)", "sa", w)
+		}
+	}
+	tcfg := sa.TableConfig{Caps: d.caps, Logger: d.log}
+	if d.ledger != nil {
+		tcfg.Ledger = d.ledger
+	}
+	if d.table, err = sa.NewTable(tcfg); err != nil {
 		return nil, fmt.Errorf("daemon: SA table: %w", err)
 	}
 	state := cfg.state()
@@ -514,7 +531,12 @@ func (d *Daemon) teardown() error {
 		d.cable.release()
 	}
 	if d.table != nil {
-		d.table.Close() // deletes every SA: keys zeroed
+		d.table.Close() // deletes every SA: keys zeroed, final state recorded
+	}
+	if d.ledger != nil {
+		if err := d.ledger.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("state directory: %w", err))
+		}
 	}
 	if d.cancel != nil {
 		d.cancel()

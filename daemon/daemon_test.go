@@ -64,6 +64,7 @@ log_level: debug
 host: {type: memory}
 wire: {type: memory, cable: %[2]s}
 control: {socket: %[3]s/%[1]s/ctl.sock}
+state_dir: %[3]s/%[1]s/state
 sas:
   - name: out1
     dir: out

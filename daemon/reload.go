@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -42,11 +40,11 @@ func (d *Daemon) ReloadFile() (sa.ReconcileSummary, error) {
 // A configuration that cannot be applied completely is refused and
 // nothing changes: an invalid file, an SA the capabilities do not allow,
 // an SPI or name that clashes with an SA added through the API, a table
-// that would overflow, or an outbound SA created (added or replaced)
-// with the key of an outbound SA in use, which would restart its sequence
-// numbers under the same key and so repeat AES-GCM, AES-CTR and
-// ChaCha20-Poly1305 nonces. The checks run on a scratch copy of the table
-// first; the real table then changes once, atomically.
+// that would overflow, or an outbound SA whose key another outbound SA
+// uses or used (key_reuse: the table's key-use ledger, the same check as
+// for API adds; re-creating the same SA under the same keys continues its
+// sequence numbers instead). The checks run on a scratch copy of the
+// table first; the real table then changes once, atomically.
 func (d *Daemon) Reload(cfg *Config) (sa.ReconcileSummary, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -56,9 +54,6 @@ func (d *Daemon) Reload(cfg *Config) (sa.ReconcileSummary, error) {
 	}
 	if err := cfg.validate(d.path); err != nil {
 		return refuse(err)
-	}
-	if p := d.keyReuse(cfg.State); len(p) > 0 {
-		return refuse(&ConfigError{Source: d.path, Problems: p})
 	}
 	state := cfg.state()
 	defer wipeState(&state)
@@ -112,100 +107,6 @@ func restartOnly(running, next *Config) []string {
 	return out
 }
 
-// keyReuse finds outbound SAs that the new state would create (add, or
-// replace because their spec changed) with key material that an outbound
-// SA in the table already uses.
-func (d *Daemon) keyReuse(next sa.State) []string {
-	current := map[string]sa.BundleSpec{} // config bundles by name, keys included
-	var inUse [][]byte
-	infos := d.table.List(true)
-	defer func() {
-		for i := range infos {
-			infos[i].Spec.Wipe()
-		}
-	}()
-	for _, bi := range infos {
-		if bi.Origin == sa.OriginConfig {
-			current[bi.Spec.Name] = bi.Spec
-		}
-		if bi.Spec.Dir != "out" {
-			continue
-		}
-		for _, s := range []*sa.SASpec{bi.Spec.ESP, bi.Spec.AH} {
-			if s != nil {
-				inUse = append(inUse, keyOf(s))
-			}
-		}
-	}
-	var problems []string
-	for i, b := range next.SAs {
-		n, err := b.Normalized()
-		if err != nil || n.Dir != "out" {
-			continue
-		}
-		old, replacing := current[n.Name]
-		if replacing && specEqual(old, n) {
-			continue // unchanged: not touched
-		}
-		for _, s := range []*sa.SASpec{n.ESP, n.AH} {
-			if s == nil {
-				continue
-			}
-			k := keyOf(s)
-			if len(k) == 0 {
-				continue
-			}
-			uses := 0
-			for _, u := range inUse {
-				if bytes.Equal(u, k) {
-					uses++
-				}
-			}
-			if replacing && uses == 1 {
-				// The bundle it replaces holds these keys: the table
-				// carries that SA's sequence number over (sa.Reconcile),
-				// so no nonce repeats.
-				if os := oldSA(old, n, s); os != nil && bytes.Equal(keyOf(os), k) {
-					continue
-				}
-			}
-			if uses > 0 {
-				problems = append(problems, fmt.Sprintf("sas[%d] (%q): its %s keys are those of an outbound SA in use; changing or re-creating an outbound SA restarts its sequence numbers, so with the same keys it would repeat nonces: give it new keys (and a new SPI)", i, b.Name, protoOf(n, s)))
-			}
-		}
-	}
-	return problems
-}
-
-// oldSA returns the SA of the old bundle spec that plays the role s plays in n.
-func oldSA(old, n sa.BundleSpec, s *sa.SASpec) *sa.SASpec {
-	if s == n.AH {
-		return old.AH
-	}
-	return old.ESP
-}
-
-func protoOf(b sa.BundleSpec, s *sa.SASpec) string {
-	if s == b.AH {
-		return "AH"
-	}
-	return "ESP"
-}
-
-// keyOf concatenates an SA's keys (encryption key, a separator, the
-// integrity key) for comparison.
-func keyOf(s *sa.SASpec) []byte {
-	if s.EncKey.Len() == 0 && s.AuthKey.Len() == 0 {
-		return nil
-	}
-	k := append([]byte{}, s.EncKey.Bytes()...)
-	k = append(k, 0xff, byte(s.EncKey.Len()))
-	return append(k, s.AuthKey.Bytes()...)
-}
-
-// specEqual compares two normalized bundle specs, keys included.
-func specEqual(a, b sa.BundleSpec) bool { return reflect.DeepEqual(a, b) }
-
 // dryRun reconciles state into a scratch table holding copies of the
 // API-added bundles and policies, under the same capabilities, and
 // returns what would fail.
@@ -215,7 +116,9 @@ func (d *Daemon) dryRun(state sa.State) []string {
 	if err != nil {
 		return []string{"capabilities: " + err.Error()}
 	}
-	scratch, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
+	// The scratch table sees a copy of the key-use ledger, so that key
+	// reuse is refused here exactly as the real reconcile would.
+	scratch, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler), Ledger: d.table.Ledger().Clone()})
 	if err != nil {
 		return []string{err.Error()}
 	}

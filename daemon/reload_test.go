@@ -93,15 +93,25 @@ func TestReload(t *testing.T) {
 		{name: "name-clash-with-api", apiFirst: true, next: func(c string) string {
 			return withSA(c, strings.Replace(extraSA, "name: out2", "name: api1", 1))
 		}, wantErr: "api1"},
-		{name: "key-reuse-on-rename", next: func(c string) string {
+		// Renaming an outbound bundle re-adds the same SA (same SPI,
+		// algorithm and endpoints): its sequence numbers go on.
+		{name: "rename-continues", next: func(c string) string {
 			c = strings.Replace(c, "name: out1", "name: out1b", 1)
 			return strings.Replace(c, "bundles: [out1]", "bundles: [out1b]", 1)
-		}, wantErr: "new keys"},
-		// Changing an outbound bundle but keeping its keys is allowed: the
-		// table carries its sequence number over, so no nonce repeats
-		// (sa.TestReconcileKeepsSequenceUnderSameKeys).
-		{name: "keys-kept-on-change", next: func(c string) string { return strings.Replace(c, "spi: 0x1001,", "spi: 0x1009,", 1) },
-			replaced: []string{"out1"}, unchanged: []string{"in1"}},
+		}, added: []string{"out1b"}, deleted: []string{"out1"}, unchanged: []string{"in1"}},
+		// Keeping the keys of an outbound SA under another SPI would repeat
+		// nonces: refused, with the key_reuse error of the table.
+		{name: "key-reuse-new-spi", next: func(c string) string { return strings.Replace(c, "spi: 0x1001,", "spi: 0x1009,", 1) },
+			wantErr: "already used by outbound esp SPI 0x00001001"},
+		// A second outbound SA with the keys of one in use: refused.
+		{name: "key-reuse-second-sa", next: func(c string) string {
+			return withSA(c, strings.Replace(strings.Replace(extraSA, "enc: aes-cbc-128, auth: hmac-sha256-128, enc_key: \"0x202122232425262728292a2b2c2d2e2f\", auth_key: \"0x303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f\"", "enc: aes-gcm-128, enc_key: \""+keyAB+"\"", 1), "dst: 192.0.2.3", "dst: 192.0.2.2", 1))
+		}, wantErr: "already used by outbound"},
+		// Changing an outbound bundle but keeping its keys and SPI (here its
+		// lifetime) replaces it and continues its sequence numbers.
+		{name: "keys-kept-on-change", next: func(c string) string {
+			return strings.Replace(c, "    esp: {spi: 0x1001,", "    ttl: 32\n    esp: {spi: 0x1001,", 1)
+		}, replaced: []string{"out1"}, unchanged: []string{"in1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,11 +179,15 @@ func TestReload(t *testing.T) {
 					t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
 				}
 			}
-			// A replacement under the same keys goes on from the old
-			// sequence number (1), so the next packet does not reuse nonce 1.
-			if tc.name == "keys-kept-on-change" {
-				bi, err := d.Table().Get("out1", false)
-				if err != nil || bi.SAs[0].Seq != 1 {
+			// A replacement or re-add under the same keys goes on from the
+			// old sequence number (1), so the next packet does not reuse nonce 1.
+			if tc.name == "keys-kept-on-change" || tc.name == "rename-continues" {
+				ref := "out1"
+				if tc.name == "rename-continues" {
+					ref = "out1b"
+				}
+				bi, err := d.Table().Get(ref, false)
+				if err != nil || bi.SAs[0].Seq < 1 {
 					t.Errorf("replaced out1 with the same keys restarted its sequence: %+v, %v", bi.SAs, err)
 				}
 			}

@@ -118,9 +118,9 @@ func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	if total > packet.MaxPacket {
 		return sa.OutError
 	}
-	seq, err := s.NextSeq()
-	if err != nil {
-		return sa.OutStateSeqError
+	seq, r := s.TakeSeq()
+	if r != sa.ReasonNone {
+		return r // OutStateSeqError or OutSeqReserve
 	}
 
 	// Trailer: TFC padding (zeros), padding 1, 2, 3, ..., pad length, next header.
@@ -158,6 +158,7 @@ func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	}
 	binary.BigEndian.PutUint32(pkt[espOff:], s.SPI)
 	binary.BigEndian.PutUint32(pkt[espOff+4:], uint32(seq))
+	var err error
 	if iv == nil {
 		err = su.SealESP(pkt, espOff, seq, s.ESN, p.CB[:])
 	} else {
@@ -256,8 +257,8 @@ func decap(s *sa.SA, p *packet.Buf) sa.Reason {
 		return sa.InStateProtoError
 	}
 	// Window update only after the ICV verified (RFC 4303 3.4.3).
-	if !s.Replay.Accept(seq) {
-		return sa.InStateSeqError
+	if r := s.AcceptSeq(seq); r != sa.ReasonNone {
+		return r
 	}
 
 	ptOff := espOff + HeaderLen + ivLen

@@ -119,7 +119,7 @@ func policySnapshot(b *testing.B, n int) *Snapshot {
 		k := polKey{shape: st.id, src: benchSrc(i), dst: benchDst(i)}
 		x.pol[1].set(k.hash(), k, pool[i%len(pool)])
 	}
-	x.commit()
+	_ = x.commit()
 	tb.mu.Unlock()
 	s := tb.Snapshot()
 	polSnaps[n] = s

@@ -42,15 +42,26 @@ func newTable(t testing.TB, profile string) *Table {
 func gcmSpec(name string, spi uint32, dst string) BundleSpec {
 	return BundleSpec{
 		Name: name, Dir: "in", Src: "192.0.2.1", Dst: dst,
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: testKey(20, byte(spi))},
+		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: keyForSPI(20, spi)},
 	}
 }
 
+// cbcSpec is a valid ESP AES-CBC/HMAC-SHA-256 transport bundle whose keys
+// are unique to its SPI (an outbound key serves one SA).
 func cbcSpec(name, dir string, spi uint32) BundleSpec {
 	return BundleSpec{
 		Name: name, Dir: dir, Src: "192.0.2.1", Dst: "192.0.2.2",
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-cbc-128", Auth: "hmac-sha256-128", EncKey: testKey(16, 1), AuthKey: testKey(32, 2)},
+		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-cbc-128", Auth: "hmac-sha256-128", EncKey: keyForSPI(16, spi), AuthKey: keyForSPI(32, spi^0xa5a5)},
 	}
+}
+
+// keyForSPI returns n bytes of key material unique to spi.
+func keyForSPI(n int, spi uint32) Key {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(spi>>(8*(i%4))) ^ byte(i*7+1)
+	}
+	return KeyOf(b)
 }
 
 // drain returns the events waiting on sub.

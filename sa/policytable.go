@@ -76,7 +76,7 @@ func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
 		ok++
 	}
 	if ok > 0 {
-		x.commit()
+		_ = x.commit()
 	}
 	t.mu.Unlock()
 	errs := make([]*error, len(res))
@@ -202,6 +202,7 @@ func famName(v6 bool) string {
 }
 
 func (t *Table) insertPolicyLocked(x *tx, pe *polEntry) {
+	x.onUndo(func() { t.removePolicyLocked(x, pe) })
 	d := dirIndex(pe.p.Dir)
 	desc := shapeOf(pe.p.Sel)
 	st := t.shapes[d][desc]
@@ -243,6 +244,7 @@ func (t *Table) insertPolicyLocked(x *tx, pe *polEntry) {
 }
 
 func (t *Table) removePolicyLocked(x *tx, pe *polEntry) {
+	x.onUndo(func() { t.insertPolicyLocked(x, pe) })
 	d := dirIndex(pe.p.Dir)
 	desc := shapeOf(pe.p.Sel)
 	if st := t.shapes[d][desc]; st != nil {
@@ -369,7 +371,7 @@ func (t *Table) DeletePolicy(ref string) error {
 	}
 	x := t.begin()
 	t.deletePolicyLocked(x, pe)
-	x.commit()
+	_ = x.commit()
 	return nil
 }
 

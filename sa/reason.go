@@ -53,6 +53,12 @@ const (
 	OutBufferError
 	// OutFragment: an IP fragment was offered to transport-mode ESP or AH.
 	OutFragment
+	// InSeqReserve: a verified packet's sequence number is above those
+	// reserved in the state directory; dropped until the reservation is durable.
+	InSeqReserve
+	// OutSeqReserve: the SA has sent every sequence number reserved in the
+	// state directory and the next reservation is not durable yet.
+	OutSeqReserve
 	// NumReasons is the number of reasons.
 	NumReasons
 )
@@ -80,6 +86,8 @@ var reasonNames = [NumReasons]string{
 	OutError:          "XfrmOutError",
 	OutBufferError:    "SecnicOutBufferError",
 	OutFragment:       "SecnicOutFragment",
+	InSeqReserve:      "SecnicInSeqReserve",
+	OutSeqReserve:     "SecnicOutSeqReserve",
 }
 
 var reasonHelp = [NumReasons]string{
@@ -105,6 +113,8 @@ var reasonHelp = [NumReasons]string{
 	OutError:          "packet cannot be protected (malformed or too large)",
 	OutBufferError:    "buffer lacks headroom or tailroom",
 	OutFragment:       "IP fragment offered to transport-mode IPsec",
+	InSeqReserve:      "sequence number above the replay state made durable in the state directory (waiting for the disk)",
+	OutSeqReserve:     "sequence numbers reserved in the state directory used up (waiting for the disk)",
 }
 
 // String returns the counter name, e.g. "XfrmInStateSeqError".

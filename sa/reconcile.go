@@ -161,7 +161,6 @@ func (t *Table) Reconcile(want State) (ReconcileSummary, error) {
 			fail("sa", name, err)
 			continue
 		}
-		continueSequence(old, t.bundles[h])
 		// addLocked queued sa_added; report a replacement instead.
 		x.events[len(x.events)-1].Type = EventSAReplaced
 		x.closing = append(x.closing, old)
@@ -209,7 +208,9 @@ func (t *Table) Reconcile(want State) (ReconcileSummary, error) {
 		sum.Policies.Replaced = append(sum.Policies.Replaced, name)
 	}
 	x.events = append(x.events, Event{Type: EventReconciled, Summary: &sum})
-	x.commit()
+	if err := x.commit(); err != nil {
+		return ReconcileSummary{}, err
+	}
 	t.log.Info("configuration reconciled", "summary", sum.String())
 	return sum, nil
 }
@@ -374,30 +375,4 @@ func asType[T error](err error, target *T) bool {
 		err = u.Unwrap()
 	}
 	return false
-}
-
-// continueSequence makes the outbound SAs of a replacement bundle go on
-// from the sequence numbers of the bundle they replace when their keys did
-// not change: counter-mode IVs are the sequence number, so restarting at 1
-// under the same key would repeat nonces.
-func continueSequence(old, repl *bundleEntry) {
-	if repl == nil || repl.b.Dir != Out {
-		return
-	}
-	pairs := [2]struct {
-		o, n   *SA
-		os, ns *SASpec
-	}{
-		{old.b.ESP, repl.b.ESP, old.spec.ESP, repl.spec.ESP},
-		{old.b.AH, repl.b.AH, old.spec.AH, repl.spec.AH},
-	}
-	for _, p := range pairs {
-		if p.o == nil || p.n == nil || p.os == nil || p.ns == nil {
-			continue
-		}
-		if p.os.EncKey.Equal(p.ns.EncKey) && p.os.AuthKey.Equal(p.ns.AuthKey) {
-			// SetSeq never moves backwards; the new counter starts lower.
-			_ = p.n.SetSeq(p.o.LastSeq())
-		}
-	}
 }

@@ -2,6 +2,7 @@ package sa
 
 import (
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -47,6 +48,12 @@ type ReplayWindow struct {
 	top   uint64   // highest accepted sequence number (or the SetTop value)
 	mask  uint64   // len(ring)-1; len(ring) is a power of two
 	ring  []uint64 // bit (seq & 63) of block (seq >> 6) & mask
+
+	// limited: Accept refuses sequence numbers above limit (the numbers
+	// reserved in the state directory; see keyuse.go), and reports when
+	// the top reaches refillAt.
+	limited         bool
+	limit, refillAt uint64
 }
 
 // Init (re)initialises the window for size packets and clears all state
@@ -72,6 +79,7 @@ func (w *ReplayWindow) Init(size int) error {
 	defer w.mu.Unlock()
 	w.size = uint64(size)
 	w.top = 0
+	w.limited, w.limit, w.refillAt = false, 0, 0
 	w.ring = ring
 	w.mask = uint64(len(ring)) - 1
 	w.ready = true
@@ -180,10 +188,26 @@ func (w *ReplayWindow) winCheckLocked(seq uint64) bool {
 // With anti-replay disabled, Accept returns true for every seq != 0 and only
 // raises Top().
 func (w *ReplayWindow) Accept(seq uint64) bool {
+	r := w.accept(seq)
+	return r == acceptOK || r == acceptLow
+}
+
+// Outcomes of accept.
+const (
+	acceptOK     = iota
+	acceptLow    // accepted; the reservation is running low
+	acceptReplay // a replay or too old
+	acceptOver   // above the reserved limit: not accepted
+)
+
+func (w *ReplayWindow) accept(seq uint64) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.winCheckLocked(seq) {
-		return false
+		return acceptReplay
+	}
+	if w.limited && seq > w.limit {
+		return acceptOver
 	}
 	if seq > w.top {
 		if w.size != 0 {
@@ -194,7 +218,53 @@ func (w *ReplayWindow) Accept(seq uint64) bool {
 	if w.size != 0 {
 		w.ring[(seq>>winBlockLog)&w.mask] |= 1 << (seq & winBitMask)
 	}
-	return true
+	if w.limited && w.top >= w.refillAt {
+		return acceptLow
+	}
+	return acceptOK
+}
+
+// Restore repositions the window at seq and marks every sequence number up
+// to seq as received, so that only seq' > seq is accepted: the state of a
+// window that accepted everything up to seq. Use it to resume a window
+// whose history is lost (after a restart, or when an SA is re-added),
+// unlike SetTop, which accepts the numbers inside the window once more.
+func (w *ReplayWindow) Restore(seq uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.top = seq
+	for i := range w.ring {
+		w.ring[i] = ^uint64(0)
+	}
+	if len(w.ring) > 0 {
+		// In the block holding seq, only the numbers up to seq.
+		if b := seq & winBitMask; b != winBitMask {
+			w.ring[(seq>>winBlockLog)&w.mask] = 1<<(b+1) - 1
+		}
+	}
+}
+
+// setLimit sets (or, with on false, removes) the highest sequence number
+// Accept may accept, and the top at which it reports acceptLow.
+func (w *ReplayWindow) setLimit(on bool, limit, refillAt uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.limited, w.limit, w.refillAt = on, limit, refillAt
+}
+
+// limits returns what setLimit set.
+func (w *ReplayWindow) limits() (on bool, limit, refillAt uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.limited, w.limit, w.refillAt
+}
+
+// freeze limits the window to what it has accepted and returns that top.
+func (w *ReplayWindow) freeze() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.limited, w.limit, w.refillAt = true, w.top, math.MaxUint64
+	return w.top
 }
 
 // winAdvanceLocked zeroes the ring blocks that come into use when the top

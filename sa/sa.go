@@ -131,9 +131,15 @@ type SA struct {
 	Params
 	Suite *suite.Suite
 
-	seq    atomic.Uint64 // outbound: last sequence number sent
-	Replay ReplayWindow  // inbound
-	Stats  Counters
+	seq atomic.Uint64 // outbound: last sequence number sent
+	// limit is the highest outbound sequence number reserved in the state
+	// directory (MaxUint64 without one); at refillAt, NextSeq asks the
+	// reserver for more (keyuse.go, reserve.go).
+	limit    atomic.Uint64
+	refillAt atomic.Uint64
+	use      *keyUse      // the SA's ledger record; nil outside a table
+	Replay   ReplayWindow // inbound
+	Stats    Counters
 
 	created time.Time
 	// expired is set when a hard limit is reached; soft when a soft one is.
@@ -187,6 +193,8 @@ func New(p Params, su *suite.Suite) (*SA, error) {
 		return nil, errors.New("sa: TFC padding must be between 0 and 65535 bytes")
 	}
 	s := &SA{Params: p, Suite: su, created: time.Now()}
+	s.limit.Store(math.MaxUint64)
+	s.refillAt.Store(math.MaxUint64)
 	s.outer.init(p)
 	if err := s.Replay.Init(p.ReplayWindow); err != nil {
 		return nil, err
@@ -209,17 +217,39 @@ func (s *SA) MaxSeq() uint64 {
 	return math.MaxUint32
 }
 
-// NextSeq reserves the next outbound sequence number. At the end of the
-// sequence space it refuses (ErrSeqExhausted) instead of wrapping.
+// NextSeq takes the next outbound sequence number. At the end of the
+// sequence space it refuses (ErrSeqExhausted) instead of wrapping; above
+// the numbers reserved in the state directory it refuses too
+// (ErrSeqReserve) until the next reservation is durable. It never
+// blocks, locks or allocates.
 func (s *SA) NextSeq() (uint64, error) {
+	seq, r := s.nextSeq()
+	if r != ReasonNone {
+		return 0, r
+	}
+	return seq, nil
+}
+
+// TakeSeq is NextSeq for the datapath: it returns the drop Reason
+// (OutStateSeqError or OutSeqReserve) instead of an error.
+func (s *SA) TakeSeq() (uint64, Reason) { return s.nextSeq() }
+
+func (s *SA) nextSeq() (uint64, Reason) {
 	max := s.MaxSeq()
 	for {
 		cur := s.seq.Load()
 		if cur >= max {
-			return 0, ErrSeqExhausted
+			return 0, OutStateSeqError
+		}
+		if cur >= s.limit.Load() {
+			s.lowReserve()
+			return 0, OutSeqReserve
 		}
 		if s.seq.CompareAndSwap(cur, cur+1) {
-			return cur + 1, nil
+			if cur >= s.refillAt.Load() {
+				s.lowReserve()
+			}
+			return cur + 1, ReasonNone
 		}
 	}
 }

@@ -314,8 +314,10 @@ func TestPolicyBundles(t *testing.T) {
 	if len(ri.Bundles) != 1 || !ri.Allows(tb.Snapshot().Bundle(hIn)) {
 		t.Errorf("inbound policy after deleting one of its bundles: %+v", ri)
 	}
-	// Adding a bundle with the same name links it again.
+	// Adding a bundle with the same name links it again (a rekey: new SPI,
+	// fresh keys; the old keys may not serve another SA).
 	tun.ESP.SPI = 0x2001
+	tun.ESP.EncKey = keyForSPI(tun.ESP.EncKey.Len(), 0x2001)
 	hTun2 := mustAdd(t, tb, tun)
 	r = tb.Snapshot().MatchOut(f)
 	if len(r.Bundles) != 2 || r.Bundles[1].Handle != hTun2 {

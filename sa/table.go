@@ -15,6 +15,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/ledger"
 )
 
 // Handle identifies an offloaded bundle (NDIS OffloadHandle): opaque and
@@ -73,6 +74,12 @@ type TableConfig struct {
 	// TickInterval is how often Start checks time lifetimes and sequence
 	// number exhaustion; 0 means 1s.
 	TickInterval time.Duration
+	// Ledger is the key-use ledger every SA is checked against and
+	// recorded in (package ledger). A persistent ledger also makes
+	// sequence numbers and replay windows survive restarts; the table
+	// then runs a reserver goroutine until Close. nil means a fresh
+	// memory ledger: the same rules for the life of the process.
+	Ledger *ledger.Ledger
 }
 
 type bundleEntry struct {
@@ -116,17 +123,20 @@ type shapeState struct {
 // Changes are serialized and published as immutable Snapshots; reads from
 // the datapath are lock-free. All methods are safe for concurrent use.
 type Table struct {
-	caps *capabilities.Manager
-	log  *slog.Logger
-	tick time.Duration
-	snap atomic.Pointer[Snapshot]
-	bus  eventBus
+	caps   *capabilities.Manager
+	log    *slog.Logger
+	tick   time.Duration
+	snap   atomic.Pointer[Snapshot]
+	bus    eventBus
+	ledger *ledger.Ledger
+	res    *reserver // persistent ledgers only
 
 	mu         sync.Mutex
 	bundles    map[Handle]*bundleEntry
 	names      map[string]Handle
 	spis       map[spiKey]Handle
 	exactSPIs  map[spiKey3]int
+	live       map[ledger.Fingerprint]Handle // outbound keys in use
 	nextHandle uint64
 	usage      capabilities.Usage
 
@@ -161,6 +171,8 @@ func NewTable(c TableConfig) (*Table, error) {
 		names:     map[string]Handle{},
 		spis:      map[spiKey]Handle{},
 		exactSPIs: map[spiKey3]int{},
+		live:      map[ledger.Fingerprint]Handle{},
+		ledger:    c.Ledger,
 		policies:  map[uint32]*polEntry{},
 		polNames:  map[string]uint32{},
 		byKey:     map[polKey][]*polEntry{},
@@ -174,8 +186,17 @@ func NewTable(c TableConfig) (*Table, error) {
 		t.tick = time.Second
 	}
 	t.snap.Store(&Snapshot{})
+	if t.ledger == nil {
+		t.ledger = ledger.Memory()
+	}
+	if t.ledger.Persistent() {
+		t.res = newReserver(t.ledger, t.log, t.Snapshot)
+	}
 	return t, nil
 }
+
+// Ledger returns the table's key-use ledger.
+func (t *Table) Ledger() *ledger.Ledger { return t.ledger }
 
 // Caps returns the capabilities manager.
 func (t *Table) Caps() *capabilities.Manager { return t.caps }
@@ -203,6 +224,10 @@ func ErrorCode(err error) string {
 		return ""
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
+	case errors.Is(err, ErrKeyReuse):
+		return "key_reuse"
+	case errors.Is(err, ErrState):
+		return "state"
 	case errors.Is(err, ErrConflict):
 		return "conflict"
 	case errors.Is(err, ErrCapacity):
@@ -242,14 +267,28 @@ type tx struct {
 	shapes  [2]bool
 	closing []*bundleEntry
 	events  []Event
+
+	// The ledger updates of the change; commit makes them durable first.
+	ltx *ledger.Tx
+	// durable: the change installs SAs whose reservations must be on
+	// stable storage before they are published; if that fails, undo
+	// reverts the table's indexes and built lists the bundles to close.
+	durable bool
+	undo    []func()
+	undoing bool
+	built   []*Bundle
 }
+
+// ErrState: the state directory could not record a reservation, so the
+// change was not made.
+var ErrState = errors.New("state directory")
 
 func (t *Table) begin() *tx {
 	old := t.snap.Load()
 	s := new(Snapshot)
 	*s = *old
 	s.gen = old.gen + 1
-	x := &tx{t: t, s: s}
+	x := &tx{t: t, s: s, ltx: t.ledger.Begin()}
 	x.inExact.init(&s.inExact)
 	x.inWild.init(&s.inWild)
 	x.bundles.init(&s.bundles)
@@ -258,8 +297,21 @@ func (t *Table) begin() *tx {
 	return x
 }
 
-func (x *tx) commit() {
+// commit makes the change's ledger updates durable, then publishes the
+// snapshot, closes deleted SAs and emits events. If the ledger cannot
+// record reservations that new SAs need, nothing changes (the indexes are
+// reverted) and commit returns an ErrState error.
+func (x *tx) commit() error {
 	t := x.t
+	if err := x.ltx.Commit(); err != nil {
+		if x.durable {
+			x.abort()
+			return &Error{Kind: ErrState, Msg: err.Error() + "; nothing was changed", Err: err}
+		}
+		// Only exact final values (lower inbound records) were lost; the
+		// durable records are higher, which is safe.
+		t.log.Error("state directory: could not record final sequence numbers", "err", err)
+	}
 	for d := range 2 {
 		if !x.shapes[d] {
 			continue
@@ -291,6 +343,29 @@ func (x *tx) commit() {
 	}
 	for _, e := range x.events {
 		t.bus.emit(e)
+	}
+	return nil
+}
+
+// abort reverts the indexes changed by x and closes the SAs it built.
+func (x *tx) abort() {
+	x.undoing = true
+	for i := len(x.undo) - 1; i >= 0; i-- {
+		x.undo[i]()
+	}
+	x.ltx.Discard()
+	for _, b := range x.built {
+		for _, s := range b.SAs() {
+			s.Close()
+		}
+	}
+	x.undo, x.built, x.events, x.closing = nil, nil, nil, nil
+}
+
+// onUndo records how to revert a change of the indexes.
+func (x *tx) onUndo(f func()) {
+	if !x.undoing {
+		x.undo = append(x.undo, f)
 	}
 }
 
@@ -361,7 +436,14 @@ func (t *Table) addBundles(specs []BundleSpec, origin string) ([]AddResult, erro
 		ok++
 	}
 	if ok > 0 {
-		x.commit()
+		if err := x.commit(); err != nil {
+			for i := range res {
+				if res[i].Handle != 0 {
+					res[i].Handle, res[i].Err = 0, err
+				}
+			}
+			ok = 0
+		}
 	}
 	t.mu.Unlock()
 
@@ -453,6 +535,13 @@ func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle Handle) (H
 	if err != nil {
 		return 0, err
 	}
+	if err := t.claimLocked(x, b, p, handle); err != nil {
+		for _, s := range b.SAs() {
+			s.Close()
+		}
+		return 0, err
+	}
+	x.built = append(x.built, b)
 	be := &bundleEntry{b: b, spec: p.spec, plan: p, origin: origin, created: time.Now()}
 	t.insertLocked(x, be)
 	x.events = append(x.events, bundleEvent(EventSAAdded, b))
@@ -573,8 +662,13 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 	if b.Name != "" {
 		t.names[b.Name] = b.Handle
 	}
+	x.onUndo(func() { t.removeLocked(x, be) })
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
+		s.thaw(x)
+		if s.use != nil && b.Dir == Out {
+			t.live[s.use.fp] = b.Handle
+		}
 		t.spis[spiKey{b.Dir, s.Proto, s.SPI, dst}] = b.Handle
 		if dst.IsValid() {
 			t.exactSPIs[spiKey3{b.Dir, s.Proto, s.SPI}]++
@@ -607,8 +701,13 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 	if b.Name != "" && t.names[b.Name] == b.Handle {
 		delete(t.names, b.Name)
 	}
+	x.onUndo(func() { t.insertLocked(x, be) })
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
+		s.freeze(x)
+		if s.use != nil && b.Dir == Out && t.live[s.use.fp] == b.Handle {
+			delete(t.live, s.use.fp)
+		}
 		delete(t.spis, spiKey{b.Dir, s.Proto, s.SPI, dst})
 		if dst.IsValid() {
 			k3 := spiKey3{b.Dir, s.Proto, s.SPI}
@@ -688,7 +787,7 @@ func (t *Table) DeleteBundles(hs []Handle) []error {
 		n++
 	}
 	if n > 0 {
-		x.commit()
+		_ = x.commit() // a delete installs nothing, so it cannot fail
 	}
 	return errs
 }
@@ -743,6 +842,9 @@ func (t *Table) Update(h Handle, u UpdateSpec) error {
 	for _, s := range targets {
 		if !s.ESN {
 			continue
+		}
+		if err := t.reserveAtLocked(s, uint64(u.SeqHigh)<<32); err != nil {
+			return err
 		}
 		if err := s.UpdateSeqHigh(u.SeqHigh); err != nil {
 			return &Error{Kind: ErrInvalid, Field: "seq_high", Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
@@ -970,7 +1072,11 @@ func (t *Table) Close() {
 	for _, pe := range t.policies {
 		t.deletePolicyLocked(x, pe)
 	}
-	x.commit()
+	_ = x.commit()
+	if t.res != nil {
+		t.res.close()
+		t.res = nil
+	}
 }
 
 // SeqSoftFraction sets when an outbound SA's sequence numbers count as
@@ -990,7 +1096,7 @@ func (t *Table) CheckLifetimes(now time.Time) {
 			if s.Soft.Time != 0 || s.Hard.Time != 0 {
 				s.CheckTime(now)
 			}
-			if s.Dir != Out {
+			if s.Dir != Out || s.retired() {
 				continue
 			}
 			last, max := s.LastSeq(), s.MaxSeq()

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -357,6 +358,9 @@ type Lab struct {
 	Scenario Scenario
 	Pair     *netlab.Pair
 	A, B     *daemon.Daemon
+	// StateDir holds the two daemons' state directories (A and B below
+	// it); Close removes it.
+	StateDir string
 }
 
 // Start builds the namespaces and starts both daemons. prefix names the
@@ -376,6 +380,12 @@ func Start(ctx context.Context, sc Scenario, prefix string, logger *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	// Each daemon keeps its key-use ledger in a state directory of the
+	// lab's own, removed with it.
+	if l.StateDir, err = os.MkdirTemp("", "secnic-lab-"); err != nil {
+		return nil, err
+	}
+	ca.StateDir, cb.StateDir = filepath.Join(l.StateDir, "a"), filepath.Join(l.StateDir, "b")
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -424,6 +434,10 @@ func (l *Lab) Close() error {
 	}
 	if l.Pair != nil {
 		errs = append(errs, l.Pair.Close())
+	}
+	if l.StateDir != "" {
+		errs = append(errs, os.RemoveAll(l.StateDir))
+		l.StateDir = ""
 	}
 	return errors.Join(errs...)
 }

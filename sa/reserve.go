@@ -1,0 +1,268 @@
+package sa
+
+import (
+	"log/slog"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/secnic/secnic/ledger"
+)
+
+// reserveTick is how often the reserver adapts margins to packet rates.
+const reserveTick = 500 * time.Millisecond
+
+// reserver keeps the sequence-number reservations of SAs bound to a
+// persistent ledger ahead of their use, off the per-packet path: the
+// datapath only loads an atomic limit and, once per half margin, queues
+// the SA here. Each refill is written and synced to the state directory
+// before the datapath may use the numbers it covers.
+type reserver struct {
+	l    *ledger.Ledger
+	log  *slog.Logger
+	snap func() *Snapshot
+
+	mu      sync.Mutex
+	pending []*SA
+	kickc   chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	failing bool
+}
+
+func newReserver(l *ledger.Ledger, log *slog.Logger, snap func() *Snapshot) *reserver {
+	r := &reserver{l: l, log: log, snap: snap, kickc: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+func (r *reserver) kick(s *SA) {
+	r.mu.Lock()
+	r.pending = append(r.pending, s)
+	r.mu.Unlock()
+	select {
+	case r.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reserver) close() {
+	close(r.stop)
+	<-r.done
+}
+
+func (r *reserver) run() {
+	defer close(r.done)
+	tk := time.NewTicker(reserveTick)
+	defer tk.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.kickc:
+			r.mu.Lock()
+			batch := r.pending
+			r.pending = nil
+			r.mu.Unlock()
+			r.refill(batch)
+		case now := <-tk.C:
+			r.maintain(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// plan is one SA's next reservation.
+type plan struct {
+	s      *SA
+	lim    uint64
+	margin uint64
+	lower  bool // inbound: the limit was lowered before the record
+}
+
+// refill extends the reservations of the SAs in batch.
+func (r *reserver) refill(batch []*SA) {
+	var plans []plan
+	for _, s := range batch {
+		if p, ok := r.next(s, true); ok {
+			plans = append(plans, p)
+		} else if s.use != nil {
+			s.use.kicked.Store(false)
+		}
+	}
+	r.apply(plans)
+}
+
+// next computes the next limit of s; urgent means the datapath asked.
+func (r *reserver) next(s *SA, urgent bool) (plan, bool) {
+	u := s.use
+	if u == nil || u.frozen.Load() {
+		return plan{}, false
+	}
+	m := u.margin
+	if s.Dir == Out {
+		cur, lim := s.seq.Load(), s.limit.Load()
+		if cur >= lim {
+			m = min(m*4, MaxOutMargin) // the datapath hit the wall
+		}
+		want := satAdd(cur, m, s.MaxSeq())
+		if !urgent && want <= lim {
+			return plan{}, false
+		}
+		if want <= lim {
+			return plan{}, false
+		}
+		return plan{s: s, lim: want, margin: m}, true
+	}
+	_, lim, _ := s.Replay.limits()
+	base := s.Replay.Top()
+	if w := u.wanted.Load(); w > base {
+		base = w
+		if w > lim {
+			m = min(m*4, MaxInMargin)
+		}
+	}
+	want := satAdd(base, m, math.MaxUint64)
+	if want <= lim {
+		return plan{}, false
+	}
+	return plan{s: s, lim: want, margin: m}, true
+}
+
+// apply stages, commits and then publishes plans.
+func (r *reserver) apply(plans []plan) {
+	if len(plans) == 0 {
+		return
+	}
+	tx := r.l.Begin()
+	for _, p := range plans {
+		u := p.s.use
+		u.mu.Lock()
+		if !u.frozen.Load() {
+			rec := u.rec
+			rec.Seq = p.lim
+			tx.Put(rec)
+		}
+		u.mu.Unlock()
+	}
+	if err := tx.Commit(); err != nil {
+		if !r.failing {
+			r.failing = true
+			r.log.Error("cannot reserve sequence numbers in the state directory: SAs stop sending and accepting when their reservation runs out; fix the disk and restart secnic", "err", err)
+		}
+		for _, p := range plans {
+			p.s.use.kicked.Store(false)
+		}
+		return
+	}
+	r.failing = false
+	for _, p := range plans {
+		s, u := p.s, p.s.use
+		u.mu.Lock()
+		if !u.frozen.Load() {
+			u.rec.Seq = p.lim
+			u.margin = p.margin
+			if s.Dir == Out {
+				s.limit.Store(p.lim)
+				s.refillAt.Store(p.lim - p.margin/2)
+			} else if !p.lower {
+				s.Replay.setLimit(true, p.lim, p.lim-p.margin/2)
+			}
+		}
+		u.mu.Unlock()
+		u.kicked.Store(false)
+	}
+}
+
+// maintain adapts every SA's margin to its packet rate over the last
+// interval dt: it grows margins of busy SAs (and refills them early), and
+// shrinks those of quiet inbound SAs, lowering their limit (memory first,
+// then the record), so that a crash refuses at most about one second of
+// the peer's traffic.
+func (r *reserver) maintain(dt time.Duration) {
+	if dt <= 0 {
+		dt = reserveTick
+	}
+	var plans []plan
+	r.snap().EachBundle(func(b *Bundle) bool {
+		for _, s := range []*SA{b.ESP, b.AH} {
+			if s == nil || s.use == nil || s.use.res == nil || s.use.frozen.Load() {
+				continue
+			}
+			if p, ok := r.adapt(s, dt); ok {
+				plans = append(plans, p)
+			}
+		}
+		return true
+	})
+	r.apply(plans)
+}
+
+func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
+	u := s.use
+	var cur uint64
+	if s.Dir == Out {
+		cur = s.seq.Load()
+	} else {
+		cur = s.Replay.Top()
+	}
+	adv := uint64(0)
+	if cur > u.lastTop {
+		adv = cur - u.lastTop
+	}
+	u.lastTop = cur
+	perSec := uint64(float64(adv) / dt.Seconds())
+	if s.Dir == Out {
+		d := clampPow2(4*perSec, MinOutMargin, MaxOutMargin)
+		if d > u.margin {
+			u.margin = d
+		} else if d*4 < u.margin {
+			u.margin = d
+		}
+		if p, ok := r.next(s, false); ok {
+			return p, true
+		}
+		return plan{}, false
+	}
+	d := clampPow2(perSec, MinInMargin, MaxInMargin)
+	_, lim, _ := s.Replay.limits()
+	switch {
+	case d > u.margin:
+		u.margin = d
+		if lim-cur < d/2 || lim < cur {
+			return r.next(s, false)
+		}
+	case d*4 < u.margin:
+		u.margin = d
+		if lim > cur && lim-cur > 2*d {
+			// Lower the limit in memory first: from now on nothing above
+			// it is accepted, so the lower record is safe once durable.
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			if u.frozen.Load() {
+				return plan{}, false
+			}
+			top := s.Replay.Top()
+			nl := satAdd(top, d, math.MaxUint64)
+			if nl >= lim {
+				return plan{}, false
+			}
+			s.Replay.setLimit(true, nl, nl-d/2)
+			return plan{s: s, lim: nl, margin: d, lower: true}, true
+		}
+	}
+	return plan{}, false
+}
+
+// clampPow2 rounds v up to a power of two within [lo, hi].
+func clampPow2(v, lo, hi uint64) uint64 {
+	if v <= lo {
+		return lo
+	}
+	if v >= hi {
+		return hi
+	}
+	return 1 << (64 - bits.LeadingZeros64(v-1))
+}
