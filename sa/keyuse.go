@@ -23,13 +23,15 @@ var ErrSeqReserve = OutSeqReserve
 // Reservation margins, in sequence numbers. A new SA starts with the
 // initial margin; the reserver then adapts each SA's margin to its packet
 // rate (about four seconds of traffic outbound, one second inbound), within
-// these bounds. The inbound margin is what a crash may cost: after a
-// restart, the window starts at the last reserved number, so up to one
-// margin of the peer's next packets is refused (see docs/reliability.md).
+// these bounds. Outbound, the reservation is a hard limit: no number above
+// it is sent before it is durable. Inbound, the margin is what a crash may
+// cost: after a restart the window starts at the last reserved number, so
+// up to one margin of the peer's next packets is refused
+// (docs/reliability.md).
 const (
 	MinOutMargin     = 1 << 12
 	MaxOutMargin     = 1 << 24
-	MinInMargin      = 1 << 5
+	MinInMargin      = 1 << 4
 	InitialInMargin  = 1 << 10
 	MaxInMargin      = 1 << 20
 	initialOutMargin = 1 << 16
@@ -68,9 +70,11 @@ func (s *SA) lowReserve() {
 }
 
 // AcceptSeq marks seq as received once the packet's ICV has verified
-// (RFC 4303 3.4.3). It returns ReasonNone, InStateSeqError (a replay, or
-// too old) or InSeqReserve (above the numbers reserved in the state
-// directory: the packet is dropped until the reservation is durable).
+// (RFC 4303 3.4.3). It returns ReasonNone, or InStateSeqError for a
+// replay or a number left of the window. A packet above the replay state
+// already durable in the state directory is accepted too (dropping it
+// would cost every burst after a quiet period a loss), counted in
+// Stats.BeyondReserve, and the reserver is asked to catch up at once.
 func (s *SA) AcceptSeq(seq uint64) Reason {
 	switch s.Replay.accept(seq) {
 	case acceptOK:
@@ -78,7 +82,8 @@ func (s *SA) AcceptSeq(seq uint64) Reason {
 	case acceptLow:
 		s.lowReserve()
 		return ReasonNone
-	case acceptOver:
+	case acceptBeyond:
+		s.Stats.BeyondReserve.Add(1)
 		if u := s.use; u != nil {
 			for {
 				w := u.wanted.Load()
@@ -88,7 +93,7 @@ func (s *SA) AcceptSeq(seq uint64) Reason {
 			}
 		}
 		s.lowReserve()
-		return InSeqReserve
+		return ReasonNone
 	}
 	return InStateSeqError
 }

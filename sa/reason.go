@@ -53,9 +53,6 @@ const (
 	OutBufferError
 	// OutFragment: an IP fragment was offered to transport-mode ESP or AH.
 	OutFragment
-	// InSeqReserve: a verified packet's sequence number is above those
-	// reserved in the state directory; dropped until the reservation is durable.
-	InSeqReserve
 	// OutSeqReserve: the SA has sent every sequence number reserved in the
 	// state directory and the next reservation is not durable yet.
 	OutSeqReserve
@@ -86,7 +83,6 @@ var reasonNames = [NumReasons]string{
 	OutError:          "XfrmOutError",
 	OutBufferError:    "SecnicOutBufferError",
 	OutFragment:       "SecnicOutFragment",
-	InSeqReserve:      "SecnicInSeqReserve",
 	OutSeqReserve:     "SecnicOutSeqReserve",
 }
 
@@ -113,7 +109,6 @@ var reasonHelp = [NumReasons]string{
 	OutError:          "packet cannot be protected (malformed or too large)",
 	OutBufferError:    "buffer lacks headroom or tailroom",
 	OutFragment:       "IP fragment offered to transport-mode IPsec",
-	InSeqReserve:      "sequence number above the replay state made durable in the state directory (waiting for the disk)",
 	OutSeqReserve:     "sequence numbers reserved in the state directory used up (waiting for the disk)",
 }
 
@@ -148,6 +143,11 @@ type Counters struct {
 	Packets atomic.Uint64
 	Bytes   atomic.Uint64
 	Drops   [NumReasons]atomic.Uint64
+	// BeyondReserve counts inbound packets accepted above the replay
+	// state already durable in the state directory (during a burst, while
+	// the next reservation was being written): a crash at that moment
+	// could let them be replayed (docs/reliability.md).
+	BeyondReserve atomic.Uint64
 }
 
 // Drop counts one packet dropped for reason r.
@@ -166,14 +166,15 @@ func (c *Counters) Count(n int) {
 // CounterSnapshot is a point-in-time copy of Counters with the non-zero
 // drops by name. (The name Snapshot is the SA table's lock-free view.)
 type CounterSnapshot struct {
-	Packets uint64            `json:"packets"`
-	Bytes   uint64            `json:"bytes"`
-	Drops   map[string]uint64 `json:"drops,omitempty"`
+	Packets       uint64            `json:"packets"`
+	Bytes         uint64            `json:"bytes"`
+	Drops         map[string]uint64 `json:"drops,omitempty"`
+	BeyondReserve uint64            `json:"beyond_reserve,omitempty"`
 }
 
 // Snapshot copies the counters.
 func (c *Counters) Snapshot() CounterSnapshot {
-	s := CounterSnapshot{Packets: c.Packets.Load(), Bytes: c.Bytes.Load()}
+	s := CounterSnapshot{Packets: c.Packets.Load(), Bytes: c.Bytes.Load(), BeyondReserve: c.BeyondReserve.Load()}
 	for r := Reason(1); r < NumReasons; r++ {
 		if v := c.Drops[r].Load(); v != 0 {
 			if s.Drops == nil {

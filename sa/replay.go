@@ -49,9 +49,9 @@ type ReplayWindow struct {
 	mask  uint64   // len(ring)-1; len(ring) is a power of two
 	ring  []uint64 // bit (seq & 63) of block (seq >> 6) & mask
 
-	// limited: Accept refuses sequence numbers above limit (the numbers
-	// reserved in the state directory; see keyuse.go), and reports when
-	// the top reaches refillAt.
+	// limited: accept reports sequence numbers above limit (the replay
+	// state durable in the state directory; see keyuse.go) and a top that
+	// reached refillAt, so that the reserver writes the next limit.
 	limited         bool
 	limit, refillAt uint64
 }
@@ -197,7 +197,7 @@ const (
 	acceptOK     = iota
 	acceptLow    // accepted; the reservation is running low
 	acceptReplay // a replay or too old
-	acceptOver   // above the reserved limit: not accepted
+	acceptBeyond // accepted above the reserved limit
 )
 
 func (w *ReplayWindow) accept(seq uint64) int {
@@ -206,9 +206,7 @@ func (w *ReplayWindow) accept(seq uint64) int {
 	if !w.winCheckLocked(seq) {
 		return acceptReplay
 	}
-	if w.limited && seq > w.limit {
-		return acceptOver
-	}
+	beyond := w.limited && seq > w.limit
 	if seq > w.top {
 		if w.size != 0 {
 			w.winAdvanceLocked(seq)
@@ -218,7 +216,10 @@ func (w *ReplayWindow) accept(seq uint64) int {
 	if w.size != 0 {
 		w.ring[(seq>>winBlockLog)&w.mask] |= 1 << (seq & winBitMask)
 	}
-	if w.limited && w.top >= w.refillAt {
+	switch {
+	case beyond:
+		return acceptBeyond
+	case w.limited && w.top >= w.refillAt:
 		return acceptLow
 	}
 	return acceptOK
