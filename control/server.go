@@ -212,8 +212,10 @@ func StatusOf(code string) int {
 		return http.StatusBadRequest
 	case "not_found":
 		return http.StatusNotFound
-	case "conflict", "disabled":
+	case "conflict", "disabled", "key_reuse":
 		return http.StatusConflict
+	case "state":
+		return http.StatusServiceUnavailable
 	case "not_supported":
 		return http.StatusUnprocessableEntity
 	case "capacity":

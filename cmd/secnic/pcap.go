@@ -23,7 +23,11 @@ func pcapCommand(a *app) *cobra.Command {
 			"list of bundles, or an object with bundles (or sas) and policies. Captures may be raw IP\n" +
 			"(link type 101), Ethernet (1) or Linux cooked (113); the output is raw IP, which\n" +
 			"Wireshark reads. One line per packet shows the SPI, the sequence number and the verdict\n" +
-			"with the drop reason; the exit status is 1 if any packet was dropped, unless --keep-going.",
+			"with the drop reason; the exit status is 1 if any packet was dropped, unless --keep-going.\n\n" +
+			"pcap is offline and explicit: it keeps no key-use ledger and no state. Encap starts at\n" +
+			"sequence number 1 (or --seq) every time, so encapsulating twice with one AES-GCM, AES-GMAC,\n" +
+			"AES-CTR or ChaCha20-Poly1305 key repeats nonces: that is for reproducing test vectors, not\n" +
+			"for traffic anyone relies on. Choose --seq (and --iv) yourself.",
 	}
 	c.AddCommand(pcapOpCommand(a, pcaptool.Encap), pcapOpCommand(a, pcaptool.Decap))
 	return c
