@@ -284,6 +284,14 @@ func TestErrorResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := srv.Handler()
+	// An outbound SA in use: its key may not serve a second one.
+	inUse := `{"dir":"out","dst":"192.0.2.2","esp":{"spi":8192,"enc":"aes-gcm-128","enc_key":"0x0102030405060708090a0b0c0d0e0f1011121314"}}`
+	if rec := httptest.NewRecorder(); true {
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/sas", strings.NewReader(inUse)))
+		if rec.Code != 200 && rec.Code != 201 {
+			t.Fatalf("setup add: %d %s", rec.Code, rec.Body)
+		}
+	}
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -298,6 +306,7 @@ func TestErrorResponses(t *testing.T) {
 		{"key length", "POST", "/v1/sas", `{"dir":"in","esp":{"spi":4096,"enc":"aes-gcm-128","enc_key":"00"}}`, 400, "invalid", "esp.enc_key"},
 		{"unknown bundle", "GET", "/v1/sas/42", "", 404, "not_found", ""},
 		{"bad keys flag", "GET", "/v1/sas?keys=maybe", "", 400, "invalid", ""},
+		{"key in use", "POST", "/v1/sas", strings.Replace(inUse, "8192", "8193", 1), 409, "key_reuse", "esp.enc_key"},
 		{"update unknown", "POST", "/v1/sas/nope/update", `{"seq_high":1}`, 404, "not_found", ""},
 		{"delete nothing", "POST", "/v1/sas/delete", `{"refs":[]}`, 400, "invalid", ""},
 		{"policy invalid", "POST", "/v1/policies", `{"dir":"out","action":"teleport"}`, 400, "invalid", "action"},
