@@ -86,7 +86,7 @@ type plan struct {
 func (r *reserver) refill(batch []*SA) {
 	var plans []plan
 	for _, s := range batch {
-		if p, ok := r.next(s, true); ok {
+		if p, ok := r.next(s); ok {
 			plans = append(plans, p)
 		} else if s.use != nil {
 			s.use.kicked.Store(false)
@@ -95,8 +95,10 @@ func (r *reserver) refill(batch []*SA) {
 	r.apply(plans)
 }
 
-// next computes the next limit of s; urgent means the datapath asked.
-func (r *reserver) next(s *SA, urgent bool) (plan, bool) {
+// next computes the next limit of s, if it needs one. The caller holds
+// s.use.mu, or is the reserver goroutine (the only writer of margins
+// outside that lock is apply, on the same goroutine).
+func (r *reserver) next(s *SA) (plan, bool) {
 	u := s.use
 	if u == nil || u.frozen.Load() {
 		return plan{}, false
@@ -108,9 +110,6 @@ func (r *reserver) next(s *SA, urgent bool) (plan, bool) {
 			m = min(m*4, MaxOutMargin) // the datapath hit the wall
 		}
 		want := satAdd(cur, m, s.MaxSeq())
-		if !urgent && want <= lim {
-			return plan{}, false
-		}
 		if want <= lim {
 			return plan{}, false
 		}
@@ -202,6 +201,11 @@ func (r *reserver) maintain(dt time.Duration) {
 
 func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
 	u := s.use
+	u.mu.Lock() // margin is read by Table.Update under the same lock
+	defer u.mu.Unlock()
+	if u.frozen.Load() {
+		return plan{}, false
+	}
 	var cur uint64
 	if s.Dir == Out {
 		cur = s.seq.Load()
@@ -216,34 +220,25 @@ func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
 	perSec := uint64(float64(adv) / dt.Seconds())
 	if s.Dir == Out {
 		d := clampPow2(4*perSec, MinOutMargin, MaxOutMargin)
-		if d > u.margin {
-			u.margin = d
-		} else if d*4 < u.margin {
+		if d > u.margin || d*4 < u.margin {
 			u.margin = d
 		}
-		if p, ok := r.next(s, false); ok {
-			return p, true
-		}
-		return plan{}, false
+		return r.next(s)
 	}
 	d := clampPow2(perSec, MinInMargin, MaxInMargin)
 	_, lim, _ := s.Replay.limits()
 	switch {
 	case d > u.margin:
 		u.margin = d
-		if lim-cur < d/2 || lim < cur {
-			return r.next(s, false)
+		if lim < cur || lim-cur < d/2 {
+			return r.next(s)
 		}
 	case d*4 < u.margin:
 		u.margin = d
 		if lim > cur && lim-cur > 2*d {
-			// Lower the limit in memory first: from now on nothing above
-			// it is accepted, so the lower record is safe once durable.
-			u.mu.Lock()
-			defer u.mu.Unlock()
-			if u.frozen.Load() {
-				return plan{}, false
-			}
+			// Lower the limit in memory first: from now on the record
+			// written next covers everything accepted; until it is
+			// durable, the higher one on disk does.
 			top := s.Replay.Top()
 			nl := satAdd(top, d, math.MaxUint64)
 			if nl >= lim {
