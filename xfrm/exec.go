@@ -2,6 +2,7 @@ package xfrm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -131,6 +132,54 @@ func (r *Runner) RunLine(ctx context.Context, line string) error {
 		rest = words[2:]
 	}
 	return r.Run(ctx, obj, v, rest)
+}
+
+// RunScript runs the lines of an ip-xfrm script in order (see RunLine).
+// Linux lets a policy name states that do not exist yet; secnic links
+// policies to existing bundles, so a policy add whose templates match no
+// state waits and is retried after each later state add. It returns the
+// first error, naming its line.
+func (r *Runner) RunScript(ctx context.Context, text string) error {
+	type waiting struct {
+		n    int
+		line string
+	}
+	var wait []waiting
+	retry := func() error {
+		rest := wait[:0]
+		for _, w := range wait {
+			err := r.RunLine(ctx, w.line)
+			switch {
+			case errors.Is(err, ErrNoState):
+				rest = append(rest, w)
+			case err != nil:
+				return fmt.Errorf("line %d: %w", w.n, err)
+			}
+		}
+		wait = rest
+		return nil
+	}
+	for i, line := range Lines(text) {
+		err := r.RunLine(ctx, line)
+		if errors.Is(err, ErrNoState) {
+			wait = append(wait, waiting{i + 1, line})
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if len(wait) > 0 {
+			if err := retry(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, w := range wait {
+		if err := r.RunLine(ctx, w.line); err != nil {
+			return fmt.Errorf("line %d: %w", w.n, err)
+		}
+	}
+	return nil
 }
 
 // Run executes one command (object "state" or "policy", a canonical verb).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/secnic/secnic/sa"
 )
@@ -400,7 +401,7 @@ func (f PolicyFilter) Matches(p sa.PolicyInfo) bool {
 	if f.Index != 0 && p.ID != f.Index {
 		return false
 	}
-	if f.Sel != nil && selectorOf(p.Spec) != *f.Sel {
+	if f.Sel != nil && selectorOf(p.Spec) != f.Sel.masked() {
 		return false
 	}
 	if f.Action != "" && linuxAction(p.Spec.Action) != f.Action {
@@ -420,7 +421,11 @@ func (id PolicyID) Matches(p sa.PolicyInfo) bool {
 	if id.Index != 0 {
 		return p.ID == id.Index
 	}
-	return selectorOf(p.Spec) == id.Sel
+	if strings.HasPrefix(p.Spec.Name, "xfrm-") {
+		// Made by secnic xfrm: the name holds the selector as given.
+		return p.Spec.Name == PolicyName(id.Dir, id.Sel)
+	}
+	return selectorOf(p.Spec) == id.Sel.masked()
 }
 
 func linuxAction(a string) string {

@@ -1,10 +1,12 @@
 package xfrm
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/secnic/secnic/sa"
 )
@@ -131,13 +133,16 @@ func (t Template) Matches(v StateView, dir string) bool {
 	return true
 }
 
+// ErrNoState is returned (wrapped) by ResolveTemplates when a template
+// matches no installed state.
+var ErrNoState = errors.New("no state matches the template")
+
 // ResolveTemplates finds the bundles that serve the policy's templates.
 // An outbound template takes the newest matching state (the highest
 // handle, as XFRM prefers the newest state after a rekey); an inbound one
-// accepts every matching state. A template with no matching state must
-// name its SPI and destination: the policy then refers to the bundle name
-// the state will get (with the template's reqid), and protects traffic
-// once the state is added.
+// accepts every matching state. secnic links policies to bundles that
+// exist, so a template that matches no state is an error wrapping
+// ErrNoState (RunScript retries such policies after later state adds).
 func ResolveTemplates(p Policy, states []StateView) ([]sa.Ref, error) {
 	var refs []sa.Ref
 	seen := map[sa.Ref]bool{}
@@ -149,19 +154,11 @@ func ResolveTemplates(p Policy, states []StateView) ([]sa.Ref, error) {
 			}
 		}
 		if len(match) == 0 {
-			if t.SPI == 0 || !t.Dst.IsValid() {
-				return nil, fmt.Errorf("tmpl %d (proto %s mode %s reqid %d) matches no state: add the state first, or give spi and dst in the tmpl so that the policy can wait for it", i+1, t.Proto, t.Mode, t.ReqID)
-			}
-			d := "in"
+			d := "inbound"
 			if p.Dir == "out" {
-				d = "out"
+				d = "outbound"
 			}
-			r := sa.Ref(StateName(d, t.Proto, t.SPI, t.Dst, t.ReqID))
-			if !seen[r] {
-				seen[r] = true
-				refs = append(refs, r)
-			}
-			continue
+			return nil, fmt.Errorf("tmpl %d (%s) of the dir %s policy matches no %s state: secnic links a policy to states that exist, so add the state first (in a script run with secnic xfrm -b, the policy waits for later state adds): %w", i+1, t, p.Dir, d, ErrNoState)
 		}
 		if p.Dir == "out" {
 			match = match[len(match)-1:]
@@ -174,4 +171,21 @@ func ResolveTemplates(p Policy, states []StateView) ([]sa.Ref, error) {
 		}
 	}
 	return refs, nil
+}
+
+// String describes the template in ip's words.
+func (t Template) String() string {
+	var b strings.Builder
+	if t.Src.IsValid() {
+		fmt.Fprintf(&b, "src %s ", t.Src)
+	}
+	if t.Dst.IsValid() {
+		fmt.Fprintf(&b, "dst %s ", t.Dst)
+	}
+	fmt.Fprintf(&b, "proto %s ", t.Proto)
+	if t.SPI != 0 {
+		fmt.Fprintf(&b, "spi 0x%08x ", uint32(t.SPI))
+	}
+	fmt.Fprintf(&b, "reqid %d mode %s", t.ReqID, t.Mode)
+	return b.String()
 }

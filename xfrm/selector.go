@@ -18,8 +18,22 @@ type Selector struct {
 	SrcPort, DstPort uint16
 }
 
+// key identifies the selector as XFRM does: the addresses as given, not
+// masked (Linux keeps 192.0.2.1/24 and 192.0.2.2/24 apart).
 func (s Selector) key() string {
 	return fmt.Sprintf("%s|%s|%d|%d|%d", s.Src, s.Dst, s.Proto, s.SrcPort, s.DstPort)
+}
+
+// masked returns the selector with its prefixes masked, as secnic stores
+// them.
+func (s Selector) masked() Selector {
+	if s.Src.IsValid() {
+		s.Src = s.Src.Masked()
+	}
+	if s.Dst.IsValid() {
+		s.Dst = s.Dst.Masked()
+	}
+	return s
 }
 
 // IsZero reports a selector that matches everything.
@@ -37,7 +51,7 @@ func selectorOf(p sa.PolicySpec) Selector {
 	s.Dst, _ = prefixOf(p.Dst)
 	s.Proto, _ = sa.ParseProto(string(p.Proto))
 	s.SrcPort, s.DstPort = p.SrcPort, p.DstPort
-	return s
+	return s.masked()
 }
 
 func prefixOf(s string) (netip.Prefix, error) {
@@ -45,11 +59,7 @@ func prefixOf(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, nil
 	}
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
+		return netip.ParsePrefix(s)
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
