@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,3 +108,5 @@ func stamp(s string) string {
 	}
 	return b.String()
 }
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
