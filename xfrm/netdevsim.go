@@ -18,7 +18,7 @@ const (
 	// NetdevsimAddr is the layout of current kernels: "ipaddr=" then the
 	// address (%pI4, %pI6c).
 	NetdevsimAddr NetdevsimFormat = iota
-	// NetdevsimHex is the layout of kernels before 6.13, which the
+	// NetdevsimHex is the layout of older kernels, which the
 	// kci_test_ipsec_offload selftest expects: four 32-bit words.
 	NetdevsimHex
 )

@@ -7,8 +7,8 @@ import (
 )
 
 // selftestDebugfs is what kci_test_ipsec_offload expects in netdevsim's
-// debugfs ipsec file after its two states and three pings (kernels before
-// 6.13, four-word addresses).
+// debugfs ipsec file after its two states and three pings (older kernels,
+// four-word addresses).
 const selftestDebugfs = `SA count=2 tx=3
 sa[0] tx ipaddr=0x00000000 00000000 00000000 00000000
 sa[0]    spi=0x00000009 proto=0x32 salt=0x61626364 crypt=1

@@ -340,8 +340,8 @@ func saListCommand(a *app) *cobra.Command {
 		Short:   "List the SA bundles",
 		Long: "list prints the bundles as a table. --format netdevsim prints them as netdevsim's debugfs\n" +
 			"ipsec file (SA count=N tx=M, three lines per SA), for checks written against netdevsim such\n" +
-			"as the kernel selftest kci_test_ipsec_offload; netdevsim-hex is the layout of kernels\n" +
-			"before 6.13, with addresses as four 32-bit words. Both print keys, so they need --keys.",
+			"as the kernel selftest kci_test_ipsec_offload; netdevsim-hex is the layout of older\n" +
+			"kernels, with addresses as four 32-bit words. Both print keys, so they need --keys.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nf, err := netdevsimFormat(format, keys)
