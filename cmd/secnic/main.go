@@ -21,6 +21,7 @@ var commands = []command{
 	runCommand, demoCommand, wiresharkKeysCommand,
 	pcapCommand,
 	xfrmCommand,
+	gendocsCommand,
 }
 
 func main() {
