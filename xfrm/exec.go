@@ -211,10 +211,17 @@ func (r *Runner) state(ctx context.Context, verb string, words []string) error {
 		}
 		defer st.Bundle.Wipe()
 		if verb == "update" {
-			vs, _, err := r.states(ctx, false)
+			// With keys: if the new state is refused, the old one comes
+			// back.
+			vs, _, err := r.states(ctx, true)
 			if err != nil {
 				return err
 			}
+			defer func() {
+				for _, v := range vs {
+					v.Bundle.Spec.Wipe()
+				}
+			}()
 			old := findState(vs, st)
 			if old == nil {
 				return fmt.Errorf("no state dst %s proto %s spi 0x%08x (%s) to update: use state add", st.Bundle.Dst, stProto(st), uint32(stSPI(st)), st.Bundle.Dir)
@@ -225,6 +232,13 @@ func (r *Runner) state(ctx context.Context, verb string, words []string) error {
 			if err := r.Backend.DeleteBundle(ctx, old.Bundle.Handle); err != nil {
 				return err
 			}
+			if err := r.Backend.AddBundle(ctx, st.Bundle); err != nil {
+				if rerr := r.Backend.AddBundle(ctx, old.Bundle.Spec); rerr != nil {
+					return fmt.Errorf("%w (and the old state could not be restored: %v)", err, rerr)
+				}
+				return fmt.Errorf("%w (the old state is kept)", err)
+			}
+			return nil
 		}
 		return r.Backend.AddBundle(ctx, st.Bundle)
 	case "get", "delete":
@@ -379,6 +393,7 @@ func (r *Runner) policy(ctx context.Context, verb string, words []string) error 
 				return err
 			}
 		}
+		var replaced []sa.PolicySpec
 		if verb == "update" {
 			id := PolicyID{Dir: p.Dir, Sel: p.Sel}
 			for _, old := range ps {
@@ -386,10 +401,19 @@ func (r *Runner) policy(ctx context.Context, verb string, words []string) error 
 					if err := r.Backend.DeletePolicy(ctx, old.ID); err != nil {
 						return err
 					}
+					replaced = append(replaced, old.Spec)
 				}
 			}
 		}
-		return r.Backend.AddPolicy(ctx, spec)
+		if err := r.Backend.AddPolicy(ctx, spec); err != nil {
+			for _, old := range replaced {
+				if rerr := r.Backend.AddPolicy(ctx, old); rerr != nil {
+					return fmt.Errorf("%w (and the old policy could not be restored: %v)", err, rerr)
+				}
+			}
+			return err
+		}
+		return nil
 	case "get", "delete":
 		id, err := ParsePolicyID(words)
 		if err != nil {

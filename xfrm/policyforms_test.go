@@ -151,3 +151,29 @@ func TestGoldenTransportOverTunnel(t *testing.T) {
 		t.Errorf("ip x p:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestUpdateKeepsOldOnFailure: an update that the table refuses leaves
+// the old state and policy in place.
+func TestUpdateKeepsOldOnFailure(t *testing.T) {
+	g := newRig(t)
+	g.run(tunnelLines[0], tunnelLines[2])
+	// The table refuses a soft limit above the hard one, after the old
+	// state was deleted: the old one is added back.
+	msg := g.fail(`ip xfrm state update src 192.0.2.1 dst 192.0.2.2 proto esp spi 0xc1000001 reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' ` + k20c + ` 128 limit byte-soft 10 limit byte-hard 5 dir out`)
+	if !strings.Contains(msg, "old state is kept") {
+		t.Errorf("update error: %s", msg)
+	}
+	bs := g.tb.List(true)
+	if len(bs) != 1 || bs[0].Spec.ESP.EncKey.Hex() != k20a[2:] {
+		t.Errorf("old state not restored: %+v", bs)
+	}
+	// A policy update whose template finds no state fails before the old
+	// policy is deleted.
+	msg = g.fail(`ip xfrm policy update src 10.1.0.0/16 dst 10.2.0.0/16 dir out priority 5 tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 9 mode tunnel`)
+	if !strings.Contains(msg, "matches no outbound state") {
+		t.Errorf("policy update: %s", msg)
+	}
+	if ps := g.tb.Policies(); len(ps) != 1 || ps[0].Spec.Priority != 0 || !ps[0].Complete {
+		t.Errorf("policies after refused update: %+v", ps)
+	}
+}
