@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secnic/secnic/xfrm"
 )
@@ -100,5 +102,38 @@ func TestXfrmCLI(t *testing.T) {
 	}
 	if _, errOut, code := c.run("ip xfrm state add bogus\n", "xfrm", "-b", "-"); code != 1 || !strings.Contains(errOut, "line 1") {
 		t.Errorf("bad script: %d %s", code, errOut)
+	}
+}
+
+// TestXfrmMonitorCLI follows the event stream as ip xfrm monitor does.
+func TestXfrmMonitorCLI(t *testing.T) {
+	sock, _ := daemon(t, "full")
+	c := cli{t: t, sock: sock}
+	out, errOut := newNotifyBuffer(), newNotifyBuffer()
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(context.Background(), []string{"--socket", sock, "xfrm", "monitor", "--count", "3"}, nil, out, errOut, commands)
+	}()
+	errOut.waitFor(t, "following events")
+	c.ok(words(t, `xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1000 reqid 1 mode tunnel aead 'rfc4106(gcm(aes))' `+xkOut+` 128 dir out`)...)
+	out.waitFor(t, "\tdir out\n\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n")
+	c.ok(words(t, `xfrm policy add src 10.1.0.0/16 dst 10.2.0.0/16 dir out tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 1 mode tunnel`)...)
+	out.waitFor(t, "\tdir out priority 0 ptype main \n")
+	c.ok("xfrm", "state", "flush")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("monitor exited %d: %s", code, errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("monitor did not end:\n%s", out)
+	}
+	got := out.String()
+	if !strings.HasPrefix(got, "src 192.0.2.1 dst 192.0.2.2\n\tproto esp spi 0x00001000 reqid 1 mode tunnel\n") ||
+		!strings.Contains(got, "Deleted src 192.0.2.1 dst 192.0.2.2\n") || strings.Contains(got, xkOut[2:]) {
+		t.Errorf("monitor output:\n%s", got)
+	}
+	if errOut := c.fail(2, "xfrm", "monitor", "aevent"); !strings.Contains(errOut, `"aevent" is not supported`) {
+		t.Errorf("monitor aevent: %s", errOut)
 	}
 }
