@@ -202,6 +202,27 @@ func TestGoldenStateForms(t *testing.T) {
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
 		{
+			name: "esn-oseq-hi-ipv6-tunnel-out",
+			line: `ip xfrm state add src 2001:db8:1::1 dst 2001:db8:2::1 proto esp spi 0x4005 reqid 11 mode tunnel flag esn replay-oseq-hi 5 enc aes ` + k16 + ` auth-trunc 'hmac(sha256)' ` + k32c + ` 128 dir out`,
+			check: func(t *testing.T, g *rig) {
+				b := g.tb.List(false)[0].Spec
+				if !b.ESN || b.SeqHigh != 5 || b.ESP.Enc != "aes-cbc-128" || b.Family != "ipv6" {
+					t.Errorf("bundle %+v esp %+v", b, b.ESP)
+				}
+			},
+			want: "src 2001:db8:1::1 dst 2001:db8:2::1\n" +
+				"\tproto esp spi 0x00004005 reqid 11 mode tunnel\n" +
+				"\treplay-window 0 flag esn\n" +
+				"\tauth-trunc hmac(sha256) <<Keys hidden>> 128\n" +
+				"\tenc cbc(aes) <<Keys hidden>>\n" +
+				"\tanti-replay esn context:\n" +
+				"\t seq-hi 0x0, seq 0x0, oseq-hi 0x5, oseq 0x0\n" +
+				"\t replay_window 0, bitmap-length 0\n" +
+				"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+				"\tdir out\n" +
+				"\tsel src ::/0 dst ::/0 \n",
+		},
+		{
 			name: "string-key-local-direction",
 			// No dir: 10.9.0.9 is local, so the state is inbound.
 			line: `ip xfrm state add src 10.9.0.8 dst 10.9.0.9 proto esp spi 0x4004 reqid 9 mode transport aead 'rfc4106(gcm(aes))' 1234567890123456dcba 128`,

@@ -109,6 +109,9 @@ func (f *xfrmFlags) localFunc() (func(netip.Addr) bool, error) {
 }
 
 func (f *xfrmFlags) runner(a *app) (*xfrm.Runner, error) {
+	if a.json {
+		return nil, usagef("secnic xfrm prints ip xfrm's format, not JSON: use secnic sa list --json or policy list --json")
+	}
 	local, err := f.localFunc()
 	if err != nil {
 		return nil, err
@@ -214,6 +217,9 @@ func xfrmMonitorCommand(a *app, f *xfrmFlags) *cobra.Command {
 			objs, err := xfrm.ParseMonitor(args)
 			if err != nil {
 				return usageError{err}
+			}
+			if a.json {
+				return usagef("secnic xfrm monitor prints ip xfrm monitor's format, not JSON: use secnic events --json")
 			}
 			client := a.client()
 			m := &xfrm.Monitor{Backend: clientBackend{client}, Out: a.out, Objects: objs,

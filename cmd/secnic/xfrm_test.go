@@ -78,6 +78,9 @@ func TestXfrmCLI(t *testing.T) {
 	if !strings.Contains(errOut, `"mark" is not supported`) {
 		t.Errorf("mark: %s", errOut)
 	}
+	if errOut := c.fail(2, "xfrm", "--json", "state"); !strings.Contains(errOut, "sa list --json") {
+		t.Errorf("--json: %s", errOut)
+	}
 	if errOut := c.fail(2, "xfrm", "state", "allocspi"); !strings.Contains(errOut, "allocspi") {
 		t.Errorf("allocspi: %s", errOut)
 	}
