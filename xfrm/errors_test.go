@@ -82,6 +82,7 @@ func TestBadInput(t *testing.T) {
 		{"ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1000 aead 'rfc4106(gcm(aes))' " + k20a, "ALGO-ICV-LEN"},
 		{"ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1000 aead 'rfc4106(gcm(aes)) " + k20a, "unterminated single quote"},
 		{"ip xfrm state add src $SRC dst 10.0.0.2", "shell expansion"},
+		{"ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1000 flag esn aead 'rfc4106(gcm(aes))' " + k20a + " 128 dir in", "needs replay-window"},
 		{"ip xfrm state get dst 10.0.0.2 proto esp", "needs dst ADDR, proto esp|ah and spi"},
 		{"ip xfrm state get dst 10.0.0.2 proto esp spi 0x1000", "no state"},
 		{"ip xfrm state update src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x1000 aead 'rfc4106(gcm(aes))' " + k20a + " 128 dir out", "use state add"},

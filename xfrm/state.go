@@ -514,6 +514,9 @@ func ParseState(words []string, o Options) (State, error) {
 		}
 		b.AllowLegacy = true
 	}
+	if esn && dir == "in" && window == nil {
+		return st, fmt.Errorf("flag esn on an inbound state needs replay-window SIZE (ip refuses it too: \"esn flag set without replay-window\")")
+	}
 	if seqHigh != 0 && !esn {
 		return st, fmt.Errorf("replay-seq-hi and replay-oseq-hi need flag esn")
 	}
