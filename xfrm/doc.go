@@ -15,9 +15,9 @@
 //     dst, reqid) so that the reqid survives the round trip;
 //   - its direction comes from "dir in|out", from "offload ... dir in|out",
 //     or from whether src or dst is a local address;
-//   - a policy's templates are resolved to bundle names when the policy is
-//     added (ResolveTemplates); a template that names its SPI and reqid may
-//     refer to a state added later;
+//   - a policy's templates are resolved to the bundles of existing states
+//     when the policy is added (ResolveTemplates); in a script (RunScript)
+//     a policy whose states come later waits for them;
 //   - "dir fwd" policies are inbound secnic policies named "xfrm-fwd-...".
 //
 // Every word of the grammar that secnic cannot honour is refused with an

@@ -57,8 +57,8 @@ func newTable(t testing.TB) *sa.Table {
 	return tb
 }
 
-// fixedCreated is the time lifetime lines print (bundles are stamped when
-// added; the golden output uses this time zone and rewrites the stamp).
+// goldenLoc is the time zone of lifetime timestamps in the tests (stamp
+// replaces the time itself, which depends on when the test ran).
 var goldenLoc = time.FixedZone("golden", 0)
 
 type rig struct {
