@@ -90,12 +90,11 @@ func TestXfrmTunnel(t *testing.T) {
 		a, b := twonic.AddressesFor("tunnel", me), twonic.AddressesFor("tunnel", peer)
 		spi := map[string]string{"a": "0xc1a0b001", "b": "0xc1b0a002"}
 		key := map[string]string{"a": kAB, "b": kBA}
-		alg := map[string]string{"a": "aead 'rfc4106(gcm(aes))' %s 128", "b": "aead 'rfc4106(gcm(aes))' %s 128"}
 		req := map[string]string{"a": "1", "b": "2"}
 		var s strings.Builder
-		fmt.Fprintf(&s, "ip xfrm state add src %s dst %s proto esp spi %s reqid %s mode tunnel replay-window 32 "+alg[me]+"\n",
+		fmt.Fprintf(&s, "ip xfrm state add src %s dst %s proto esp spi %s reqid %s mode tunnel replay-window 32 aead 'rfc4106(gcm(aes))' %s 128\n",
 			a.Under4, b.Under4, spi[me], req[me], key[me])
-		fmt.Fprintf(&s, "ip xfrm state add src %s dst %s proto esp spi %s reqid %s mode tunnel replay-window 32 "+alg[peer]+"\n",
+		fmt.Fprintf(&s, "ip xfrm state add src %s dst %s proto esp spi %s reqid %s mode tunnel replay-window 32 aead 'rfc4106(gcm(aes))' %s 128\n",
 			b.Under4, a.Under4, spi[peer], req[peer], key[peer])
 		fmt.Fprintf(&s, "ip xfrm policy add src %s dst %s dir out \\\n\ttmpl src %s dst %s proto esp reqid %s mode tunnel\n",
 			a.Host4.Masked(), b.Host4.Masked(), a.Under4, b.Under4, req[me])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -11,6 +12,7 @@ func TestCapsWidth(t *testing.T) {
 	sock, _ := daemon(t, "full")
 	c := cli{t: t, sock: sock}
 	for _, w := range []string{"60", "80", "132"} {
+		max, _ := strconv.Atoi(w)
 		for _, full := range []bool{false, true} {
 			args := []string{"caps", "--width", w}
 			if full {
@@ -19,7 +21,7 @@ func TestCapsWidth(t *testing.T) {
 			out := c.ok(args...)
 			for _, l := range strings.Split(out, "\n") {
 				// Only a single unbreakable word may exceed the width.
-				if len(l) > atoi(t, w) && strings.Contains(strings.TrimSpace(l), " ") {
+				if len(l) > max && strings.Contains(strings.TrimSpace(l), " ") {
 					t.Errorf("width %s (full %v): %d-column line %q", w, full, len(l), l)
 				}
 			}
@@ -46,12 +48,4 @@ func TestCapsWidth(t *testing.T) {
 	if errOut := c.fail(2, "caps", "--width", "10"); !strings.Contains(errOut, "--width") {
 		t.Errorf("narrow width: %s", errOut)
 	}
-}
-
-func atoi(t *testing.T, s string) int {
-	n := 0
-	for _, r := range s {
-		n = n*10 + int(r-'0')
-	}
-	return n
 }
