@@ -12,7 +12,7 @@ func TestCapsWidth(t *testing.T) {
 	sock, _ := daemon(t, "full")
 	c := cli{t: t, sock: sock}
 	for _, w := range []string{"60", "80", "132"} {
-		max, _ := strconv.Atoi(w)
+		maxW, _ := strconv.Atoi(w)
 		for _, full := range []bool{false, true} {
 			args := []string{"caps", "--width", w}
 			if full {
@@ -21,7 +21,7 @@ func TestCapsWidth(t *testing.T) {
 			out := c.ok(args...)
 			for _, l := range strings.Split(out, "\n") {
 				// Only a single unbreakable word may exceed the width.
-				if len(l) > max && strings.Contains(strings.TrimSpace(l), " ") {
+				if len(l) > maxW && strings.Contains(strings.TrimSpace(l), " ") {
 					t.Errorf("width %s (full %v): %d-column line %q", w, full, len(l), l)
 				}
 			}
