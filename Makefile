@@ -4,13 +4,22 @@ PKGS      ?= ./...
 BENCHTIME ?= 200ms
 FUZZTIME  ?= 10s
 BIN       ?= bin/secnic
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   ?= -X main.version=$(VERSION)
+# make install: PREFIX and DESTDIR as usual (make install DESTDIR=/tmp/pkg PREFIX=/usr).
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build test test-short bench bench-esp bench-ratio fuzz lint demo clean help
+.PHONY: all build install test test-short bench bench-esp bench-ratio fuzz lint demo clean help
 
 all: build
 
 help:
 	@echo "make build       build bin/secnic"
+	@echo "make install     binary, systemd unit, man pages, completions (PREFIX=$(PREFIX), DESTDIR)"
 	@echo "make demo        two namespaces, two NICs, real traffic through an AES-GCM tunnel (root)"
 	@echo "make test        the whole test suite (root tests run when root; CI=true makes them mandatory)"
 	@echo "make bench       all Go benchmarks (BENCHTIME=$(BENCHTIME))"
@@ -19,7 +28,19 @@ help:
 	@echo "make lint        gofmt check, go vet, staticcheck"
 
 build:
-	$(GO) build -o $(BIN) ./cmd/secnic
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/secnic
+
+# The unit's paths follow BINDIR; man pages and completions are generated
+# from the CLI (secnic gendocs, cobra's generators).
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/secnic
+	sed 's|/usr/local/bin/secnic|$(BINDIR)/secnic|g' contrib/systemd/secnic.service > $(DESTDIR)$(UNITDIR)/secnic.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/secnic.service
+	$(abspath $(BIN)) gendocs --man $(DESTDIR)$(MANDIR)/man8 \
+	  --bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/secnic \
+	  --zsh $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_secnic \
+	  --fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/secnic.fish
 
 test:
 	$(GO) vet $(PKGS)

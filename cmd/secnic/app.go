@@ -55,9 +55,12 @@ func execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Wr
 		Long: "secnic controls the secnic software NIC (an emulated NDIS IPsec Offload V2 card) through\n" +
 			"its daemon's control API: capabilities and offload parameters, SA bundles, policies,\n" +
 			"statistics and events. Every command takes --json for machine-readable output.",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		Version:           versionString(),
+		DisableAutoGenTag: true,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	def := control.DefaultSocket
 	if env := os.Getenv("SECNIC_SOCKET"); env != "" {
 		def = env

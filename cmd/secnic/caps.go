@@ -2,7 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
+	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -11,13 +16,20 @@ import (
 )
 
 func capsCommand(a *app) *cobra.Command {
-	var view string
+	var (
+		view  string
+		full  bool
+		width int
+	)
 	c := &cobra.Command{
 		Use:   "caps",
 		Short: "Show the hardware capabilities and the current offload configuration",
 		Long: "caps shows the IPsec offload capabilities of the card (hardware) and what is enabled now\n" +
 			"(current), as NDIS sees them (NDIS_IPSEC_OFFLOAD_V2), as secnic extends them, as Linux\n" +
 			"ethtool features, and as the 32-byte NDIS binary structure.\n\n" +
+			"By default each field shows its current value, and the hardware value only where it\n" +
+			"differs; --full shows both for every field. Flag and algorithm lists are wrapped under\n" +
+			"their field to fit the terminal (--width, $COLUMNS).\n\n" +
 			"Views: all (default), ndis, secnic, linux, binary.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -26,6 +38,9 @@ func capsCommand(a *app) *cobra.Command {
 			default:
 				return usagef("--view %q: use all, ndis, secnic, linux or binary", view)
 			}
+			if width != 0 && width < 60 {
+				return usagef("--width %d: give at least 60 columns", width)
+			}
 			resp, err := a.client().Capabilities(cmd.Context())
 			if err != nil {
 				return err
@@ -33,25 +48,59 @@ func capsCommand(a *app) *cobra.Command {
 			if a.json {
 				return a.printJSON(resp)
 			}
-			printCaps(a, resp, view)
+			if width == 0 {
+				width = terminalWidth(a.out)
+			}
+			printCaps(a, resp, view, full, width)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&view, "view", "all", "which view to print: all, ndis, secnic, linux, binary")
+	c.Flags().BoolVar(&full, "full", false, "show hardware and current values of every field")
+	c.Flags().IntVar(&width, "width", 0, "wrap at this many columns (default: the terminal's, $COLUMNS, or 80)")
 	return c
 }
 
-func printCaps(a *app, r control.CapabilitiesResponse, view string) {
+// terminalWidth is the width of out if it is a terminal, else $COLUMNS,
+// else 80.
+func terminalWidth(out io.Writer) int {
+	if f, ok := out.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col >= 60 {
+			return int(ws.Col)
+		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n >= 60 {
+		return n
+	}
+	return 80
+}
+
+func printCaps(a *app, r control.CapabilitiesResponse, view string, full bool, width int) {
 	all := view == "all"
-	fmt.Fprintf(a.out, "profile: %s   IPsecV2 offload parameter: %s   SA bundles: %d of %d in use\n",
-		r.Profile, r.Setting, r.Usage.Bundles, r.Capacity)
+	head := fmt.Sprintf("profile: %s   IPsecV2 offload parameter: %s   SA bundles: %d of %d in use", r.Profile, r.Setting, r.Usage.Bundles, r.Capacity)
+	for _, l := range wrapWords(strings.Split(head, "   "), "   ", width, "") {
+		fmt.Fprintln(a.out, l)
+	}
+	what := "CURRENT, with HARDWARE where it differs (--full: both)"
+	if full {
+		what = "HARDWARE and CURRENT"
+	}
+	title := func(t string) {
+		fmt.Fprintln(a.out)
+		for i, l := range wrapWords(strings.Fields(t), " ", width-2, "") {
+			if i > 0 {
+				l = "  " + l
+			}
+			fmt.Fprintln(a.out, l)
+		}
+	}
 	if all || view == "ndis" {
-		fmt.Fprintln(a.out, "\nNDIS_IPSEC_OFFLOAD_V2")
-		sideBySide(a, r.Hardware.NDIS, r.Current.NDIS)
+		title("NDIS_IPSEC_OFFLOAD_V2: " + what)
+		printFields(a, r.Hardware.NDIS, r.Current.NDIS, full, width)
 	}
 	if all || view == "secnic" {
-		fmt.Fprintln(a.out, "\nsecnic extensions and limits")
-		sideBySide(a, r.Hardware.Secnic, r.Current.Secnic)
+		title("secnic extensions and limits: " + what)
+		printFields(a, r.Hardware.Secnic, r.Current.Secnic, full, width)
 	}
 	if all || view == "linux" {
 		fmt.Fprintln(a.out, "\nLinux (ethtool -k)")
@@ -60,28 +109,129 @@ func printCaps(a *app, r control.CapabilitiesResponse, view string) {
 		}
 	}
 	if all || view == "binary" {
-		fmt.Fprintf(a.out, "\nNDIS_IPSEC_OFFLOAD_V2 (%d bytes, little-endian)\n", capabilities.BinarySize)
-		fmt.Fprintf(a.out, "  hardware  %s\n  current   %s\n", spaced(r.Hardware.Binary), spaced(r.Current.Binary))
+		title(fmt.Sprintf("NDIS_IPSEC_OFFLOAD_V2 (%d bytes, little-endian)", capabilities.BinarySize))
+		for _, l := range [][2]string{{"hardware", r.Hardware.Binary}, {"current", r.Current.Binary}} {
+			for i, w := range wrapWords(strings.Fields(spaced(l[1])), " ", width, "            ") {
+				if i == 0 {
+					w = fmt.Sprintf("  %-9s %s", l[0], strings.TrimSpace(w))
+				}
+				fmt.Fprintln(a.out, w)
+			}
+		}
 	}
 	if all && len(r.Deviations) > 0 {
 		fmt.Fprintln(a.out, "\nnotes")
 		for _, d := range r.Deviations {
-			fmt.Fprintf(a.out, "  - %s\n", d)
+			for i, l := range wrapWords(strings.Fields(d), " ", width, "    ") {
+				if i == 0 {
+					l = "  - " + strings.TrimSpace(l)
+				}
+				fmt.Fprintln(a.out, l)
+			}
 		}
 	}
 }
 
-func sideBySide(a *app, hw, cur []capabilities.Field) {
-	tw := a.table()
-	fmt.Fprintln(tw, "  FIELD\tHARDWARE\tCURRENT")
-	for i, f := range hw {
-		c := ""
-		if i < len(cur) {
-			c = cur[i].Value
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, f.Value, c)
+// splitValue cuts a field value into what goes on the field's line and a
+// list to wrap under it: "0x0000000f (A|B|C)" gives "0x0000000f" and
+// A, B, C (joined by spaces); "a, b, c" gives "" and a, b, c (joined by
+// commas).
+func splitValue(v string) (head string, list []string, sep string) {
+	if i := strings.Index(v, " ("); i > 0 && strings.HasSuffix(v, ")") && strings.Contains(v[i:], "|") {
+		return v[:i], strings.Split(v[i+2:len(v)-1], "|"), " "
 	}
-	tw.Flush()
+	if strings.Contains(v, ", ") {
+		return "", strings.Split(v, ", "), ", "
+	}
+	return v, nil, ""
+}
+
+// wrapWords joins words with sep into lines of at most width columns
+// (a word longer than that gets a line of its own), every line starting
+// with indent.
+func wrapWords(words []string, sep string, width int, indent string) []string {
+	var lines []string
+	cur := indent
+	for i, w := range words {
+		last := i == len(words)-1
+		piece := w
+		if !last && strings.TrimSpace(sep) != "" {
+			piece += strings.TrimRight(sep, " ")
+		}
+		if cur != indent && len(cur)+len(sep)+len(piece) > width {
+			lines = append(lines, strings.TrimRight(cur, " "))
+			cur = indent
+		}
+		if cur != indent {
+			if strings.TrimSpace(sep) != "" {
+				cur += " "
+			} else {
+				cur += sep
+			}
+		}
+		cur += piece
+	}
+	if cur != indent || len(lines) == 0 {
+		lines = append(lines, strings.TrimRight(cur, " "))
+	}
+	return lines
+}
+
+// printFields prints capability fields, one per line as ethtool does, with
+// flag and algorithm lists wrapped under the field.
+func printFields(a *app, hw, cur []capabilities.Field, full bool, width int) {
+	curBy := map[string]string{}
+	for _, f := range cur {
+		curBy[f.Name] = f.Value
+	}
+	nameW := 0
+	for _, f := range hw {
+		nameW = max(nameW, len(f.Name)+1)
+	}
+	nameW = min(nameW, width/2)
+	value := func(label, v string, labelW int) {
+		head, list, sep := splitValue(v)
+		first := fmt.Sprintf("  %-*s %s", labelW, label, head)
+		if list == nil && len(first) > width {
+			// Plain text too long for the line: wrap its words.
+			head, list, sep = "", strings.Fields(v), " "
+			first = fmt.Sprintf("  %-*s ", labelW, label)
+		}
+		indent := strings.Repeat(" ", 6)
+		// A short list stays on the field's line.
+		if len(list) > 0 {
+			joined := strings.Join(list, strings.TrimRight(sep, " ")+" ")
+			if head == "" && len(first)+len(joined) <= width {
+				first += joined
+				list = nil
+			} else if head != "" && len(first)+len(joined)+3 <= width {
+				first += " (" + strings.Join(list, "|") + ")"
+				list = nil
+			}
+		}
+		fmt.Fprintln(a.out, strings.TrimRight(first, " "))
+		if len(list) > 0 {
+			for _, l := range wrapWords(list, sep, width, indent) {
+				fmt.Fprintln(a.out, l)
+			}
+		}
+	}
+	for _, f := range hw {
+		c, have := curBy[f.Name]
+		switch {
+		case full:
+			fmt.Fprintf(a.out, "  %s\n", f.Name)
+			value("  hardware:", f.Value, 11)
+			if have {
+				value("  current:", c, 11)
+			}
+		case !have || c == "" || c == f.Value:
+			value(f.Name+":", f.Value, nameW)
+		default:
+			value(f.Name+":", c, nameW)
+			value("  hardware:", f.Value, nameW)
+		}
+	}
 }
 
 // spaced groups hex in 4-byte words.

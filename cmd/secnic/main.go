@@ -20,6 +20,8 @@ var commands = []command{
 	eventsCommand,
 	runCommand, demoCommand, wiresharkKeysCommand,
 	pcapCommand,
+	xfrmCommand,
+	gendocsCommand,
 }
 
 func main() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/xfrm"
 )
 
 func refOf(s string) sa.Ref { return sa.Ref(s) }
@@ -329,16 +330,30 @@ func saUpdateCommand(a *app) *cobra.Command {
 }
 
 func saListCommand(a *app) *cobra.Command {
-	var keys bool
+	var (
+		keys   bool
+		format string
+	)
 	c := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List the SA bundles",
-		Args:    cobra.NoArgs,
+		Long: "list prints the bundles as a table. --format netdevsim prints them as netdevsim's debugfs\n" +
+			"ipsec file (SA count=N tx=M, three lines per SA), for checks written against netdevsim such\n" +
+			"as the kernel selftest kci_test_ipsec_offload; netdevsim-hex is the layout of older\n" +
+			"kernels, with addresses as four 32-bit words. Both print keys, so they need --keys.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			nf, err := netdevsimFormat(format, keys)
+			if err != nil {
+				return err
+			}
 			resp, err := a.client().ListSAs(cmd.Context(), keys)
 			if err != nil {
 				return err
+			}
+			if format != "" && format != "table" {
+				return xfrm.WriteNetdevsim(a.out, resp.Bundles, nf)
 			}
 			if a.json {
 				return a.printJSON(resp)
@@ -369,8 +384,28 @@ func saListCommand(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&keys, "keys", false, "include key material (with --json)")
+	c.Flags().BoolVar(&keys, "keys", false, "include key material (with --json or --format netdevsim)")
+	c.Flags().StringVar(&format, "format", "", "output format: table (default), netdevsim or netdevsim-hex")
 	return c
+}
+
+// netdevsimFormat checks sa list --format.
+func netdevsimFormat(format string, keys bool) (xfrm.NetdevsimFormat, error) {
+	var f xfrm.NetdevsimFormat
+	switch format {
+	case "", "table":
+		return f, nil
+	case "netdevsim":
+		f = xfrm.NetdevsimAddr
+	case "netdevsim-hex":
+		f = xfrm.NetdevsimHex
+	default:
+		return f, usagef("--format %q: give table, netdevsim or netdevsim-hex", format)
+	}
+	if !keys {
+		return f, usagef("--format %s prints key material, as netdevsim's debugfs file does: add --keys", format)
+	}
+	return f, nil
 }
 
 func algs(s sa.SAInfo) string {
