@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -37,10 +38,10 @@ type Backend struct {
 	Stats StatsSource
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Limits bounds connections to the socket; zero fields take
+	// DefaultLimits.
+	Limits Limits
 }
-
-// MaxBodyBytes bounds request bodies.
-const MaxBodyBytes = 64 << 20
 
 // Server is the control API server.
 type Server struct {
@@ -66,6 +67,7 @@ func NewServer(b Backend) (*Server, error) {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	b.Limits = b.Limits.withDefaults()
 	s := &Server{b: b, log: b.Logger, mux: http.NewServeMux(), stop: make(chan struct{})}
 	routes := []struct {
 		pattern string
@@ -155,8 +157,9 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve serves the API on l until Shutdown; it then returns
 // http.ErrServerClosed.
+// At most Limits.MaxConns connections are served at once.
 func (s *Server) Serve(l net.Listener) error {
-	return s.httpServer().Serve(l)
+	return s.httpServer().Serve(newLimitListener(l, s.b.Limits.MaxConns))
 }
 
 // httpServer returns the server's http.Server, creating it on first use,
@@ -165,7 +168,16 @@ func (s *Server) httpServer() *http.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv == nil {
-		s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		lim := s.b.Limits
+		s.srv = &http.Server{
+			Handler:           s.Handler(),
+			ReadHeaderTimeout: lim.HeaderTimeout,
+			ReadTimeout:       lim.ReadTimeout,
+			WriteTimeout:      lim.WriteTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
 		s.srv.RegisterOnShutdown(s.stopStreams)
 	}
 	return s.srv
@@ -265,14 +277,14 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, badRequest("the request body is larger than %d bytes; split the request", MaxBodyBytes)
+			return nil, badRequest("the request body is larger than %d bytes; split the request into requests of at most %d entries", MaxBodyBytes, MaxEntries)
 		}
-		return nil, badRequest("cannot read the request body: %v", err)
+		return nil, badRequest("cannot read the request body: %s", clip(err.Error()))
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, badRequest("the request body is empty; send a JSON object (see docs/api.md)")
 	}
-	return body, nil
+	return boundedJSON(body)
 }
 
 func wantKeys(r *http.Request) (bool, error) {
@@ -540,7 +552,7 @@ func (s *Server) deleteSAs(w http.ResponseWriter, r *http.Request) error {
 	if out.Deleted == 0 {
 		res, _ := json.Marshal(out.Results)
 		code := out.Results[0].Code
-		return &httpError{StatusOf(code), ErrorResponse{Error: "no bundle was deleted: " + out.Results[0].Error, Code: code, Results: res}}
+		return &httpError{StatusOf(code), ErrorResponse{Error: "no bundle was deleted: " + clip(out.Results[0].Error), Code: code, Results: res}}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -652,6 +664,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errors.New("control: the connection cannot stream")
 	}
+	// The stream outlives the request timeouts: no read deadline (the
+	// request has been read), and a write deadline per event, so that a
+	// follower that stops reading is disconnected.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	wd := s.b.Limits.WriteTimeout
+	_ = rc.SetWriteDeadline(time.Now().Add(wd))
 	sub := s.b.Table.Subscribe(size)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -673,6 +692,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(wd))
 			if d := sub.Dropped(); d > dropped {
 				if err := enc.Encode(sa.Event{Type: sa.EventDropped, Time: time.Now(), Dropped: d - dropped}); err != nil {
 					return nil

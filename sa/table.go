@@ -414,7 +414,11 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 	if errors.As(first, &e) {
 		kind = e.Kind
 	}
-	return len(msgs), &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
+	failed := len(msgs)
+	if failed > maxErrorsListed {
+		msgs = append(msgs[:maxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-maxErrorsListed))
+	}
+	return failed, &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
 }
 
 // addLocked validates p against the table and the capabilities and inserts
