@@ -125,11 +125,22 @@ func (m methodJSON) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen creates the unix socket at path: the parent directory is created
-// with mode 0700 if missing, a stale socket left by a dead daemon is
+// with mode 0700 if missing, and refused if another user owns it or may
+// write to it (CheckSocketDir); a stale socket left by a dead daemon is
 // removed, and the socket gets mode 0600 (owner only: root for the daemon).
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("control: cannot create the socket directory: %w", err)
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control: cannot create the socket directory: %w", err)
+		}
+		// The umask may have left it wider.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control: cannot restrict the socket directory: %w", err)
+		}
+	}
+	if err := CheckSocketDir(dir); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

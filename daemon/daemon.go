@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,18 +390,9 @@ func (d *Daemon) startControl(path string) error {
 	if err != nil {
 		return fmt.Errorf("daemon: control API: %w", err)
 	}
-	dir := filepath.Dir(path)
-	_, statErr := os.Stat(dir)
 	l, err := control.Listen(path)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		// Listen created it; make sure the umask left it owner-only.
-		_ = os.Chmod(dir, 0o700)
-	} else if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		d.log.Warn("the control socket's directory is open to other users; the socket itself is 0600, but a private directory (mode 0700) is safer",
-			"dir", dir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
 	d.ctl, d.ctlLn, d.ctlPath, d.ctlDone = srv, l, path, make(chan struct{})
 	go func() {
