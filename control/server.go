@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/internal/keyfile"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -465,6 +466,9 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 			specs[i].Wipe()
 		}
 	}()
+	for _, w := range keyfile.ZeroKeys(specs) {
+		s.log.Warn("SA add request with an all-zero key", "warning", w)
+	}
 	res, err := s.b.Table.AddBundles(specs)
 	if err != nil {
 		writeRefusal(w, err, len(specs), res)

@@ -57,10 +57,16 @@ type Config struct {
 	Control ControlConfig `json:"control,omitzero"`
 	// Capture configures pcap captures of the host and the wire side.
 	Capture CaptureConfig `json:"capture,omitzero"`
+	// InsecureKeyFilePermissions accepts a configuration file with keys
+	// that group or others may read, with a warning instead of a refusal
+	// (for labs; see docs/config.md).
+	InsecureKeyFilePermissions bool `json:"insecure_key_file_permissions,omitempty"`
 	// State holds the "sas" and "policies" sections: the bundles and
 	// policies loaded at start and reconciled on SIGHUP. Every entry needs
 	// a name, which identifies it across reloads.
 	sa.State
+
+	warnings []string // from LoadConfig; see Warnings
 }
 
 // HostConfig is the host port.
@@ -287,7 +293,15 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w (give the path of a YAML file; see docs/config-example.yaml)", err)
 	}
-	return parseConfig(data, path)
+	c, err := parseConfig(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkKeyFile(path); err != nil {
+		c.wipe()
+		return nil, err
+	}
+	return c, nil
 }
 
 func parseConfig(data []byte, source string) (*Config, error) {

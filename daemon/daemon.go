@@ -100,6 +100,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	}
 	filtered := slog.New(&levelHandler{h: base.Handler(), level: d.level})
 	d.log = filtered.With("nic", cfg.nicName())
+	logWarnings(d.log, opts.ConfigPath, cfg)
 
 	// From here on, a failure undoes what was built.
 	defer func() {

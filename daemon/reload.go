@@ -28,6 +28,7 @@ func (d *Daemon) ReloadFile() (sa.ReconcileSummary, error) {
 		return sa.ReconcileSummary{}, err
 	}
 	defer cfg.wipe()
+	logWarnings(d.log, d.path, cfg)
 	return d.Reload(cfg)
 }
 
@@ -100,10 +101,15 @@ func restartOnly(running, next *Config) []string {
 	a, b := *running, *next
 	a.State, b.State = sa.State{}, sa.State{}
 	a.LogLevel, b.LogLevel = "", ""
+	// Read by every LoadConfig, so a reload applies it.
+	a.InsecureKeyFilePermissions, b.InsecureKeyFilePermissions = false, false
 	var out []string
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	t := va.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 			out = append(out, name)
