@@ -226,28 +226,10 @@ func (d *Daemon) dryRun(state sa.State) []string {
 		return []string{err.Error()}
 	}
 	defer scratch.Close()
-	var api []sa.BundleSpec
-	for _, bi := range d.table.List(true) {
-		if bi.Origin == sa.OriginAPI {
-			api = append(api, bi.Spec)
-		} else {
-			bi.Spec.Wipe()
-		}
-	}
-	if len(api) > 0 {
-		_, _ = scratch.AddBundles(api)
-		for i := range api {
-			api[i].Wipe()
-		}
-	}
-	var apiPol []sa.PolicySpec
-	for _, pi := range d.table.Policies() {
-		if pi.Origin == sa.OriginAPI {
-			apiPol = append(apiPol, pi.Spec)
-		}
-	}
-	if len(apiPol) > 0 {
-		_, _ = scratch.AddPolicies(apiPol)
+	// A faithful copy (handles, names, origins, policies) so that a refusal
+	// names the bundles of the real table.
+	if err := d.table.CopyInto(scratch); err != nil {
+		d.log.Debug("the reload dry run left out entries the capabilities now refuse", "err", err)
 	}
 	sum, err := scratch.Reconcile(state)
 	if err != nil {

@@ -488,15 +488,19 @@ func (t *Table) checkSPILocked(dir Direction, proto Protocol, spi SPI, dst netip
 		if !dst.IsValid() {
 			where = "the wildcard destination"
 		}
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by bundle %d; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, h)}
+		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by %s; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, t.bundleRefLocked(h))}
 	}
 	w := spiKey{dir: dir, proto: proto, spi: uint32(spi)}
 	if dst.IsValid() {
 		if h, dup := t.spis[w]; dup {
-			return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by bundle %d, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, h, dst)}
+			return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, t.bundleRefLocked(h), dst)}
 		}
 	} else if t.exactSPIs[spiKey3{dir, proto, uint32(spi)}] > 0 {
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by a bundle with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir)}
+		holder := "a bundle"
+		if h, ok := t.exactSPIHolderLocked(dir, proto, spi); ok {
+			holder = t.bundleRefLocked(h)
+		}
+		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir, holder)}
 	}
 	return nil
 }
