@@ -460,6 +460,9 @@ func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 	case packet.ErrKeepalive:
 		c.keepalives.Add(1)
 		return
+	case packet.ErrUDPLength:
+		c.drop(dropUDPLength)
+		return
 	default:
 		c.drop(dropReason(sa.InHdrError))
 		return
