@@ -328,7 +328,7 @@ func (d *Daemon) openHost(cfg *Config, wireMTU int) (tun.Port, error) {
 		d.hostMem = b
 		return a, nil
 	}
-	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, NetnsPath: cfg.Netns})
+	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, NetnsPath: cfg.Netns, Logger: d.log})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: host port: %w", err)
 	}
@@ -346,25 +346,28 @@ func (d *Daemon) autoHostMTU(wireMTU int) int {
 	return mtu
 }
 
-// followMTU keeps an automatic TUN MTU equal to the wire MTU minus the
-// worst-case overhead of the outbound SAs, as SAs come and go.
+// followMTU keeps an automatic TUN MTU within the wire MTU minus the
+// worst-case overhead of the outbound SAs, without flapping: see
+// nextAutoMTU.
 func (d *Daemon) followMTU() {
 	defer close(d.mtuDone)
+	cur := d.tunDev.MTU()
 	for e := range d.mtuSub.C {
 		switch e.Type {
 		case sa.EventSAAdded, sa.EventSADeleted, sa.EventSAReplaced, sa.EventReconciled:
 		default:
 			continue
 		}
-		want := d.autoHostMTU(d.nic.WireMTU())
-		if want == d.tunDev.MTU() {
+		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), e.Type == sa.EventReconciled)
+		if want == cur {
 			continue
 		}
 		if err := d.setTUNMTU(want); err != nil {
-			d.log.Warn("cannot adjust the host MTU to the SAs' overhead", "want", want, "err", err)
+			d.log.Warn("cannot adjust the host MTU to the SAs' overhead", "dev", d.tunDev.Name(), "want", want, "err", err)
 			continue
 		}
-		d.log.Info("host MTU adjusted to the SAs' overhead", "dev", d.tunDev.Name(), "mtu", want)
+		d.log.Info("host MTU adjusted to the SAs' overhead", "dev", d.tunDev.Name(), "mtu", want, "was", cur, "event", string(e.Type))
+		cur = want
 	}
 }
 
