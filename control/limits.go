@@ -55,9 +55,9 @@ type Limits struct {
 
 // DefaultLimits are the limits the daemon serves with.
 var DefaultLimits = Limits{
-	HeaderTimeout: 5 * time.Second,
-	ReadTimeout:   15 * time.Second,
-	WriteTimeout:  15 * time.Second,
+	HeaderTimeout: 2 * time.Second,
+	ReadTimeout:   10 * time.Second,
+	WriteTimeout:  10 * time.Second,
 	IdleTimeout:   60 * time.Second,
 	MaxConns:      64,
 }
@@ -158,7 +158,11 @@ func boundedJSON(body []byte) ([]byte, error) {
 			if dl, ok := tok.(json.Delim); !ok || dl != ']' {
 				top.n++
 				if top.n > MaxEntries {
-					return nil, badRequest("%s has more than %d entries; split the request into requests of at most %d", strings.TrimSuffix(path(), fmt.Sprintf("[%d]", top.n-1)), MaxEntries, MaxEntries)
+					where := strings.TrimSuffix(path(), fmt.Sprintf("[%d]", top.n-1))
+					if where == "" {
+						where = "the request"
+					}
+					return nil, badRequest("%s has more than %d entries; split it into requests of at most %d", where, MaxEntries, MaxEntries)
 				}
 			}
 		}
