@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/secnic/secnic/sa"
 )
 
 // The API's bounds on requests. A request that exceeds one is refused with
@@ -93,6 +96,24 @@ func Quote(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// pathRef returns the {ref} of the request's path, refusing one longer
+// than any handle or name could be.
+func pathRef(r *http.Request) (string, error) {
+	v := r.PathValue("ref")
+	if len(v) > MaxFieldBytes {
+		return "", badRequest("the reference %s is %d bytes; give a handle or a name of at most %d characters", Quote(v), len(v), sa.MaxNameLen)
+	}
+	return v, nil
+}
+
+// shortPath keeps a request path or method for an error message.
+func shortPath(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return Quote(s)
 }
 
 // boundedJSON returns the body as JSON (YAML is converted) after checking

@@ -70,6 +70,9 @@ func TestHostileBodiesAreBounded(t *testing.T) {
 		{"200 KB field name", "/v1/sas", []byte(`{"` + longName + `":1}`), "field name of 204800 bytes", 512, 8 << 20},
 		{"200 KB YAML name", "/v1/sas", []byte("name: " + longName + "\n"), "name is 204800 bytes", 512, 16 << 20},
 		{"deep nesting", "/v1/sas", []byte(strings.Repeat("[", 1000) + strings.Repeat("]", 1000)), "nested more than", 1 << 10, 8 << 20},
+		{"200-byte invalid name", "/v1/sas", []byte(`{"name":"` + strings.Repeat("n", 200) + `!","dir":"in"}`), "is not a valid name", 512, 8 << 20},
+		{"200-byte invalid address", "/v1/sas", []byte(`{"dir":"in","dst":"` + strings.Repeat("n", 200) + `"}`), "is not an IP address", 512, 8 << 20},
+		{"200-byte invalid policy prefix", "/v1/policies", []byte(`{"dir":"in","src":"` + strings.Repeat("n", 200) + `"}`), "is not an address or prefix", 512, 8 << 20},
 		{"200 KB offload value", "/v1/offload", []byte(`{"ipsec_v2":"` + longName + `"}`), "ipsec_v2 is 204800 bytes", 512, 8 << 20},
 	}
 	for _, c := range cases {
@@ -318,5 +321,27 @@ func TestQuote(t *testing.T) {
 	q := Quote(long)
 	if !strings.HasSuffix(q, "... (200 bytes)") || len(q) > QuoteBytes+20 {
 		t.Errorf("Quote(long) = %s", q)
+	}
+}
+
+func TestLongPathsAreNotEchoed(t *testing.T) {
+	h, _ := fuzzHandler(t)
+	long := strings.Repeat("n", 8000)
+	for _, c := range []struct{ method, path, want string }{
+		{http.MethodGet, "/v1/sas/" + long, "the reference"},
+		{http.MethodDelete, "/v1/sas/" + long, "the reference"},
+		{http.MethodPost, "/v1/sas/" + long + "/update", "the reference"},
+		{http.MethodGet, "/v1/policies/" + long, "the reference"},
+		{http.MethodDelete, "/v1/policies/" + long, "the reference"},
+		{http.MethodGet, "/v1/" + long, "no endpoint"},
+		{http.MethodGet, "/v1/sas?keys=" + long, "is not a boolean"},
+		{http.MethodGet, "/v1/events?buffer=" + long, "must be a number"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(`{"seq_high":1}`)))
+		checkAnswer(t, rec)
+		if rec.Code < 400 || !strings.Contains(rec.Body.String(), c.want) || rec.Body.Len() > 512 || strings.Contains(rec.Body.String(), strings.Repeat("n", QuoteBytes+1)) {
+			t.Errorf("%s %.40s...: %d, %d bytes: %.300s", c.method, c.path, rec.Code, rec.Body.Len(), rec.Body)
+		}
 	}
 }

@@ -95,7 +95,7 @@ func NewServer(b Backend) (*Server, error) {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{
-			Error: fmt.Sprintf("no endpoint %s %s; see docs/api.md", r.Method, r.URL.Path), Code: "not_found"})
+			Error: fmt.Sprintf("no endpoint %s %s; see docs/api.md", shortPath(r.Method), shortPath(r.URL.Path)), Code: "not_found"})
 	})
 	return s, nil
 }
@@ -117,7 +117,7 @@ func (m methodJSON) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rr.Method = meth
 			if _, p := m.h.Handler(&rr); p != "" && p != "/" {
 				writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{
-					Error: fmt.Sprintf("%s is not allowed on %s; see docs/api.md", r.Method, r.URL.Path), Code: "method_not_allowed"})
+					Error: fmt.Sprintf("%s is not allowed on %s; see docs/api.md", shortPath(r.Method), shortPath(r.URL.Path)), Code: "method_not_allowed"})
 				return
 			}
 		}
@@ -306,7 +306,7 @@ func wantKeys(r *http.Request) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, badRequest("keys=%q is not a boolean; use keys=true to include key material", v)
+		return false, badRequest("keys=%s is not a boolean; use keys=true to include key material", Quote(v))
 	}
 	return b, nil
 }
@@ -501,7 +501,11 @@ func (s *Server) showSA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.b.Table.Get(r.PathValue("ref"), keys)
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.b.Table.Get(ref, keys)
 	if err != nil {
 		return err
 	}
@@ -538,7 +542,11 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 }
 
 func (s *Server) deleteSA(w http.ResponseWriter, r *http.Request) error {
-	out := s.deleteRefs([]string{r.PathValue("ref")})
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	out := s.deleteRefs([]string{ref})
 	if out.Deleted == 0 {
 		res := out.Results[0]
 		return &httpError{StatusOf(res.Code), ErrorResponse{Error: res.Error, Code: res.Code}}
@@ -582,7 +590,10 @@ func (s *Server) updateSA(w http.ResponseWriter, r *http.Request) error {
 	if err := sa.DecodeJSONStrict(body, &u); err != nil {
 		return err
 	}
-	ref := r.PathValue("ref")
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
 	h, err := s.b.Table.Resolve(ref)
 	if err != nil {
 		return err
@@ -630,7 +641,11 @@ func (s *Server) addPolicies(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) showPolicy(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.b.Table.Policy(r.PathValue("ref"))
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.b.Table.Policy(ref)
 	if err != nil {
 		return err
 	}
@@ -639,7 +654,11 @@ func (s *Server) showPolicy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.b.Table.ResolvePolicy(r.PathValue("ref"))
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	id, err := s.b.Table.ResolvePolicy(ref)
 	if err != nil {
 		return err
 	}
@@ -671,7 +690,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("buffer"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1<<16 {
-			return badRequest("buffer=%q must be a number of events from 1 to 65536", v)
+			return badRequest("buffer=%s must be a number of events from 1 to 65536", Quote(v))
 		}
 		size = n
 	}
