@@ -173,6 +173,9 @@ type WireConfig struct {
 	Batch int `json:"batch,omitempty"`
 	// SocketBuffer sets the socket buffers in bytes (default 4 MiB).
 	SocketBuffer int `json:"socket_buffer,omitempty"`
+	// Faults injects seeded faults into the packets sent to the wire, for
+	// tests and labs (see FaultsConfig); nil means none.
+	Faults *FaultsConfig `json:"faults,omitempty"`
 }
 
 // DefaultPolicy holds the actions for traffic that no policy matches.
@@ -440,6 +443,7 @@ func (c *Config) validate(source string) error {
 	if w.SocketBuffer < 0 {
 		add("wire.socket_buffer", "must not be negative")
 	}
+	p = append(p, w.Faults.problems("wire.faults")...)
 
 	if c.EncapPort < -1 || c.EncapPort > 65535 {
 		add("encap_port", "%d is not a UDP port: give 1 to 65535, 0 for 4500, or -1 to disable UDP encapsulation", c.EncapPort)

@@ -58,6 +58,7 @@ type Daemon struct {
 	hostMem *tun.MemPort // the far end of a memory host port
 	cable   *memCable
 	autoMTU bool
+	faults  *tun.FaultyPort // wire.faults, or nil
 	v6Host  bool
 
 	ctl      *control.Server
@@ -140,6 +141,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	if err != nil {
 		return nil, err
 	}
+	wire = d.injectFaults(cfg.Wire.Faults, wire)
 	wireMTU := cfg.Datapath.WireMTU
 	if wireMTU == 0 || wireMTU > wire.MTU() {
 		wireMTU = wire.MTU()

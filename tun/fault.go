@@ -57,6 +57,8 @@ type FaultyPort struct {
 	Port
 	cfg FaultConfig
 
+	room int // headroom left in front of each packet for the port below
+
 	mu   sync.Mutex // guards rng, held, the inner Write
 	rng  *rand.Rand
 	held []heldPkt
@@ -84,7 +86,7 @@ func NewFaulty(p Port, cfg FaultConfig) *FaultyPort {
 	if cfg.ReorderHold <= 0 {
 		cfg.ReorderHold = 20 * time.Millisecond
 	}
-	f := &FaultyPort{Port: p, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+	f := &FaultyPort{Port: p, cfg: cfg, room: max(MaxMinOffset, MinOffset(p)), rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go f.releaseLoop()
 	return f
@@ -109,11 +111,11 @@ func (f *FaultyPort) Write(bufs [][]byte, offset int) (int, error) {
 			f.dropped.Add(1)
 			continue
 		}
-		// Headroom for any port below (a TUN device needs some).
-		pkt := make([]byte, MaxMinOffset+len(b)-offset)
-		copy(pkt[MaxMinOffset:], b[offset:])
-		if len(pkt) > MaxMinOffset && f.hit(f.cfg.Corrupt) {
-			i := MaxMinOffset + f.rng.IntN(len(pkt)-MaxMinOffset)
+		// Headroom for the port below (a TUN device needs some).
+		pkt := make([]byte, f.room+len(b)-offset)
+		copy(pkt[f.room:], b[offset:])
+		if len(pkt) > f.room && f.hit(f.cfg.Corrupt) {
+			i := f.room + f.rng.IntN(len(pkt)-f.room)
 			pkt[i] ^= 1 << f.rng.IntN(8)
 			f.corrupted.Add(1)
 		}
@@ -176,7 +178,7 @@ func (f *FaultyPort) flushLocked() error {
 	if len(f.out) == 0 {
 		return nil
 	}
-	n, err := f.Port.Write(f.out, MaxMinOffset)
+	n, err := f.Port.Write(f.out, f.room)
 	f.sent.Add(uint64(n))
 	f.out = f.out[:0]
 	return err
