@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -93,9 +94,18 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 	}
 	m0 := linkMTU()
 	big := func(i int) sa.BundleSpec {
+		// Fresh keys for every SA: a key serves one outbound SA.
+		enc, auth := make([]byte, 32), make([]byte, 64)
+		for j := range enc {
+			enc[j] = byte(i*31 + j + 1)
+		}
+		for j := range auth {
+			auth[j] = byte(i*17 + j + 2)
+		}
+		binary.BigEndian.PutUint32(enc, uint32(i))
 		return sa.BundleSpec{Name: fmt.Sprintf("big%d", i), Dir: "out", Mode: "tunnel", Src: "2001:db8::1", Dst: "2001:db8::2",
 			ESP: &sa.SASpec{SPI: sa.SPI(0x5000 + i), Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
-				EncKey: sa.KeyOf([]byte(strings.Repeat("k", 32))), AuthKey: sa.KeyOf([]byte(strings.Repeat("a", 64)))}}
+				EncKey: sa.KeyOf(enc), AuthKey: sa.KeyOf(auth)}}
 	}
 	h, err := d.Table().Add(big(0))
 	if err != nil {

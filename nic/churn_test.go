@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,16 @@ func TestTrafficWhileSAsChurn(t *testing.T) {
 				}
 				x, y := tp.ends()
 				spec := ends.bundle(name, "out", x, y, uint32(0x10000+si*0x1000000+i*2), byte(i))
+				// Fresh keys for every SA (a key serves one outbound SA,
+				// even after its SA is deleted).
+				for _, k := range []*sa.Key{&spec.ESP.EncKey, &spec.ESP.AuthKey} {
+					if b := k.Bytes(); len(b) >= 8 {
+						nb := append([]byte(nil), b...)
+						binary.BigEndian.PutUint32(nb, uint32(si+1))
+						binary.BigEndian.PutUint32(nb[4:], uint32(i))
+						*k = sa.KeyOf(nb)
+					}
+				}
 				if _, err := s.table.Add(spec); err != nil {
 					t.Errorf("add %s: %v", name, err)
 					return

@@ -86,7 +86,7 @@ func TestManySAsBoundedMemory(t *testing.T) {
 	}
 	perLookup := time.Since(ls) / lookups
 	t.Logf("%d SAs: added in %v (%v per SA), heap %d MiB (%d bytes per SA), lookup %v", n, took.Round(time.Millisecond), took/time.Duration(n), used>>20, per, perLookup)
-	const maxPer = 4 << 10
+	const maxPer = 6 << 10
 	if per > maxPer {
 		t.Errorf("%d bytes per SA, want at most %d", per, maxPer)
 	}
@@ -113,7 +113,8 @@ func TestManySAsBoundedMemory(t *testing.T) {
 			}
 		}
 	}
-	if left := heapInUse(); left > base+used/8 {
+	// A key-use ledger may keep a small record of every key used.
+	if left := heapInUse(); left > base+used/4 {
 		t.Errorf("after deleting every SA the heap is %d MiB above the start (it was %d MiB with them)", (left-base)>>20, used>>20)
 	}
 }
