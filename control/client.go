@@ -44,8 +44,19 @@ type Client struct {
 func NewClient(path string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if err := checkSocketOwner(path); err != nil {
+				return nil, &ownerError{err}
+			}
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkPeer(c, path); err != nil {
+				c.Close()
+				return nil, &ownerError{err}
+			}
+			return c, nil
 		},
 		DisableCompression: true,
 	}
@@ -61,7 +72,16 @@ func NewHTTPClient(base string, hc *http.Client) *Client {
 	return &Client{hc: hc, base: strings.TrimSuffix(base, "/")}
 }
 
+// ownerError is a refusal to talk to a socket someone else owns.
+type ownerError struct{ err error }
+
+func (e *ownerError) Error() string { return e.err.Error() }
+
 func (c *Client) connError(err error) error {
+	var oe *ownerError
+	if errors.As(err, &oe) {
+		return oe.err
+	}
 	if c.socket != "" {
 		return fmt.Errorf("cannot reach the secnic daemon at %s: %v (is the daemon running? use --socket to point at its socket)", c.socket, err)
 	}

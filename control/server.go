@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/internal/keyfile"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -37,10 +39,10 @@ type Backend struct {
 	Stats StatsSource
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Limits bounds connections to the socket; zero fields take
+	// DefaultLimits.
+	Limits Limits
 }
-
-// MaxBodyBytes bounds request bodies.
-const MaxBodyBytes = 64 << 20
 
 // Server is the control API server.
 type Server struct {
@@ -66,6 +68,7 @@ func NewServer(b Backend) (*Server, error) {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	b.Limits = b.Limits.withDefaults()
 	s := &Server{b: b, log: b.Logger, mux: http.NewServeMux(), stop: make(chan struct{})}
 	routes := []struct {
 		pattern string
@@ -92,7 +95,7 @@ func NewServer(b Backend) (*Server, error) {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{
-			Error: fmt.Sprintf("no endpoint %s %s; see docs/api.md", r.Method, r.URL.Path), Code: "not_found"})
+			Error: fmt.Sprintf("no endpoint %s %s; see docs/api.md", shortPath(r.Method), shortPath(r.URL.Path)), Code: "not_found"})
 	})
 	return s, nil
 }
@@ -114,7 +117,7 @@ func (m methodJSON) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rr.Method = meth
 			if _, p := m.h.Handler(&rr); p != "" && p != "/" {
 				writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{
-					Error: fmt.Sprintf("%s is not allowed on %s; see docs/api.md", r.Method, r.URL.Path), Code: "method_not_allowed"})
+					Error: fmt.Sprintf("%s is not allowed on %s; see docs/api.md", shortPath(r.Method), shortPath(r.URL.Path)), Code: "method_not_allowed"})
 				return
 			}
 		}
@@ -123,11 +126,22 @@ func (m methodJSON) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Listen creates the unix socket at path: the parent directory is created
-// with mode 0700 if missing, a stale socket left by a dead daemon is
+// with mode 0700 if missing, and refused if another user owns it or may
+// write to it (CheckSocketDir); a stale socket left by a dead daemon is
 // removed, and the socket gets mode 0600 (owner only: root for the daemon).
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("control: cannot create the socket directory: %w", err)
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control: cannot create the socket directory: %w", err)
+		}
+		// The umask may have left it wider.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("control: cannot restrict the socket directory: %w", err)
+		}
+	}
+	if err := CheckSocketDir(dir); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -155,8 +169,9 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve serves the API on l until Shutdown; it then returns
 // http.ErrServerClosed.
+// At most Limits.MaxConns connections are served at once.
 func (s *Server) Serve(l net.Listener) error {
-	return s.httpServer().Serve(l)
+	return s.httpServer().Serve(newLimitListener(l, s.b.Limits.MaxConns))
 }
 
 // httpServer returns the server's http.Server, creating it on first use,
@@ -165,7 +180,16 @@ func (s *Server) httpServer() *http.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv == nil {
-		s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		lim := s.b.Limits
+		s.srv = &http.Server{
+			Handler:           s.Handler(),
+			ReadHeaderTimeout: lim.HeaderTimeout,
+			ReadTimeout:       lim.ReadTimeout,
+			WriteTimeout:      lim.WriteTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
 		s.srv.RegisterOnShutdown(s.stopStreams)
 	}
 	return s.srv
@@ -267,14 +291,14 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, badRequest("the request body is larger than %d bytes; split the request", MaxBodyBytes)
+			return nil, badRequest("the request body is larger than %d bytes; split the request into requests of at most %d entries", MaxBodyBytes, MaxEntries)
 		}
-		return nil, badRequest("cannot read the request body: %v", err)
+		return nil, badRequest("cannot read the request body: %s", clip(err.Error()))
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, badRequest("the request body is empty; send a JSON object (see docs/api.md)")
 	}
-	return body, nil
+	return boundedJSON(body)
 }
 
 func wantKeys(r *http.Request) (bool, error) {
@@ -284,7 +308,7 @@ func wantKeys(r *http.Request) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, badRequest("keys=%q is not a boolean; use keys=true to include key material", v)
+		return false, badRequest("keys=%s is not a boolean; use keys=true to include key material", Quote(v))
 	}
 	return b, nil
 }
@@ -444,6 +468,9 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 			specs[i].Wipe()
 		}
 	}()
+	for _, w := range keyfile.ZeroKeys(specs) {
+		s.log.Warn("SA add request with an all-zero key", "warning", w)
+	}
 	res, err := s.b.Table.AddBundles(specs)
 	if err != nil {
 		writeRefusal(w, err, len(specs), res)
@@ -476,7 +503,11 @@ func (s *Server) showSA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.b.Table.Get(r.PathValue("ref"), keys)
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	info, err := s.b.Table.Get(ref, keys)
 	if err != nil {
 		return err
 	}
@@ -513,7 +544,11 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 }
 
 func (s *Server) deleteSA(w http.ResponseWriter, r *http.Request) error {
-	out := s.deleteRefs([]string{r.PathValue("ref")})
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	out := s.deleteRefs([]string{ref})
 	if out.Deleted == 0 {
 		res := out.Results[0]
 		return &httpError{StatusOf(res.Code), ErrorResponse{Error: res.Error, Code: res.Code}}
@@ -542,7 +577,7 @@ func (s *Server) deleteSAs(w http.ResponseWriter, r *http.Request) error {
 	if out.Deleted == 0 {
 		res, _ := json.Marshal(out.Results)
 		code := out.Results[0].Code
-		return &httpError{StatusOf(code), ErrorResponse{Error: "no bundle was deleted: " + out.Results[0].Error, Code: code, Results: res}}
+		return &httpError{StatusOf(code), ErrorResponse{Error: "no bundle was deleted: " + clip(out.Results[0].Error), Code: code, Results: res}}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -557,7 +592,10 @@ func (s *Server) updateSA(w http.ResponseWriter, r *http.Request) error {
 	if err := sa.DecodeJSONStrict(body, &u); err != nil {
 		return err
 	}
-	ref := r.PathValue("ref")
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
 	h, err := s.b.Table.Resolve(ref)
 	if err != nil {
 		return err
@@ -605,7 +643,11 @@ func (s *Server) addPolicies(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) showPolicy(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.b.Table.Policy(r.PathValue("ref"))
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.b.Table.Policy(ref)
 	if err != nil {
 		return err
 	}
@@ -614,7 +656,11 @@ func (s *Server) showPolicy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.b.Table.ResolvePolicy(r.PathValue("ref"))
+	ref, err := pathRef(r)
+	if err != nil {
+		return err
+	}
+	id, err := s.b.Table.ResolvePolicy(ref)
 	if err != nil {
 		return err
 	}
@@ -646,7 +692,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("buffer"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1<<16 {
-			return badRequest("buffer=%q must be a number of events from 1 to 65536", v)
+			return badRequest("buffer=%s must be a number of events from 1 to 65536", Quote(v))
 		}
 		size = n
 	}
@@ -654,6 +700,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errors.New("control: the connection cannot stream")
 	}
+	// The stream outlives the request timeouts: no read deadline (the
+	// request has been read), and a write deadline per event, so that a
+	// follower that stops reading is disconnected.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	wd := s.b.Limits.WriteTimeout
+	_ = rc.SetWriteDeadline(time.Now().Add(wd))
 	sub := s.b.Table.Subscribe(size)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -675,6 +728,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(wd))
 			if d := sub.Dropped(); d > dropped {
 				if err := enc.Encode(sa.Event{Type: sa.EventDropped, Time: time.Now(), Dropped: d - dropped}); err != nil {
 					return nil

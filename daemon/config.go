@@ -69,10 +69,16 @@ type Config struct {
 	// restart. For throwaway labs only; each such SA is logged as a
 	// warning.
 	AllowNonceReuseAcrossRestarts bool `json:"allow_nonce_reuse_across_restarts,omitempty"`
+	// InsecureKeyFilePermissions accepts a configuration file with keys
+	// that group or others may read, with a warning instead of a refusal
+	// (for labs; see docs/config.md).
+	InsecureKeyFilePermissions bool `json:"insecure_key_file_permissions,omitempty"`
 	// State holds the "sas" and "policies" sections: the bundles and
 	// policies loaded at start and reconciled on SIGHUP. Every entry needs
 	// a name, which identifies it across reloads.
 	sa.State
+
+	warnings []string // from LoadConfig; see Warnings
 }
 
 // HostConfig is the host port.
@@ -179,6 +185,9 @@ type WireConfig struct {
 	Batch int `json:"batch,omitempty"`
 	// SocketBuffer sets the socket buffers in bytes (default 4 MiB).
 	SocketBuffer int `json:"socket_buffer,omitempty"`
+	// Faults injects seeded faults into the packets sent to the wire, for
+	// tests and labs (see FaultsConfig); nil means none.
+	Faults *FaultsConfig `json:"faults,omitempty"`
 }
 
 // DefaultPolicy holds the actions for traffic that no policy matches.
@@ -299,7 +308,15 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w (give the path of a YAML file; see docs/config-example.yaml)", err)
 	}
-	return parseConfig(data, path)
+	c, err := parseConfig(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkKeyFile(path); err != nil {
+		c.wipe()
+		return nil, err
+	}
+	return c, nil
 }
 
 func parseConfig(data []byte, source string) (*Config, error) {
@@ -447,6 +464,7 @@ func (c *Config) validate(source string) error {
 	if w.SocketBuffer < 0 {
 		add("wire.socket_buffer", "must not be negative")
 	}
+	p = append(p, w.Faults.problems("wire.faults")...)
 
 	if c.EncapPort < -1 || c.EncapPort > 65535 {
 		add("encap_port", "%d is not a UDP port: give 1 to 65535, 0 for 4500, or -1 to disable UDP encapsulation", c.EncapPort)

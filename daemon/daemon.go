@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +60,7 @@ type Daemon struct {
 	hostMem *tun.MemPort // the far end of a memory host port
 	cable   *memCable
 	autoMTU bool
+	faults  *tun.FaultyPort // wire.faults, or nil
 	v6Host  bool
 
 	ctl      *control.Server
@@ -103,6 +103,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	}
 	filtered := slog.New(&levelHandler{h: base.Handler(), level: d.level})
 	d.log = filtered.With("nic", cfg.nicName())
+	logWarnings(d.log, opts.ConfigPath, cfg)
 
 	// From here on, a failure undoes what was built.
 	defer func() {
@@ -157,6 +158,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	if err != nil {
 		return nil, err
 	}
+	wire = d.injectFaults(cfg.Wire.Faults, wire)
 	wireMTU := cfg.Datapath.WireMTU
 	if wireMTU == 0 || wireMTU > wire.MTU() {
 		wireMTU = wire.MTU()
@@ -345,7 +347,7 @@ func (d *Daemon) openHost(cfg *Config, wireMTU int) (tun.Port, error) {
 		d.hostMem = b
 		return a, nil
 	}
-	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, NetnsPath: cfg.Netns})
+	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, NetnsPath: cfg.Netns, Logger: d.log})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: host port: %w", err)
 	}
@@ -363,25 +365,28 @@ func (d *Daemon) autoHostMTU(wireMTU int) int {
 	return mtu
 }
 
-// followMTU keeps an automatic TUN MTU equal to the wire MTU minus the
-// worst-case overhead of the outbound SAs, as SAs come and go.
+// followMTU keeps an automatic TUN MTU within the wire MTU minus the
+// worst-case overhead of the outbound SAs, without flapping: see
+// nextAutoMTU.
 func (d *Daemon) followMTU() {
 	defer close(d.mtuDone)
+	cur := d.tunDev.MTU()
 	for e := range d.mtuSub.C {
 		switch e.Type {
 		case sa.EventSAAdded, sa.EventSADeleted, sa.EventSAReplaced, sa.EventReconciled:
 		default:
 			continue
 		}
-		want := d.autoHostMTU(d.nic.WireMTU())
-		if want == d.tunDev.MTU() {
+		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), e.Type == sa.EventReconciled)
+		if want == cur {
 			continue
 		}
 		if err := d.setTUNMTU(want); err != nil {
-			d.log.Warn("cannot adjust the host MTU to the SAs' overhead", "want", want, "err", err)
+			d.log.Warn("cannot adjust the host MTU to the SAs' overhead", "dev", d.tunDev.Name(), "want", want, "err", err)
 			continue
 		}
-		d.log.Info("host MTU adjusted to the SAs' overhead", "dev", d.tunDev.Name(), "mtu", want)
+		d.log.Info("host MTU adjusted to the SAs' overhead", "dev", d.tunDev.Name(), "mtu", want, "was", cur, "event", string(e.Type))
+		cur = want
 	}
 }
 
@@ -408,18 +413,9 @@ func (d *Daemon) startControl(path string) error {
 	if err != nil {
 		return fmt.Errorf("daemon: control API: %w", err)
 	}
-	dir := filepath.Dir(path)
-	_, statErr := os.Stat(dir)
 	l, err := control.Listen(path)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		// Listen created it; make sure the umask left it owner-only.
-		_ = os.Chmod(dir, 0o700)
-	} else if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		d.log.Warn("the control socket's directory is open to other users; the socket itself is 0600, but a private directory (mode 0700) is safer",
-			"dir", dir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
 	d.ctl, d.ctlLn, d.ctlPath, d.ctlDone = srv, l, path, make(chan struct{})
 	go func() {

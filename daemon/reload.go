@@ -26,6 +26,7 @@ func (d *Daemon) ReloadFile() (sa.ReconcileSummary, error) {
 		return sa.ReconcileSummary{}, err
 	}
 	defer cfg.wipe()
+	logWarnings(d.log, d.path, cfg)
 	return d.Reload(cfg)
 }
 
@@ -95,10 +96,15 @@ func restartOnly(running, next *Config) []string {
 	a, b := *running, *next
 	a.State, b.State = sa.State{}, sa.State{}
 	a.LogLevel, b.LogLevel = "", ""
+	// Read by every LoadConfig, so a reload applies it.
+	a.InsecureKeyFilePermissions, b.InsecureKeyFilePermissions = false, false
 	var out []string
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	t := va.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 			out = append(out, name)
@@ -123,28 +129,10 @@ func (d *Daemon) dryRun(state sa.State) []string {
 		return []string{err.Error()}
 	}
 	defer scratch.Close()
-	var api []sa.BundleSpec
-	for _, bi := range d.table.List(true) {
-		if bi.Origin == sa.OriginAPI {
-			api = append(api, bi.Spec)
-		} else {
-			bi.Spec.Wipe()
-		}
-	}
-	if len(api) > 0 {
-		_, _ = scratch.AddBundles(api)
-		for i := range api {
-			api[i].Wipe()
-		}
-	}
-	var apiPol []sa.PolicySpec
-	for _, pi := range d.table.Policies() {
-		if pi.Origin == sa.OriginAPI {
-			apiPol = append(apiPol, pi.Spec)
-		}
-	}
-	if len(apiPol) > 0 {
-		_, _ = scratch.AddPolicies(apiPol)
+	// A faithful copy (handles, names, origins, policies) so that a refusal
+	// names the bundles of the real table.
+	if err := d.table.CopyInto(scratch); err != nil {
+		d.log.Debug("the reload dry run left out entries the capabilities now refuse", "err", err)
 	}
 	sum, err := scratch.Reconcile(state)
 	if err != nil {

@@ -89,7 +89,7 @@ func TestReload(t *testing.T) {
 		{name: "bad-key", next: func(c string) string { return withSA(c, strings.Replace(extraSA, "0x2021", "0x21", 1)) }, wantErr: "sas[2]"},
 		{name: "spi-clash-with-api", apiFirst: true, next: func(c string) string {
 			return withSA(c, strings.Replace(extraSA, "spi: 0x1002", "spi: 0x3001", 1))
-		}, wantErr: "sas[2]"},
+		}, wantErr: `sas[2] ("out2"): esp.spi: esp SPI 0x00003001 for destination 192.0.2.3 (out) is already used by bundle 3 ("api1", added through the API)`},
 		{name: "name-clash-with-api", apiFirst: true, next: func(c string) string {
 			return withSA(c, strings.Replace(extraSA, "name: out2", "name: api1", 1))
 		}, wantErr: "api1"},

@@ -225,6 +225,10 @@ func decap(s *sa.SA, p *packet.Buf) sa.Reason {
 	switch {
 	case err == packet.ErrFragment:
 		return sa.InFragment
+	case err == packet.ErrNotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
+		// UDP-encapsulated ESP for an SA without udp_encap: Linux counts
+		// XfrmInStateMismatch (the encapsulation does not match the state).
+		return sa.InStateMismatch
 	case err != nil:
 		return sa.InHdrError
 	}

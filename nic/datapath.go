@@ -429,7 +429,7 @@ func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 		c.fragsIn.Add(1)
 		f, atomic, ok := parseFrag(p.Bytes())
 		switch {
-		case !ok:
+		case !ok || !ipv4ChecksumOK(p.Bytes()):
 			c.drop(dropReason(sa.InHdrError))
 			return
 		case atomic:
@@ -459,6 +459,9 @@ func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 		return
 	case packet.ErrKeepalive:
 		c.keepalives.Add(1)
+		return
+	case packet.ErrUDPLength:
+		c.drop(dropUDPLength)
 		return
 	default:
 		c.drop(dropReason(sa.InHdrError))
@@ -539,7 +542,7 @@ func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 func (n *NIC) receivePlain(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 	c := &n.rx
 	flow, ok := sa.FlowOf(p.Bytes())
-	if !ok {
+	if !ok || !ipv4ChecksumOK(p.Bytes()) {
 		c.drop(dropReason(sa.InHdrError))
 		return
 	}
@@ -613,6 +616,14 @@ func (n *NIC) flushRX(r *rxState) error {
 // isFragment reports an IPv4 fragment or an IPv6 datagram whose first
 // header after the fixed one (or after hop-by-hop/routing/destination
 // options) is a fragment header.
+// ipv4ChecksumOK reports whether pkt is not IPv4 or has a valid IPv4
+// header checksum: a corrupted header is dropped (XfrmInHdrError) before
+// reassembly or delivery, as Linux's ip_rcv does. ESP and AH check it in
+// their decapsulation.
+func ipv4ChecksumOK(pkt []byte) bool {
+	return packet.Version(pkt) != 4 || len(pkt) < packet.IPv4MinLen || packet.IPv4(pkt).ChecksumValid()
+}
+
 func isFragment(pkt []byte) bool {
 	switch packet.Version(pkt) {
 	case 4:

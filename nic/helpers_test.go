@@ -112,6 +112,8 @@ type topo struct {
 	cfg    Config
 	// direct connects the two wire ports to each other (no taps).
 	direct bool
+	// wires, if set, gives the two wire ports (no taps).
+	wires func(t testing.TB) (a, b tun.Port)
 }
 
 func (tp topo) outerV6() bool {
@@ -188,14 +190,18 @@ func build(t testing.TB, tp topo) (a, b *side) {
 		wmtu = 1500
 	}
 	wcfg := tun.MemConfig{Batch: 64, MTU: wmtu, Depth: 4096}
-	var wireA, wireB, tapA, tapB *tun.MemPort
-	if tp.direct {
+	var wireA, wireB tun.Port
+	var tapA, tapB *tun.MemPort
+	switch {
+	case tp.wires != nil:
+		wireA, wireB = tp.wires(t)
+	case tp.direct:
 		wireA, wireB = tun.NewMemPairConfig(wcfg)
-	} else {
+	default:
 		wireA, tapA = tun.NewMemPairConfig(wcfg)
 		wireB, tapB = tun.NewMemPairConfig(wcfg)
 	}
-	mk := func(me, peer netip.Addr, myNet, peerNet string, outSPI, inSPI uint32, outSeed, inSeed byte, extra []sa.PolicySpec, inSrc string, wire, tap *tun.MemPort) *side {
+	mk := func(me, peer netip.Addr, myNet, peerNet string, outSPI, inSPI uint32, outSeed, inSeed byte, extra []sa.PolicySpec, inSrc string, wire tun.Port, tap *tun.MemPort) *side {
 		tb, err := sa.NewTable(sa.TableConfig{Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)

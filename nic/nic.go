@@ -183,6 +183,9 @@ func (n *NIC) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- n.txLoop() }()
 	go func() { errc <- n.rxLoop() }()
+	stopTimer, timerDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(timerDone); n.rxs.reasm.expireLoop(stopTimer) }()
+	defer func() { close(stopTimer); <-timerDone }()
 	var first error
 	remaining := 2
 	select {

@@ -2,6 +2,7 @@ package nic
 
 import (
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"github.com/secnic/secnic/internal/packet"
@@ -23,6 +24,12 @@ import (
 // A completed datagram is returned in the slot's buffer, which is lent to
 // the receive batch (decapsulated in place and written to the host) and
 // given back with release when the batch is done.
+//
+// Timeouts fire on a timer (NIC.Run runs expireLoop), not only when the
+// next fragment arrives: a table left with incomplete datagrams by a burst
+// is emptied, and counted, within the timeout plus a quarter of it. The
+// table's lock is taken only for fragments and by the timer; unfragmented
+// packets never touch it.
 
 // reasmHdrRoom is the space reserved in front of the data for the IP header
 // (IPv4 with options, or the IPv6 unfragmentable part); larger ones are refused.
@@ -51,6 +58,7 @@ type reasmSlot struct {
 }
 
 type reassembler struct {
+	mu      sync.Mutex
 	slots   []reasmSlot
 	timeout time.Duration
 	drops   *[numDrops]uint64Counter
@@ -71,6 +79,8 @@ func (s *reasmSlot) clear() {
 
 // expire drops the incomplete datagrams whose time is up.
 func (r *reassembler) expire(now int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i := range r.slots {
 		s := &r.slots[i]
 		if s.used && !s.lent && now > s.deadline {
@@ -82,7 +92,28 @@ func (r *reassembler) expire(now int64) {
 
 // release gives a lent slot back.
 func (r *reassembler) release(idx int) {
+	r.mu.Lock()
 	r.slots[idx].clear()
+	r.mu.Unlock()
+}
+
+// expireInterval is how often expireLoop looks for timed-out datagrams.
+func (r *reassembler) expireInterval() time.Duration {
+	return min(max(r.timeout/4, 5*time.Millisecond), time.Second)
+}
+
+// expireLoop expires timed-out datagrams until stop is closed.
+func (r *reassembler) expireLoop(stop <-chan struct{}) {
+	tk := time.NewTicker(r.expireInterval())
+	defer tk.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case t := <-tk.C:
+			r.expire(t.UnixNano())
+		}
+	}
 }
 
 // fragInfo is the part of a fragment the table needs.
@@ -170,6 +201,8 @@ func unfragment6(p *packet.Buf, f fragInfo) {
 // slot's buffer holding the reassembled datagram and the slot index to
 // release later; otherwise nil and -1. Drops are counted here.
 func (r *reassembler) add(f fragInfo, now int64) (*packet.Buf, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if len(f.data) == 0 || (f.more && len(f.data)%8 != 0) || f.off+len(f.data) > packet.MaxPacket || len(f.hdr) > reasmHdrRoom {
 		r.drop(dropReasmInvalid)
 		return nil, -1

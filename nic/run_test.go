@@ -36,7 +36,7 @@ func (s *side) run(t testing.TB) {
 }
 
 // forward copies packets from one tap to another until either closes.
-func forward(from, to *tun.MemPort) {
+func forward(from *tun.MemPort, to tun.Port) {
 	bufs := make([][]byte, from.BatchSize())
 	for i := range bufs {
 		bufs[i] = make([]byte, from.MTU())

@@ -33,6 +33,7 @@ const (
 	dropICMPRateLimited
 	dropWireWrite
 	dropHostWrite
+	dropUDPLength
 	numDrops
 )
 
@@ -48,6 +49,7 @@ var nicDropNames = [...]string{
 	dropICMPRateLimited: "SecnicICMPRateLimited",
 	dropWireWrite:       "SecnicWireWriteError",
 	dropHostWrite:       "SecnicHostWriteError",
+	dropUDPLength:       "SecnicUDPLengthError",
 }
 
 var nicDropHelp = [...]string{
@@ -62,6 +64,7 @@ var nicDropHelp = [...]string{
 	dropICMPRateLimited: "too big; the ICMP answer was rate-limited",
 	dropWireWrite:       "the wire port refused the packet",
 	dropHostWrite:       "the host port refused the packet",
+	dropUDPLength:       "UDP-encapsulated ESP whose UDP length field disagrees with the datagram",
 }
 
 func (d dropReason) String() string {

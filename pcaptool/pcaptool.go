@@ -265,7 +265,19 @@ func (t *Tool) Process(n int, dgram []byte) Result {
 	return r
 }
 
+// explained is a drop reason with what it means for this packet.
+type explained struct {
+	r   sa.Reason
+	why string
+}
+
+func (e explained) Error() string { return e.r.String() + " (" + e.why + ")" }
+
 func reasonName(err error) string {
+	var ex explained
+	if errors.As(err, &ex) {
+		return ex.Error()
+	}
 	var rs sa.Reason
 	if errors.As(err, &rs) {
 		return rs.String()
@@ -339,6 +351,8 @@ func (t *Tool) decap(r *Result, p *packet.Buf) error {
 				return sa.InFragment
 			case errors.Is(err, packet.ErrNotIPsec):
 				return errors.New("not an ESP or AH packet")
+			case errors.Is(err, packet.ErrUDPLength):
+				return explained{sa.InHdrError, "the UDP length field disagrees with the datagram"}
 			}
 			return sa.InHdrError
 		}
@@ -349,6 +363,14 @@ func (t *Tool) decap(r *Result, p *packet.Buf) error {
 			}
 			r.SPI = loc.SPI
 			return sa.InNoStates
+		}
+		if loc.UDP && s.Encap == nil {
+			r.SPI = loc.SPI
+			return explained{sa.InStateMismatch, "this packet is UDP-encapsulated; the SA has no udp_encap"}
+		}
+		if !loc.UDP && s.Encap != nil && loc.IPsec == packet.ProtoESP {
+			r.SPI = loc.SPI
+			return explained{sa.InStateMismatch, "this packet is not UDP-encapsulated; the SA has udp_encap"}
 		}
 		if layer == 0 {
 			r.SPI = loc.SPI

@@ -61,7 +61,7 @@ func loadVectors(t *testing.T) []vector {
 	return f.Vectors
 }
 
-func writePcap(t *testing.T, path string, lt layers.LinkType, frames ...[]byte) {
+func writePcap(t testing.TB, path string, lt layers.LinkType, frames ...[]byte) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {

@@ -47,7 +47,7 @@ func ParseAction(s string) (Action, error) {
 	case "discard", "block", "drop":
 		return Discard, nil
 	}
-	return 0, fmt.Errorf("%q is not an action: give protect, bypass or discard", s)
+	return 0, fmt.Errorf("%s is not an action: give protect, bypass or discard", quoteInput(s))
 }
 
 // Selector chooses the traffic of a policy, like an XFRM selector. A zero
@@ -248,7 +248,7 @@ func ParseProto(s string) (uint8, error) {
 	}
 	n, err := strconv.ParseUint(t, 0, 8)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a protocol: give a name (tcp, udp, icmp, icmpv6, sctp, udplite, gre, esp, ah) or a number 0-255", s)
+		return 0, fmt.Errorf("%s is not a protocol: give a name (tcp, udp, icmp, icmpv6, sctp, udplite, gre, esp, ah) or a number 0-255", quoteInput(s))
 	}
 	return uint8(n), nil
 }
@@ -272,20 +272,20 @@ func parsePrefix(field, s string) (netip.Prefix, error) {
 		var err error
 		p, err = netip.ParsePrefix(t)
 		if err != nil {
-			return netip.Prefix{}, invalidf(field, "%q is not a prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or an address", s)
+			return netip.Prefix{}, invalidf(field, "%s is not a prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or an address", quoteInput(s))
 		}
 	} else {
 		a, err := netip.ParseAddr(t)
 		if err != nil {
-			return netip.Prefix{}, invalidf(field, "%q is not an address or prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or 192.0.2.1", s)
+			return netip.Prefix{}, invalidf(field, "%s is not an address or prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or 192.0.2.1", quoteInput(s))
 		}
 		if a.Zone() != "" {
-			return netip.Prefix{}, invalidf(field, "%q has a zone; selectors take no zone", s)
+			return netip.Prefix{}, invalidf(field, "%s has a zone; selectors take no zone", quoteInput(s))
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	if p.Addr().Is4In6() {
-		return netip.Prefix{}, invalidf(field, "%q is IPv4-mapped IPv6; write the IPv4 prefix", s)
+		return netip.Prefix{}, invalidf(field, "%s is IPv4-mapped IPv6; write the IPv4 prefix", quoteInput(s))
 	}
 	return p.Masked(), nil
 }
@@ -313,7 +313,7 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 	case "":
 		return nil, invalidf("dir", "is missing: give \"in\" or \"out\"")
 	default:
-		return nil, invalidf("dir", "%q is not a direction: give \"in\" or \"out\"", s.Dir)
+		return nil, invalidf("dir", "%s is not a direction: give \"in\" or \"out\"", quoteInput(s.Dir))
 	}
 	src, err := parsePrefix("src", s.Src)
 	if err != nil {

@@ -123,7 +123,7 @@ func ParseSPI(s string) (SPI, error) {
 	t := strings.TrimSpace(s)
 	v, err := strconv.ParseUint(t, 0, 32)
 	if err != nil {
-		return 0, fmt.Errorf("spi %q is not a 32-bit number: write it in decimal or as 0x-prefixed hex, e.g. 0x1000", s)
+		return 0, fmt.Errorf("spi %s is not a 32-bit number: write it in decimal or as 0x-prefixed hex, e.g. 0x1000", quoteInput(s))
 	}
 	return SPI(v), nil
 }
@@ -485,7 +485,7 @@ func checkName(field, name string) error {
 		return nil
 	}
 	if !nameOK(name) {
-		return invalidf(field, "%q is not a valid name: use 1 to %d letters, digits, '.', '_' or '-', not a number", name, MaxNameLen)
+		return invalidf(field, "%s is not a valid name: use 1 to %d letters, digits, '.', '_' or '-', not a number", quoteInput(name), MaxNameLen)
 	}
 	return nil
 }
@@ -498,17 +498,17 @@ func parseEndpoint(field, s string) (a netip.Addr, fam int, err error) {
 	}
 	a, perr := netip.ParseAddr(strings.TrimSpace(s))
 	if perr != nil {
-		return netip.Addr{}, 0, invalidf(field, "%q is not an IP address: give an IPv4 or IPv6 address without prefix length, or leave it empty for a wildcard", s)
+		return netip.Addr{}, 0, invalidf(field, "%s is not an IP address: give an IPv4 or IPv6 address without prefix length, or leave it empty for a wildcard", quoteInput(s))
 	}
 	if a.Zone() != "" {
-		return netip.Addr{}, 0, invalidf(field, "%q has a zone; SA endpoints take no zone", s)
+		return netip.Addr{}, 0, invalidf(field, "%s has a zone; SA endpoints take no zone", quoteInput(s))
 	}
 	if a.Is4In6() {
-		return netip.Addr{}, 0, invalidf(field, "%q is an IPv4-mapped IPv6 address; write the IPv4 address %s", s, a.Unmap())
+		return netip.Addr{}, 0, invalidf(field, "%s is an IPv4-mapped IPv6 address; write the IPv4 address %s", quoteInput(s), a.Unmap())
 	}
 	if a.IsMulticast() {
 		// Multicast destinations are legal in RFC 4301 but not offloaded.
-		return netip.Addr{}, 0, invalidf(field, "%q is a multicast address; multicast SAs are not offloaded", s)
+		return netip.Addr{}, 0, invalidf(field, "%s is a multicast address; multicast SAs are not offloaded", quoteInput(s))
 	}
 	fam = 6
 	if a.Is4() {
@@ -536,7 +536,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	case "":
 		return nil, invalidf("dir", "is missing: give \"in\" or \"out\"")
 	default:
-		return nil, invalidf("dir", "%q is not a direction: give \"in\" or \"out\"", s.Dir)
+		return nil, invalidf("dir", "%s is not a direction: give \"in\" or \"out\"", quoteInput(s.Dir))
 	}
 	switch strings.ToLower(s.Mode) {
 	case "", "transport":
@@ -544,7 +544,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	case "tunnel":
 		p.mode, s.Mode = Tunnel, "tunnel"
 	default:
-		return nil, invalidf("mode", "%q is not a mode: give \"transport\" or \"tunnel\" (transport over tunnel is two bundles linked by one policy)", s.Mode)
+		return nil, invalidf("mode", "%s is not a mode: give \"transport\" or \"tunnel\" (transport over tunnel is two bundles linked by one policy)", quoteInput(s.Mode))
 	}
 
 	// Endpoints and family.
@@ -573,7 +573,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 		}
 		fam = 6
 	default:
-		return nil, invalidf("family", "%q is not a family: give \"ipv4\" or \"ipv6\", or leave it empty to derive it from the addresses", s.Family)
+		return nil, invalidf("family", "%s is not a family: give \"ipv4\" or \"ipv6\", or leave it empty to derive it from the addresses", quoteInput(s.Family))
 	}
 	if fam == 0 {
 		fam = 4 // all-wildcard without a family: IPv4, as an NDIS ADD_SA without the IPv6 flag
@@ -618,7 +618,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	case "clear":
 		p.df, s.DF = DFClear, "clear"
 	default:
-		return nil, invalidf("df", "%q is not a DF mode: give \"copy\", \"set\" or \"clear\"", s.DF)
+		return nil, invalidf("df", "%s is not a DF mode: give \"copy\", \"set\" or \"clear\"", quoteInput(s.DF))
 	}
 	if p.mode != Tunnel {
 		if s.TTL != 0 {
@@ -639,7 +639,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	case "packet":
 		p.packet, s.Offload = true, "packet"
 	default:
-		return nil, invalidf("offload", "%q is not an offload type: give \"crypto\" or \"packet\"", s.Offload)
+		return nil, invalidf("offload", "%s is not an offload type: give \"crypto\" or \"packet\"", quoteInput(s.Offload))
 	}
 
 	// Lifetimes.
@@ -678,7 +678,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 		}
 		t, ok := UDPESPType(typ)
 		if !ok {
-			return nil, invalidf("udp_encap.type", "%q is unknown: give none, transport, tunnel, transport-over-udp-tunnel or udp-transport-over-tunnel", u.Type)
+			return nil, invalidf("udp_encap.type", "%s is unknown: give none, transport, tunnel, transport-over-udp-tunnel or udp-transport-over-tunnel", quoteInput(u.Type))
 		}
 		u.Type = typ
 		if u.SrcPort == 0 {
@@ -816,11 +816,11 @@ func normalizeESP(s *SASpec) error {
 	}
 	e, err := suite.LookupEnc(suite.Enc(s.Enc))
 	if err != nil {
-		return invalidf("enc", "%q is unknown: known algorithms are %s", s.Enc, encList())
+		return invalidf("enc", "%s is unknown: known algorithms are %s", quoteInput(s.Enc), encList())
 	}
 	if s.Auth != "" && s.Auth != string(suite.AuthNone) {
 		if _, err := suite.LookupAuth(suite.Auth(s.Auth)); err != nil {
-			return invalidf("auth", "%q is unknown: known algorithms are %s", s.Auth, authList())
+			return invalidf("auth", "%s is unknown: known algorithms are %s", quoteInput(s.Auth), authList())
 		}
 	}
 	// NDIS expresses ESP-GMAC as ENCRYPTION_NONE + AUTHENTICATION_AES_GCM_N;
@@ -865,7 +865,7 @@ func normalizeAH(s *SASpec) error {
 		return invalidf("auth", "is missing: AH needs an integrity algorithm, e.g. hmac-sha256-128")
 	}
 	if _, err := suite.LookupAuth(suite.Auth(s.Auth)); err != nil {
-		return invalidf("auth", "%q is unknown: known algorithms are %s", s.Auth, authList())
+		return invalidf("auth", "%s is unknown: known algorithms are %s", quoteInput(s.Auth), authList())
 	}
 	if s.ICVLen < 0 {
 		return invalidf("icv_len", "%d is negative; leave it out for AH", s.ICVLen)

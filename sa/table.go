@@ -496,7 +496,11 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 	if errors.As(first, &e) {
 		kind = e.Kind
 	}
-	return len(msgs), &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
+	failed := len(msgs)
+	if failed > maxErrorsListed {
+		msgs = append(msgs[:maxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-maxErrorsListed))
+	}
+	return failed, &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
 }
 
 // addLocked validates p against the table and the capabilities and inserts
@@ -573,15 +577,19 @@ func (t *Table) checkSPILocked(dir Direction, proto Protocol, spi SPI, dst netip
 		if !dst.IsValid() {
 			where = "the wildcard destination"
 		}
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by bundle %d; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, h)}
+		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by %s; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, t.bundleRefLocked(h))}
 	}
 	w := spiKey{dir: dir, proto: proto, spi: uint32(spi)}
 	if dst.IsValid() {
 		if h, dup := t.spis[w]; dup {
-			return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by bundle %d, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, h, dst)}
+			return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, t.bundleRefLocked(h), dst)}
 		}
 	} else if t.exactSPIs[spiKey3{dir, proto, uint32(spi)}] > 0 {
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by a bundle with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir)}
+		holder := "a bundle"
+		if h, ok := t.exactSPIHolderLocked(dir, proto, spi); ok {
+			holder = t.bundleRefLocked(h)
+		}
+		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir, holder)}
 	}
 	return nil
 }

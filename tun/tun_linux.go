@@ -64,6 +64,9 @@ type Config struct {
 	// "/run/netns/NAME" for a namespace made with `ip netns add NAME`. "" means
 	// the namespace of the calling thread.
 	NetnsPath string
+	// Logger receives the device's operational logs (MTU changes); nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // TUN is a Linux TUN device configured through netlink. It implements Port on
@@ -95,6 +98,7 @@ type TUN struct {
 	once     sync.Once
 	closeErr error
 	events   chan struct{} // closed when the event drain goroutine ends
+	log      *slog.Logger
 }
 
 var _ Port = (*TUN)(nil)
@@ -225,7 +229,11 @@ func create(cfg *Config) (t *TUN, err error) {
 		file.Close()
 		return nil, fmt.Errorf("tun: set up TUN device %s: %w", cfg.Name, err)
 	}
-	t = &TUN{dev: dev, file: file, nl: nl, vnetHdr: !cfg.DisableOffloads, events: make(chan struct{})}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t = &TUN{dev: dev, file: file, nl: nl, vnetHdr: !cfg.DisableOffloads, events: make(chan struct{}), log: log}
 	t.mtu.Store(int64(cfg.MTU))
 	if t.vnetHdr {
 		t.scratch = make([][]byte, dev.BatchSize())
@@ -380,11 +388,11 @@ func (t *TUN) refreshMTU() {
 	}
 	link, err := t.nl.LinkByIndex(t.index)
 	if err != nil {
-		slog.Debug("tun: cannot refresh MTU", "dev", t.name, "err", err)
+		t.log.Debug("cannot refresh the TUN device's MTU", "dev", t.name, "err", err)
 		return
 	}
 	if mtu := link.Attrs().MTU; mtu > 0 && int64(mtu) != t.mtu.Load() {
-		slog.Info("tun: MTU changed", "dev", t.name, "mtu", mtu)
+		t.log.Info("TUN device MTU changed", "dev", t.name, "mtu", mtu, "was", t.mtu.Load())
 		t.mtu.Store(int64(mtu))
 	}
 }

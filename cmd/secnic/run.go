@@ -37,6 +37,9 @@ func runCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintf(a.errOut, "warning: %s\n", w)
+				}
 				fmt.Fprintf(a.out, "%s: configuration OK (%d SA bundles, %d policies, wire %s)\n",
 					cfgPath, len(cfg.SAs), len(cfg.Policies), cfg.Wire.Type)
 				for i := range cfg.SAs {

@@ -31,12 +31,16 @@ func saCommand(a *app) *cobra.Command {
 	return c
 }
 
-// keyArg reads a key flag: hex, or @FILE holding hex.
-func keyArg(flag, v string) (sa.Key, error) {
+// keyArg reads a key flag: hex, or @FILE holding hex (a file others may
+// read is refused unless allowInsecure).
+func keyArg(a *app, allowInsecure bool, flag, v string) (sa.Key, error) {
 	if v == "" {
 		return sa.Key{}, nil
 	}
 	if strings.HasPrefix(v, "@") {
+		if err := a.checkKeyFile(v[1:], allowInsecure); err != nil {
+			return sa.Key{}, fmt.Errorf("--%s: %w", flag, err)
+		}
 		b, err := os.ReadFile(v[1:])
 		if err != nil {
 			return sa.Key{}, fmt.Errorf("--%s: %w", flag, err)
@@ -53,6 +57,7 @@ func keyArg(flag, v string) (sa.Key, error) {
 func saAddCommand(a *app) *cobra.Command {
 	var (
 		file                                     string
+		allowInsecure                            bool
 		b                                        sa.BundleSpec
 		replay                                   int
 		encapType                                string
@@ -78,8 +83,13 @@ func saAddCommand(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var specs []sa.BundleSpec
 			if file != "" {
-				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json") {
+				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json", allowInsecureFlag) {
 					return usagef("give either -f FILE or bundle flags, not both")
+				}
+				if file != "-" {
+					if err := a.checkKeyFile(file, allowInsecure); err != nil {
+						return err
+					}
 				}
 				data, err := a.readInput(file)
 				if err != nil {
@@ -105,11 +115,11 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					ek, err := keyArg("enc-key", encKey)
+					ek, err := keyArg(a, allowInsecure, "enc-key", encKey)
 					if err != nil {
 						return err
 					}
-					ak, err := keyArg("auth-key", authKey)
+					ak, err := keyArg(a, allowInsecure, "auth-key", authKey)
 					if err != nil {
 						return err
 					}
@@ -120,7 +130,7 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					k, err := keyArg("ah-key", ahKey)
+					k, err := keyArg(a, allowInsecure, "ah-key", ahKey)
 					if err != nil {
 						return err
 					}
@@ -131,6 +141,7 @@ func saAddCommand(a *app) *cobra.Command {
 				}
 				specs = []sa.BundleSpec{b}
 			}
+			a.warnZeroKeys(specs)
 			resp, err := a.client().AddSAs(cmd.Context(), specs)
 			for i := range specs {
 				specs[i].Wipe()
@@ -172,6 +183,7 @@ func saAddCommand(a *app) *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVarP(&file, "file", "f", "", "read bundles from a YAML or JSON file (- for stdin)")
+	f.BoolVar(&allowInsecure, allowInsecureFlag, false, "accept a key or SA file that group or others may read (a warning instead of a refusal; for labs)")
 	f.StringVar(&b.Name, "name", "", "bundle name")
 	f.StringVar(&b.Dir, "dir", "", "direction: in or out")
 	f.StringVar(&b.Mode, "mode", "", "transport (default) or tunnel")

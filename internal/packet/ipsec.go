@@ -15,6 +15,10 @@ var (
 	ErrNonESP = errors.New("packet: non-ESP marker (IKE) on the UDP encapsulation port")
 	// ErrKeepalive is an RFC 3948 NAT-keepalive (one byte 0xFF).
 	ErrKeepalive = errors.New("packet: NAT-keepalive")
+	// ErrUDPLength is a datagram on the UDP encapsulation port whose UDP
+	// length field is not the length of the UDP datagram the IP header
+	// gives.
+	ErrUDPLength = errors.New("packet: the UDP length field disagrees with the datagram")
 )
 
 // Split describes where the upper layer starts in an IP datagram, i.e.
@@ -99,7 +103,8 @@ type Loc struct {
 
 // Locate parses a received datagram and finds its ESP or AH header. With
 // encapPort non-zero, UDP datagrams to that port are RFC 3948 encapsulated
-// ESP: a non-ESP marker yields ErrNonESP and a NAT-keepalive ErrKeepalive.
+// ESP: a non-ESP marker yields ErrNonESP, a NAT-keepalive ErrKeepalive
+// and a UDP length field other than the datagram's length ErrUDPLength.
 func Locate(b []byte, encapPort uint16) (Loc, error) {
 	s, err := SplitIP(b)
 	if err != nil {
@@ -138,6 +143,9 @@ func Locate(b []byte, encapPort uint16) (Loc, error) {
 			return l, ErrNotIPsec
 		}
 		l.UDP, l.IPsec, l.Off = true, ProtoESP, s.HdrLen+UDPLen
+		if UDP(b[s.HdrLen:]).Length() != len(b)-s.HdrLen {
+			return l, ErrUDPLength
+		}
 		rest := b[l.Off:]
 		if len(rest) == 1 && rest[0] == 0xff {
 			return l, ErrKeepalive

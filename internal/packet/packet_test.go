@@ -334,6 +334,10 @@ func TestLocate(t *testing.T) {
 		{name: "ipv6-dstopts-esp", b: ipv6([]ext{{ProtoDstOpts, 8}}, ProtoESP, espHdr), ipsec: ProtoESP, off: 48, spi: 0x1234},
 		{name: "ipv6-hop-by-hop-dstopts-dstopts-esp", b: ipv6([]ext{{ProtoHopByHop, 8}, {ProtoDstOpts, 16}, {ProtoDstOpts, 8}}, ProtoESP, espHdr), ipsec: ProtoESP, off: 72, spi: 0x1234},
 		{name: "ipv6-udp-encap", b: ipv6(nil, ProtoUDP, udp(4500, espHdr)), port: 4500, ipsec: ProtoESP, off: 48, spi: 0x1234, udp: true},
+		{name: "udp-length-zero", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(0); return ipv4(5, ProtoUDP, 0, d) }(), port: 4500, wantErr: ErrUDPLength},
+		{name: "udp-length-short", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(9); return ipv4(5, ProtoUDP, 0, d) }(), port: 4500, wantErr: ErrUDPLength},
+		{name: "udp-length-long", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(65535); return ipv4(5, ProtoUDP, 0, d) }(), port: 4500, wantErr: ErrUDPLength},
+		{name: "ipv6-udp-length-long", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(100); return ipv6(nil, ProtoUDP, d) }(), port: 4500, wantErr: ErrUDPLength},
 		{name: "non-esp-marker", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0, 0, 0, 0, 0x21, 0x22})), port: 4500, wantErr: ErrNonESP},
 		{name: "nat-keepalive", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0xff})), port: 4500, wantErr: ErrKeepalive},
 		{name: "one-byte-not-keepalive", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0xfe})), port: 4500, wantErr: ErrMalformed},
@@ -501,6 +505,7 @@ func FuzzLocate(f *testing.F) {
 	esp := []byte{0, 0, 0x12, 0x34, 0, 0, 0, 1, 1, 2, 3, 4}
 	u := make([]byte, UDPLen+len(esp))
 	UDP(u).SetDstPort(4500)
+	UDP(u).SetLength(len(u))
 	copy(u[UDPLen:], esp)
 	for _, b := range [][]byte{
 		ipv4(5, ProtoESP, 0, esp), ipv4(5, ProtoAH, 0, append(esp, esp...)), ipv4(5, ProtoUDP, 0, u),
@@ -512,7 +517,7 @@ func FuzzLocate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, port uint16) {
 		l, err := Locate(b, port)
 		if err != nil {
-			for _, known := range []error{ErrMalformed, ErrFragment, ErrNotIPsec, ErrNonESP, ErrKeepalive} {
+			for _, known := range []error{ErrMalformed, ErrFragment, ErrNotIPsec, ErrNonESP, ErrKeepalive, ErrUDPLength} {
 				if errors.Is(err, known) {
 					return
 				}
@@ -520,6 +525,9 @@ func FuzzLocate(f *testing.F) {
 			t.Fatalf("Locate returned an unknown error %v", err)
 		}
 		checkSplit(t, b, l.Split)
+		if l.UDP && UDP(b[l.HdrLen:]).Length() != l.Len-l.HdrLen {
+			t.Fatalf("UDP length %d accepted for a %d-byte UDP datagram", UDP(b[l.HdrLen:]).Length(), l.Len-l.HdrLen)
+		}
 		switch l.IPsec {
 		case ProtoESP:
 			if l.Off+8 > l.Len || binary.BigEndian.Uint32(b[l.Off:]) != l.SPI {

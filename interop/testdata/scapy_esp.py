@@ -52,6 +52,23 @@ def make_sa(c):
     return SecurityAssociation(ESP, spi=c["spi"], **kw)
 
 
+def fix_udp_len(b, v6):
+    """Sets the UDP length of a UDP-encapsulated ESP packet from scapy.
+
+    scapy builds the RFC 3948 UDP header (nat_t_header) before the ESP
+    payload exists and leaves its length at 8; a receiver that checks the
+    UDP length against the datagram (secnic, and Linux, which trims the
+    datagram to that length) drops such a packet. The outer IPv6 header
+    here has no extension headers; the UDP checksum is 0.
+    """
+    b = bytearray(b)
+    off = 40 if v6 else (b[0] & 0x0F) * 4
+    proto = b[6] if v6 else b[9]
+    if proto == 17:
+        b[off + 4:off + 6] = (len(b) - off).to_bytes(2, "big")
+    return bytes(b)
+
+
 def run(c):
     out = {"name": c["name"], "ok": True, "error": "", "scapy_packets": []}
     plain = [bytes.fromhex(p) for p in c["plain"]]
@@ -68,7 +85,10 @@ def run(c):
     for i, p in enumerate(plain):
         seq = c["scapy_first_seq"] + i
         enc = sa.encrypt(parse(p, inner6 if c["mode"] == "tunnel" else c["outer6"]), seq_num=seq)
-        out["scapy_packets"].append(raw(enc).hex())
+        wire = raw(enc)
+        if c.get("udp_port"):
+            wire = fix_udp_len(wire, c["outer6"])
+        out["scapy_packets"].append(wire.hex())
     return out
 
 
