@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -140,6 +141,7 @@ func addrOr(a netip.Addr) string {
 type Ledger struct {
 	dir    string // "" for a memory ledger
 	secret []byte
+	macs   sync.Pool // keyed HMAC-SHA-256 states, reset and reused
 
 	mu    sync.Mutex
 	recs  map[Fingerprint]Record
@@ -271,7 +273,12 @@ func (l *Ledger) Len() int {
 // an encryption key, or an SPI, a destination and both keys) in direction
 // d. Parts are length-prefixed, so their boundaries count.
 func (l *Ledger) Fingerprint(d Dir, parts ...[]byte) Fingerprint {
-	m := hmac.New(sha256.New, l.secret)
+	m, _ := l.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, l.secret)
+	}
+	defer l.macs.Put(m)
+	m.Reset()
 	m.Write([]byte(domain))
 	m.Write([]byte{byte(d)})
 	var n [4]byte
@@ -298,7 +305,7 @@ func (l *Ledger) Get(fp Fingerprint) (Record, bool) {
 func (l *Ledger) Clone() *Ledger {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return &Ledger{secret: l.secret, recs: maps.Clone(l.recs)}
+	return &Ledger{secret: l.secret, recs: maps.Clone(l.recs)} // its own HMAC pool
 }
 
 // Close closes the journal. The ledger must not be used afterwards.
