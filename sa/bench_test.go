@@ -1,6 +1,8 @@
 package sa
 
 import (
+	"github.com/secnic/secnic/internal/cow"
+
 	"fmt"
 	"net/netip"
 	"sync"
@@ -46,11 +48,11 @@ func lookupSnapshot(b *testing.B, n int) *Snapshot {
 		pool[i] = saRef{s, &Bundle{Handle: Handle(i + 1), Dir: In, Mode: Transport, ESP: s}}
 	}
 	s := &Snapshot{}
-	var w cowWriter[inKey, saRef]
-	w.init(&s.inExact)
+	var w cow.Writer[inKey, saRef]
+	w.Init(&s.inExact)
 	for i := range n {
 		k := inKey{spi: uint32(0x1000 + i), proto: ESP, dst: benchDst(i % 1024)}
-		w.set(k.hash(), k, pool[i%len(pool)])
+		w.Set(k.hash(), k, pool[i%len(pool)])
 	}
 	benchSnaps[n] = s
 	return s
@@ -117,7 +119,7 @@ func policySnapshot(b *testing.B, n int) *Snapshot {
 	x.shapes[1] = true
 	for i := range n {
 		k := polKey{shape: st.id, src: benchSrc(i), dst: benchDst(i)}
-		x.pol[1].set(k.hash(), k, pool[i%len(pool)])
+		x.pol[1].Set(k.hash(), k, pool[i%len(pool)])
 	}
 	_ = x.commit()
 	tb.mu.Unlock()

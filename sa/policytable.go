@@ -226,7 +226,7 @@ func (t *Table) insertPolicyLocked(x *tx, pe *polEntry) {
 	list = slices.Insert(list, i, pe)
 	t.byKey[pe.key] = list
 	if list[0] == pe {
-		x.pol[d].set(pe.key.hash(), pe.key, pe.res)
+		x.pol[d].Set(pe.key.hash(), pe.key, pe.res)
 	}
 	t.policies[pe.p.ID] = pe
 	if pe.p.Name != "" {
@@ -262,11 +262,11 @@ func (t *Table) removePolicyLocked(x *tx, pe *polEntry) {
 	list = slices.DeleteFunc(list, func(e *polEntry) bool { return e == pe })
 	if len(list) == 0 {
 		delete(t.byKey, pe.key)
-		x.pol[d].del(pe.key.hash(), pe.key)
+		x.pol[d].Del(pe.key.hash(), pe.key)
 	} else {
 		t.byKey[pe.key] = list
 		if wasHead {
-			x.pol[d].set(pe.key.hash(), pe.key, list[0].res)
+			x.pol[d].Set(pe.key.hash(), pe.key, list[0].res)
 		}
 	}
 	delete(t.policies, pe.p.ID)
@@ -327,7 +327,7 @@ func (t *Table) rebindLocked(x *tx, h Handle, name string) {
 			}
 			pe.res = t.resolveLocked(pe)
 			if list := t.byKey[pe.key]; len(list) > 0 && list[0] == pe {
-				x.pol[dirIndex(pe.p.Dir)].set(pe.key.hash(), pe.key, pe.res)
+				x.pol[dirIndex(pe.p.Dir)].Set(pe.key.hash(), pe.key, pe.res)
 			}
 		}
 	}

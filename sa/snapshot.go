@@ -1,9 +1,10 @@
 package sa
 
 import (
-	"maps"
 	"net/netip"
 	"sort"
+
+	"github.com/secnic/secnic/internal/cow"
 )
 
 // The read path
@@ -12,7 +13,7 @@ import (
 // every change (RCU style). Readers load it once per batch and never lock.
 //
 // Copying whole maps on every change would make adding the n-th SA cost
-// O(n). Instead every index is a cowMap: 4096 shards, each an ordinary Go
+// O(n). Instead every index is a cow.Map (package internal/cow): 4096 shards, each an ordinary Go
 // map, chosen by the top bits of a 64-bit mix of the key, reached through a
 // 64x64 tree of pointer arrays. A change copies the root array, the leaf
 // array and the shard it touches (two arrays of 64 pointers plus one small
@@ -41,140 +42,11 @@ import (
 // case, every prefix-length pair in use, is bounded by 33x33x8 shapes for
 // IPv4 and 129x129x8 for IPv6.
 
-const (
-	shardBits = 12
-	nShards   = 1 << shardBits
-)
-
-// mix64 is the splitmix64 finalizer.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 func addrHash(a netip.Addr) uint64 {
 	b := a.As16()
 	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 | uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	return mix64(hi ^ mix64(lo))
-}
-
-// The shards form a two-level tree (64 leaves of 64 maps), so that a change
-// copies 64 pointers at each level rather than all 4096.
-const (
-	leafBits = 6
-	nLeaves  = 1 << (shardBits - leafBits)
-	leafSize = 1 << leafBits
-)
-
-type leaf[K comparable, V any] [leafSize]map[K]V
-
-type shardTree[K comparable, V any] [nLeaves]*leaf[K, V]
-
-// cowMap is an immutable sharded map; see the comment above.
-type cowMap[K comparable, V any] struct {
-	root *shardTree[K, V] // nil when empty
-	n    int
-}
-
-func shardOf(h uint64) uint64 { return h >> (64 - shardBits) }
-
-func (m *cowMap[K, V]) get(h uint64, k K) (V, bool) {
-	var zero V
-	if m.root == nil {
-		return zero, false
-	}
-	i := shardOf(h)
-	l := m.root[i>>leafBits]
-	if l == nil {
-		return zero, false
-	}
-	v, ok := l[i&(leafSize-1)][k]
-	return v, ok
-}
-
-// each calls fn for every entry until fn returns false.
-func (m *cowMap[K, V]) each(fn func(K, V) bool) {
-	if m.root == nil {
-		return
-	}
-	for _, l := range m.root {
-		if l == nil {
-			continue
-		}
-		for _, s := range l {
-			for k, v := range s {
-				if !fn(k, v) {
-					return
-				}
-			}
-		}
-	}
-}
-
-// cowWriter changes a cowMap of a snapshot under construction, copying the
-// root, each leaf and each shard at most once.
-type cowWriter[K comparable, V any] struct {
-	m         *cowMap[K, V]
-	ownRoot   bool
-	ownLeaves uint64
-	ownShards [nShards / 64]uint64
-}
-
-func (w *cowWriter[K, V]) init(m *cowMap[K, V]) {
-	*w = cowWriter[K, V]{m: m}
-}
-
-func (w *cowWriter[K, V]) shard(h uint64) map[K]V {
-	if !w.ownRoot {
-		n := new(shardTree[K, V])
-		if w.m.root != nil {
-			*n = *w.m.root
-		}
-		w.m.root = n
-		w.ownRoot = true
-	}
-	i := shardOf(h)
-	li := i >> leafBits
-	if w.ownLeaves&(1<<li) == 0 {
-		w.ownLeaves |= 1 << li
-		n := new(leaf[K, V])
-		if old := w.m.root[li]; old != nil {
-			*n = *old
-		}
-		w.m.root[li] = n
-	}
-	l := w.m.root[li]
-	si := i & (leafSize - 1)
-	if w.ownShards[i/64]&(1<<(i%64)) == 0 {
-		w.ownShards[i/64] |= 1 << (i % 64)
-		old := l[si]
-		n := make(map[K]V, len(old)+1)
-		maps.Copy(n, old)
-		l[si] = n
-	}
-	return l[si]
-}
-
-func (w *cowWriter[K, V]) set(h uint64, k K, v V) {
-	s := w.shard(h)
-	if _, ok := s[k]; !ok {
-		w.m.n++
-	}
-	s[k] = v
-}
-
-func (w *cowWriter[K, V]) del(h uint64, k K) {
-	if _, ok := w.m.get(h, k); !ok {
-		return
-	}
-	s := w.shard(h)
-	delete(s, k)
-	w.m.n--
+	return cow.Mix64(hi ^ cow.Mix64(lo))
 }
 
 // inKey indexes inbound SAs with a destination.
@@ -184,7 +56,7 @@ type inKey struct {
 	dst   netip.Addr
 }
 
-func (k inKey) hash() uint64 { return mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
+func (k inKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
 
 // wildKey indexes inbound SAs whose destination is the wildcard.
 type wildKey struct {
@@ -192,9 +64,9 @@ type wildKey struct {
 	proto Protocol
 }
 
-func (k wildKey) hash() uint64 { return mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
+func (k wildKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
 
-func handleHash(h Handle) uint64 { return mix64(uint64(h)) }
+func handleHash(h Handle) uint64 { return cow.Mix64(uint64(h)) }
 
 type saRef struct {
 	sa *SA
@@ -212,7 +84,7 @@ type polKey struct {
 
 func (k *polKey) hash() uint64 {
 	h := uint64(k.shape)<<40 ^ uint64(k.proto)<<32 ^ uint64(k.srcPort)<<16 ^ uint64(k.dstPort)
-	return mix64(h ^ addrHash(k.src) ^ mix64(addrHash(k.dst)))
+	return cow.Mix64(h ^ addrHash(k.src) ^ cow.Mix64(addrHash(k.dst)))
 }
 
 // shapeDesc is the shape of a selector (see the comment at the top).
@@ -272,7 +144,7 @@ func maskAddr(a netip.Addr, bits int16) netip.Addr {
 // classifier is one direction's policy index.
 type classifier struct {
 	shapes []shape // sorted by minPrio; replaced, never changed in place
-	m      cowMap[polKey, *Resolved]
+	m      cow.Map[polKey, *Resolved]
 }
 
 func better(a, b *Policy) bool {
@@ -312,7 +184,7 @@ func (c *classifier) match(f *Flow) *Resolved {
 		if sh.dstPort {
 			k.dstPort = f.DstPort
 		}
-		if r, ok := c.m.get(k.hash(), k); ok && (best == nil || better(r.Policy, best.Policy)) {
+		if r, ok := c.m.Get(k.hash(), k); ok && (best == nil || better(r.Policy, best.Policy)) {
 			best = r
 		}
 	}
@@ -332,9 +204,9 @@ func sortShapes(s []shape) {
 // methods are lock-free, safe for concurrent use, and allocate nothing.
 type Snapshot struct {
 	gen     uint64
-	inExact cowMap[inKey, saRef]
-	inWild  cowMap[wildKey, saRef]
-	bundles cowMap[Handle, *Bundle]
+	inExact cow.Map[inKey, saRef]
+	inWild  cow.Map[wildKey, saRef]
+	bundles cow.Map[Handle, *Bundle]
 	pol     [2]classifier // [0] inbound, [1] outbound
 }
 
@@ -342,7 +214,7 @@ type Snapshot struct {
 func (s *Snapshot) Gen() uint64 { return s.gen }
 
 // Len returns the number of bundles.
-func (s *Snapshot) Len() int { return s.bundles.n }
+func (s *Snapshot) Len() int { return s.bundles.Len() }
 
 // LookupIn finds the inbound SA for a received packet by (protocol, SPI,
 // destination) in O(1): an SA for that destination, else one whose
@@ -350,11 +222,11 @@ func (s *Snapshot) Len() int { return s.bundles.n }
 // (XfrmInNoStates).
 func (s *Snapshot) LookupIn(proto Protocol, spi uint32, dst netip.Addr) (*SA, *Bundle) {
 	k := inKey{spi: spi, proto: proto, dst: dst}
-	if r, ok := s.inExact.get(k.hash(), k); ok {
+	if r, ok := s.inExact.Get(k.hash(), k); ok {
 		return r.sa, r.b
 	}
 	w := wildKey{spi: spi, proto: proto}
-	if r, ok := s.inWild.get(w.hash(), w); ok {
+	if r, ok := s.inWild.Get(w.hash(), w); ok {
 		return r.sa, r.b
 	}
 	return nil, nil
@@ -363,7 +235,7 @@ func (s *Snapshot) LookupIn(proto Protocol, spi uint32, dst netip.Addr) (*SA, *B
 // Bundle returns the bundle with handle h, or nil (NDIS: the OffloadHandle
 // of a send NET_BUFFER_LIST; unknown handle = NDIS_STATUS_FAILURE).
 func (s *Snapshot) Bundle(h Handle) *Bundle {
-	b, _ := s.bundles.get(handleHash(h), h)
+	b, _ := s.bundles.Get(handleHash(h), h)
 	return b
 }
 
@@ -385,7 +257,7 @@ func (s *Snapshot) Match(d Direction, f Flow) *Resolved {
 
 // EachBundle calls fn for every bundle until it returns false.
 func (s *Snapshot) EachBundle(fn func(*Bundle) bool) {
-	s.bundles.each(func(_ Handle, b *Bundle) bool { return fn(b) })
+	s.bundles.Each(func(_ Handle, b *Bundle) bool { return fn(b) })
 }
 
 // Allows reports whether an inbound Resolved accepts packets that arrived

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/ledger"
 )
@@ -260,10 +261,10 @@ func capError(field string, err error) error {
 type tx struct {
 	t       *Table
 	s       *Snapshot
-	inExact cowWriter[inKey, saRef]
-	inWild  cowWriter[wildKey, saRef]
-	bundles cowWriter[Handle, *Bundle]
-	pol     [2]cowWriter[polKey, *Resolved]
+	inExact cow.Writer[inKey, saRef]
+	inWild  cow.Writer[wildKey, saRef]
+	bundles cow.Writer[Handle, *Bundle]
+	pol     [2]cow.Writer[polKey, *Resolved]
 	shapes  [2]bool
 	closing []*bundleEntry
 	events  []Event
@@ -289,11 +290,11 @@ func (t *Table) begin() *tx {
 	*s = *old
 	s.gen = old.gen + 1
 	x := &tx{t: t, s: s, ltx: t.ledger.Begin()}
-	x.inExact.init(&s.inExact)
-	x.inWild.init(&s.inWild)
-	x.bundles.init(&s.bundles)
-	x.pol[0].init(&s.pol[0].m)
-	x.pol[1].init(&s.pol[1].m)
+	x.inExact.Init(&s.inExact)
+	x.inWild.Init(&s.inWild)
+	x.bundles.Init(&s.bundles)
+	x.pol[0].Init(&s.pol[0].m)
+	x.pol[1].Init(&s.pol[1].m)
 	return x
 }
 
@@ -684,10 +685,10 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		if b.Dir == In {
 			if dst.IsValid() {
 				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
-				x.inExact.set(k.hash(), k, saRef{s, b})
+				x.inExact.Set(k.hash(), k, saRef{s, b})
 			} else {
 				k := wildKey{spi: s.SPI, proto: s.Proto}
-				x.inWild.set(k.hash(), k, saRef{s, b})
+				x.inWild.Set(k.hash(), k, saRef{s, b})
 			}
 		}
 		if b.Dir == In {
@@ -697,7 +698,7 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		}
 	}
 	t.usage.Bundles++
-	x.bundles.set(handleHash(b.Handle), b.Handle, b)
+	x.bundles.Set(handleHash(b.Handle), b.Handle, b)
 	t.rebindLocked(x, b.Handle, b.Name)
 }
 
@@ -726,10 +727,10 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		if b.Dir == In {
 			if dst.IsValid() {
 				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
-				x.inExact.del(k.hash(), k)
+				x.inExact.Del(k.hash(), k)
 			} else {
 				k := wildKey{spi: s.SPI, proto: s.Proto}
-				x.inWild.del(k.hash(), k)
+				x.inWild.Del(k.hash(), k)
 			}
 			t.usage.InboundSAs--
 		} else {
@@ -737,7 +738,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		}
 	}
 	t.usage.Bundles--
-	x.bundles.del(handleHash(b.Handle), b.Handle)
+	x.bundles.Del(handleHash(b.Handle), b.Handle)
 	t.rebindLocked(x, b.Handle, b.Name)
 }
 
