@@ -62,7 +62,7 @@ type Options struct {
 	// Duration of each traffic trial (default 5s).
 	Duration time.Duration
 	// SearchSteps bounds the paced trials of each UDP rate search
-	// (default 5).
+	// (default 6).
 	SearchSteps int
 	// Alg is the ESP algorithm (default aes-gcm-128).
 	Alg string
@@ -94,7 +94,7 @@ func (o *Options) defaults() error {
 		o.Duration = 5 * time.Second
 	}
 	if o.SearchSteps == 0 {
-		o.SearchSteps = 5
+		o.SearchSteps = 6
 	}
 	if o.Alg == "" {
 		o.Alg = "aes-gcm-128"

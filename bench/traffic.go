@@ -470,31 +470,36 @@ func udpRateSearch(ctx context.Context, p Path, flows []udpFlow, size int, d tim
 	if first.Loss() < LossTarget && first.Packets > 0 {
 		return first, true, nil
 	}
-	hi := first.PPS() * 1.05
-	lo := 0.0
+	// The rate delivered unpaced bounds what can pass; halve until a
+	// rate passes, then bisect between the best pass and the lowest
+	// failure.
+	hi, lo := first.PPS(), 0.0
+	rate := hi
 	last := first
 	for range steps {
-		if hi-lo < hi*0.02 && ok {
+		if rate < 1 {
 			break
-		}
-		rate := (lo + hi) / 2
-		if !ok && lo == 0 {
-			rate = first.PPS() // first try what was delivered unpaced
 		}
 		s, err := udpFlood(ctx, p, flows, size, rate, d)
 		if err != nil {
 			return s, false, err
 		}
-		last = s
 		if s.Loss() < LossTarget && s.Packets > 0 {
 			if !ok || s.PPS() > best.PPS() {
 				best = s
 			}
-			ok = true
-			lo = rate
+			ok, lo = true, rate
 		} else {
-			hi = rate
+			hi, last = rate, s
 		}
+		if !ok {
+			rate /= 2
+			continue
+		}
+		if hi-lo < 0.03*hi {
+			break
+		}
+		rate = (lo + hi) / 2
 	}
 	if !ok {
 		return last, false, nil

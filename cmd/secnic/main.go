@@ -20,6 +20,7 @@ var commands = []command{
 	eventsCommand,
 	runCommand, demoCommand, wiresharkKeysCommand,
 	pcapCommand,
+	benchCommand,
 }
 
 func main() {
