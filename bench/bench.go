@@ -359,8 +359,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						}
 						continue
 					}
+					if ctx.Err() != nil {
+						break
+					}
 					progress(label + ": " + k.name)
 					sm := measure(ctx, e, inst, k, nt)
+					if ctx.Err() != nil {
+						break // interrupted: the trial does not count
+					}
 					sm.add = addRate
 					if sm.err != nil {
 						o.Logger.Warn("trial failed", "contender", en.key, "traffic", k.name, "err", sm.err)
@@ -480,11 +486,15 @@ func median(v []float64) float64 {
 
 func aggregate(c contender, alg, traffic string, tunnels int, ss []sample) Result {
 	r := Result{Contender: c.name(), Wire: c.wire(), Alg: alg, Traffic: traffic, Tunnels: tunnels, Runs: len(ss), Intact: true}
+	if len(ss) == 0 {
+		r.Status, r.Reason, r.Intact = StatusFailed, "not measured: the bench was interrupted first", false
+		return r
+	}
 	var gbps, pps, loss, cpu, sys, p50, p99, head, add []float64
 	for i, s := range ss {
 		if s.err != nil {
 			r.Status, r.Reason = StatusFailed, fmt.Sprintf("run %d: %v", i+1, s.err)
-			r.Intact = s.s.Intact && s.s.Corrupt == 0 && !strings.Contains(s.err.Error(), "corrupt")
+			r.Intact = s.s.Intact && s.s.Corrupt == 0 && !strings.Contains(s.err.Error(), "corrupt") && s.s.Bytes > 0
 			return r
 		}
 		if !s.s.Intact {

@@ -223,6 +223,9 @@ func spawn(cmd *exec.Cmd) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	// A process group of its own: a Ctrl-C on the terminal reaches the
+	// bench, which then stops its children in order.
+	cmd.SysProcAttr.Setpgid = true
 	done := make(chan error, 1)
 	spawner <- func() { done <- cmd.Start() }
 	return <-done

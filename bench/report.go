@@ -49,7 +49,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			if r.Status != StatusFailed {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t\n", r.label(), r.Tunnels, r.Traffic, yesNo(r.Intact))
+			intact := "-" // nothing delivered, or not measured
+			if strings.Contains(r.Reason, "corrupt") || strings.Contains(r.Reason, "intact") {
+				intact = "NO"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t\n", r.label(), r.Tunnels, r.Traffic, intact)
 			continue
 		}
 		pps, loss, p50, p99 := "-", "-", "-", "-"
