@@ -445,6 +445,9 @@ func measure(ctx context.Context, e *env, inst instance, k trafficKind, tunnels 
 		var cpu CPUSnapshot
 		sm.s, sm.ok, cpu, sm.err = udpSearchCPU(ctx, p, flowsFor(inst, tunnels), size, trial, e.opts.SearchSteps, pids)
 		sm.cpu = cpu
+		if sm.err == nil {
+			sm.err = verifySpread(ctx, inst, tunnels)
+		}
 		return sm
 	}
 	sm.cpu = TakeCPU(pids).Sub(before)

@@ -323,12 +323,22 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 		}
 		var cli *net.UDPConn
 		err := netlab.Do(p.Client, func() (err error) {
-			var laddr *net.UDPAddr
+			// Flows may share a source port (towards different
+			// destination ports): SO_REUSEADDR lets their sockets bind.
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+				return errors.Join(err, serr)
+			}}
 			if f.src != 0 {
-				laddr = &net.UDPAddr{Port: int(f.src)}
+				d.LocalAddr = &net.UDPAddr{Port: int(f.src)}
 			}
-			cli, err = net.DialUDP("udp", laddr, srv.LocalAddr().(*net.UDPAddr))
-			return err
+			c, err := d.Dial("udp", srv.LocalAddr().String())
+			if err != nil {
+				return err
+			}
+			cli = c.(*net.UDPConn)
+			return nil
 		})
 		if err != nil {
 			return Sample{}, fmt.Errorf("UDP socket towards %s: %w", srv.LocalAddr(), err)

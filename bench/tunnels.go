@@ -143,3 +143,39 @@ func firstFailure(r control.AddSAsResponse) string {
 	}
 	return ""
 }
+
+// verifySpread checks, through side B's control API, that every sampled
+// extra tunnel carried traffic: the inbound SA of each sampled flow has
+// counted packets.
+func verifySpread(ctx context.Context, inst instance, tunnels int) error {
+	si, ok := inst.(*secnicInstance)
+	if !ok || tunnels <= 1 {
+		return nil
+	}
+	list, err := control.NewClient(filepath.Join(si.dir, "b.sock")).ListSAs(ctx, false)
+	if err != nil {
+		return fmt.Errorf("list SAs to check the spread: %w", err)
+	}
+	packets := map[string]uint64{}
+	for _, b := range list.Bundles {
+		if b.Spec.Dir != "in" {
+			continue
+		}
+		for _, s := range b.SAs {
+			packets[b.Spec.Name] += s.Counters.Packets
+		}
+	}
+	extra := tunnels - 1
+	n := min(spreadFlows, extra)
+	var idle []string
+	for k := range n {
+		name := fmt.Sprintf("t%d-a-to-b", 1+k*extra/n)
+		if packets[name] == 0 {
+			idle = append(idle, name)
+		}
+	}
+	if len(idle) > 0 {
+		return fmt.Errorf("traffic did not spread over the tunnels: %d of %d sampled tunnels carried nothing (%s ...)", len(idle), n, idle[0])
+	}
+	return nil
+}
