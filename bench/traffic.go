@@ -39,6 +39,16 @@ type Path struct {
 	// Dst is the server's address, reachable from Client through the
 	// contender's tunnel.
 	Dst netip.Addr
+	// via, if set, maps the address the client dials (tests put a
+	// corrupting proxy in the path).
+	via func(addr string) string
+}
+
+func (p Path) target(addr string) string {
+	if p.via != nil {
+		return p.via(addr)
+	}
+	return addr
 }
 
 // Sample is what one traffic trial measured.
@@ -163,7 +173,7 @@ func TCPStreams(ctx context.Context, p Path, streams int, d time.Duration) (Samp
 		}
 	}()
 	for range streams {
-		c, err := dialTCP(ctx, p.Client, ln.Addr().String())
+		c, err := dialTCP(ctx, p.Client, p.target(ln.Addr().String()))
 		if err != nil {
 			return Sample{}, fmt.Errorf("connect to %s through the tunnel: %w", ln.Addr(), err)
 		}
@@ -546,7 +556,7 @@ func RequestResponse(ctx context.Context, p Path, d time.Duration) (Sample, erro
 			}
 		}
 	}()
-	c, err := dialTCP(ctx, p.Client, ln.Addr().String())
+	c, err := dialTCP(ctx, p.Client, p.target(ln.Addr().String()))
 	if err != nil {
 		return Sample{}, fmt.Errorf("connect to %s through the tunnel: %w", ln.Addr(), err)
 	}
