@@ -363,7 +363,10 @@ func startDaemon(ctx context.Context, e *env, cfg string) (*exec.Cmd, error) {
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock)
 	if err := spawn(cmd); err != nil {
 		return nil, fmt.Errorf("start the secnic daemon (%s): %w", cmd.Path, err)
 	}
