@@ -343,3 +343,30 @@ func TestCPUAccounting(t *testing.T) {
 		t.Error("no CPU model or kernel release")
 	}
 }
+
+func TestMicroRatios(t *testing.T) {
+	in := `goos: linux
+BenchmarkRaw/aes-gcm-128/1400-2         	  100	      1000 ns/op	1400.00 MB/s
+BenchmarkEncap/aes-gcm-128/1400-2       	  100	      1000 ns/op	1000.00 MB/s
+BenchmarkDecap/aes-gcm-128/1400-2       	  100	      1000 ns/op	1000.00 MB/s
+BenchmarkDatapath/aes-gcm-128/1400-2    	  100	      2000 ns/op	 350.00 MB/s	0 B/op	0 allocs/op
+BenchmarkDatapath/chacha20-poly1305/64  	  100	      2000 ns/op	 35.00 MB/s
+PASS
+`
+	m, err := ParseGoBench(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := MicroRatios(m)
+	if len(rs) != 1 || rs[0].Case != "aes-gcm-128/1400" || rs[0].Datapath != 350 || rs[0].Raw != 1400 || rs[0].Encap != 1000 {
+		t.Fatalf("%+v", rs)
+	}
+	var b strings.Builder
+	if err := WriteMicroRatios(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	// 350/1400 = 0.25; encap then decap = 500 MB/s, 350/500 = 0.70.
+	if !strings.Contains(b.String(), "0.25") || !strings.Contains(b.String(), "0.70") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}

@@ -152,7 +152,34 @@ func benchCommand(a *app) *cobra.Command {
 	f.StringVar(&svgPath, "svg", "", "write the chart to this SVG file")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log details of each step")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress display")
+	c.AddCommand(benchRatiosCommand(a))
 	return c
+}
+
+// benchRatiosCommand reads `go test -bench` output and prints the
+// datapath ÷ raw crypto ratios (make bench pipes the micro-benchmarks
+// into it).
+func benchRatiosCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ratios [FILE]",
+		Short: "Datapath ÷ raw crypto ratios from go test -bench output (FILE or standard input)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			in := "-"
+			if len(args) == 1 {
+				in = args[0]
+			}
+			b, err := a.readInput(in)
+			if err != nil {
+				return err
+			}
+			m, err := bench.ParseGoBench(strings.NewReader(string(b)))
+			if err != nil {
+				return err
+			}
+			return bench.WriteMicroRatios(a.out, bench.MicroRatios(m))
+		},
+	}
 }
 
 func splitList(s string) []string {
