@@ -134,6 +134,24 @@ var palette = []color.Color{
 // above the other: throughput (Gbit/s) by traffic kind and contender, and
 // CPU seconds per GB (the whole machine's).
 func (rep *Report) WriteSVG(path string) error {
+	const wd, ht = 10 * vg.Inch, 9 * vg.Inch
+	c := vgsvg.New(wd, ht)
+	if err := rep.drawChart(draw.New(c)); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// drawChart draws the two charts on dc.
+func (rep *Report) drawChart(dc draw.Canvas) error {
 	var traffic, labels []string
 	val := map[[2]string]Result{}
 	for _, r := range rep.Results {
@@ -183,21 +201,10 @@ func (rep *Report) WriteSVG(path string) error {
 	if err != nil {
 		return err
 	}
-	const wd, ht = 10 * vg.Inch, 9 * vg.Inch
-	c := vgsvg.New(wd, ht)
-	dc := draw.New(c)
 	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadY: vg.Points(12)}
 	plots := [][]*plot.Plot{{tp}, {cp}}
 	canvases := plot.Align(plots, tiles, dc)
 	tp.Draw(canvases[0][0])
 	cp.Draw(canvases[1][0])
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return nil
 }
