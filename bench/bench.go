@@ -74,6 +74,9 @@ type Options struct {
 	// the bench installs N tunnels per direction through the control API
 	// and spreads UDP traffic over a sample of them.
 	Tunnels []int
+	// Iperf3 adds the iperf3 cross-check (TrafficIperf3) when iperf3 is
+	// installed.
+	Iperf3 bool
 	// DaemonCommand returns the command that runs a secnic daemon from a
 	// configuration file (default: this executable's `run --config`).
 	DaemonCommand func(config string) *exec.Cmd
@@ -141,6 +144,7 @@ type trafficKind struct {
 	streams int // tcp
 	size    int // udp payload; -1 = path MTU
 	rr      bool
+	iperf   bool
 }
 
 func parseTraffic(s string) (trafficKind, error) {
@@ -149,6 +153,8 @@ func parseTraffic(s string) (trafficKind, error) {
 		return trafficKind{name: s, streams: 1}, nil
 	case s == TrafficRR:
 		return trafficKind{name: s, rr: true}, nil
+	case s == TrafficIperf3:
+		return trafficKind{name: s, iperf: true}, nil
 	case strings.HasPrefix(s, "tcp-"):
 		n, err := strconv.Atoi(s[4:])
 		if err == nil && n >= 1 && n <= 64 {
@@ -224,7 +230,9 @@ type Report struct {
 	Command string    `json:"command,omitempty"`
 	Started time.Time `json:"started"`
 	Results []Result  `json:"results"`
-	Ratios  []Ratio   `json:"ratios,omitempty"`
+	// Notes say what was left out and why (e.g. iperf3 not installed).
+	Notes  []string `json:"notes,omitempty"`
+	Ratios []Ratio  `json:"ratios,omitempty"`
 }
 
 func contenderFor(key string) contender {
@@ -277,6 +285,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	e := &env{opts: &o, log: o.Logger, dir: dir}
 
 	rep := &Report{Started: time.Now().UTC(), Machine: Machine{CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernelRelease(), Go: runtime.Version()}}
+	if o.Iperf3 && !slices.Contains(o.Traffic, TrafficIperf3) {
+		if _, err := exec.LookPath("iperf3"); err == nil {
+			o.Traffic = append(slices.Clone(o.Traffic), TrafficIperf3)
+		} else {
+			rep.Notes = append(rep.Notes, "iperf3 cross-check: not installed: apt-get install iperf3")
+		}
+	}
 	kinds := make([]trafficKind, len(o.Traffic))
 	for i, t := range o.Traffic {
 		kinds[i], _ = parseTraffic(t)
@@ -424,6 +439,9 @@ func measure(ctx context.Context, e *env, inst instance, k trafficKind, tunnels 
 	var sm sample
 	before := TakeCPU(pids)
 	switch {
+	case k.iperf:
+		sm.s, sm.err = iperf3TCP(ctx, p, d)
+		sm.ok = true
 	case k.rr:
 		sm.s, sm.err = RequestResponse(ctx, p, d)
 		sm.ok = true
@@ -500,7 +518,9 @@ func aggregate(c contender, alg, traffic string, tunnels int, ss []sample) Resul
 			r.Intact = s.s.Intact && s.s.Corrupt == 0 && !strings.Contains(s.err.Error(), "corrupt") && s.s.Bytes > 0
 			return r
 		}
-		if !s.s.Intact {
+		if traffic == TrafficIperf3 {
+			r.Intact, r.Reason = false, "cross-check: iperf3 does not verify the payload"
+		} else if !s.s.Intact {
 			r.Status, r.Reason, r.Intact = StatusFailed, fmt.Sprintf("run %d: data did not arrive intact", i+1), false
 			return r
 		}

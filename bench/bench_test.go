@@ -75,9 +75,10 @@ func TestBenchShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	traffic := []string{"tcp", "tcp-2", "udp-64", "udp-mtu", "rr"}
+	_, iperfErr := exec.LookPath("iperf3")
 	rep, err := Run(ctx, Options{
 		Runs: 1, Duration: 400 * time.Millisecond, SearchSteps: 2, Traffic: traffic,
-		Tunnels: []int{1, 64}, DaemonCommand: testDaemonCommand,
+		Tunnels: []int{1, 64}, DaemonCommand: testDaemonCommand, Iperf3: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +89,11 @@ func TestBenchShort(t *testing.T) {
 		seen[k]++
 		switch r.Status {
 		case StatusOK:
-			if !r.Intact {
+			if r.Traffic == TrafficIperf3 {
+				if r.Intact || r.Reason == "" {
+					t.Errorf("%s iperf3: intact=%v reason %q: iperf3 checks nothing and must say so", k, r.Intact, r.Reason)
+				}
+			} else if !r.Intact {
 				t.Errorf("%s %s (%d tunnels): ok but not intact", k, r.Traffic, r.Tunnels)
 			}
 			if r.Gbps <= 0 {
@@ -109,6 +114,11 @@ func TestBenchShort(t *testing.T) {
 		default:
 			t.Errorf("%s %s (%d tunnels): %s: %s", k, r.Traffic, r.Tunnels, r.Status, r.Reason)
 		}
+	}
+	if iperfErr == nil {
+		traffic = append(traffic, TrafficIperf3)
+	} else if len(rep.Notes) == 0 {
+		t.Error("iperf3 is not installed and no note says so")
 	}
 	for _, k := range []string{"secnic/link", "secnic/udp", KernelXFRM, StrongSwan, Plain} {
 		want := len(traffic)

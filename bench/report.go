@@ -70,9 +70,14 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if r.CPUSPerGB > 0 {
 			cpu = fmt.Sprintf("%.2f", r.CPUSPerGB)
 		}
+		intact := yesNo(r.Intact)
+		if r.Traffic == TrafficIperf3 {
+			intact = "unchecked"
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.0f%%\t%s\t\n", r.label(), r.Tunnels, r.Traffic, r.Gbps, pps, loss,
-			cpu, r.SystemCPUSPerGB, p50, p99, r.Spread*100, yesNo(r.Intact))
-		if r.Reason != "" {
+			cpu, r.SystemCPUSPerGB, p50, p99, r.Spread*100, intact)
+		if r.Reason != "" && !done[r.label()+r.Reason] {
+			done[r.label()+r.Reason] = true
 			notes = append(notes, fmt.Sprintf("%-22s %s: %s", r.label(), r.Traffic, r.Reason))
 		}
 		if r.SAAddPerSec > 0 && !done["add"+fmt.Sprint(r.Tunnels)] {
@@ -83,6 +88,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	notes = append(notes, rep.Notes...)
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 		for _, n := range notes {

@@ -44,7 +44,8 @@ func benchCommand(a *app) *cobra.Command {
 			"kernel lacks ESP). Runs are interleaved; the table gives medians, spread, CPU seconds\n" +
 			"per GB (the contender's processes and the whole machine) and ratios secnic ÷ each other\n" +
 			"contender. Everything is removed at the end and on interrupt. Needs root.\n\n" +
-			"Traffic kinds: tcp, tcp-N, udp-SIZE, udp-mtu, rr. docs/performance.md explains the\n" +
+			"Traffic kinds: tcp, tcp-N, udp-SIZE, udp-mtu, rr, and tcp-iperf3 (iperf3 as a cross-check,\n" +
+			"when installed). docs/performance.md explains the\n" +
 			"figures and the --json schema.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -152,6 +153,7 @@ func benchCommand(a *app) *cobra.Command {
 	f.StringVar(&svgPath, "svg", "", "write the chart to this SVG file")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log details of each step")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress display")
+	f.BoolVar(&o.Iperf3, "iperf3", true, "add an iperf3 TCP cross-check ("+bench.TrafficIperf3+") when iperf3 is installed")
 	c.AddCommand(benchRatiosCommand(a))
 	return c
 }
