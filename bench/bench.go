@@ -361,6 +361,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				progress(label + ": setting up")
 				e.tunnels = nt
 				inst, err := en.c.start(ctx, e)
+				if err != nil {
+					e.log.Warn("set-up failed", "contender", en.key, "err", err)
+				} else {
+					e.log.Info("contender up", "contender", en.key, "run", run+1, "tunnels", nt, "namespaces", inst.path().Client+" "+inst.path().Server)
+				}
 				var addRate float64
 				if err == nil && nt > 1 {
 					addRate, err = addTunnels(ctx, inst, nt, e)
@@ -384,7 +389,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					}
 					sm.add = addRate
 					if sm.err != nil {
-						o.Logger.Warn("trial failed", "contender", en.key, "traffic", k.name, "err", sm.err)
+						e.log.Warn("trial failed", "contender", en.key, "traffic", k.name, "err", sm.err)
 					}
 					samples[kk] = append(samples[kk], sm)
 					if bar != nil {
@@ -394,7 +399,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				if inst != nil {
 					progress(label + ": tearing down")
 					if cerr := inst.close(); cerr != nil {
-						o.Logger.Warn("teardown", "contender", en.key, "err", cerr)
+						e.log.Warn("teardown", "contender", en.key, "err", cerr)
 					}
 				}
 			}

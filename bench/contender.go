@@ -84,8 +84,7 @@ type instance interface {
 	path() Path
 	// pids are the roots of the contender's process trees (for CPU).
 	pids() []int
-	// addTunnels installs n-1 more tunnels through the contender's API
-	// and returns the time that took; traffic then spreads over ports.
+	// close stops the contender and removes its namespaces and files.
 	close() error
 }
 

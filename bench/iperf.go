@@ -31,23 +31,12 @@ func iperf3TCP(ctx context.Context, p Path, d time.Duration) (Sample, error) {
 	}
 	secs := max(1, int(math.Round(d.Seconds())))
 	srv := exec.Command("ip", "netns", "exec", filepath.Base(p.Server), bin, "-s", "-B", p.Dst.String(), "-p", strconv.Itoa(iperfPort))
+	var srvOut strings.Builder
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := spawn(srv); err != nil {
 		return Sample{}, fmt.Errorf("start iperf3 -s: %w", err)
 	}
 	defer stopProcess(srv)
-	var out []byte
-	for attempt := 0; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+15)*time.Second)
-		cli := exec.CommandContext(cctx, "ip", "netns", "exec", filepath.Base(p.Client), bin, "-c", p.Dst.String(), "-p", strconv.Itoa(iperfPort),
-			"-t", strconv.Itoa(secs), "-J")
-		out, err = cli.Output()
-		cancel()
-		// The server may not listen yet on the first attempt.
-		if err == nil || attempt >= 50 || ctx.Err() != nil || !strings.Contains(string(out), "Connection refused") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	var r struct {
 		Error string `json:"error"`
 		End   struct {
@@ -57,14 +46,29 @@ func iperf3TCP(ctx context.Context, p Path, d time.Duration) (Sample, error) {
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return Sample{}, fmt.Errorf("iperf3: %v (output %q)", errors.Join(err, jerr), lastLines(out, 2))
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+15)*time.Second)
+		cli := exec.CommandContext(cctx, "ip", "netns", "exec", filepath.Base(p.Client), bin, "-c", p.Dst.String(), "-p", strconv.Itoa(iperfPort),
+			"-t", strconv.Itoa(secs), "-J")
+		out, err := cli.Output()
+		cancel()
+		r.Error = ""
+		if jerr := json.Unmarshal(out, &r); jerr != nil {
+			return Sample{}, fmt.Errorf("iperf3: %v (output %q)", errors.Join(err, jerr), lastLines(out, 2))
+		}
+		// The server may not listen yet: iperf3 reports the refused
+		// connection in its JSON (with exit status 0 or 1).
+		if strings.Contains(r.Error, "Connection refused") && attempt < 50 && ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if r.Error == "" && err != nil {
+			return Sample{}, fmt.Errorf("iperf3: %w", err)
+		}
+		break
 	}
 	if r.Error != "" {
-		return Sample{}, fmt.Errorf("iperf3: %s", r.Error)
-	}
-	if err != nil {
-		return Sample{}, fmt.Errorf("iperf3: %w", err)
+		return Sample{}, fmt.Errorf("iperf3: %s (server: %s)", r.Error, strings.TrimSpace(srvOut.String()))
 	}
 	return Sample{Bytes: int64(r.End.SumReceived.Bytes), Elapsed: time.Duration(r.End.SumReceived.Seconds * float64(time.Second))}, nil
 }
