@@ -96,8 +96,11 @@ func benchCommand(a *app) *cobra.Command {
 				level = slog.LevelInfo
 			}
 			o.Logger = slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: level}))
-			if !noProgress {
-				o.Progress = a.errOut
+			// The progress bar redraws one line: only on a terminal.
+			if f, ok := a.errOut.(*os.File); ok && !noProgress {
+				if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+					o.Progress = a.errOut
+				}
 			}
 			fmt.Fprintf(a.out, "secnic bench: %s, %d run(s) of %v per trial; contenders %s\n", strings.Join(orDefault(o.Traffic, bench.DefaultTraffic), " "),
 				max(o.Runs, 1), o.Duration, strings.Join(orDefault(o.Contenders, bench.AllContenders), " "))
@@ -152,7 +155,7 @@ func benchCommand(a *app) *cobra.Command {
 	f.StringVar(&jsonPath, "json", "", "write the report as JSON to this FILE (- = standard output instead of the table) and the chart beside it as .svg")
 	f.StringVar(&svgPath, "svg", "", "write the chart to this SVG file")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log details of each step")
-	f.BoolVar(&noProgress, "no-progress", false, "no progress display")
+	f.BoolVar(&noProgress, "no-progress", false, "no progress display (it is shown only when standard error is a terminal)")
 	f.BoolVar(&o.Iperf3, "iperf3", true, "add an iperf3 TCP cross-check ("+bench.TrafficIperf3+") when iperf3 is installed")
 	c.AddCommand(benchRatiosCommand(a))
 	return c
