@@ -131,6 +131,9 @@ func benchCommand(a *app) *cobra.Command {
 				}
 				fmt.Fprintf(a.out, "wrote %s\n", svgPath)
 			}
+			if ctx.Err() != nil {
+				return errors.New("bench interrupted; everything it created was removed")
+			}
 			if err != nil {
 				return err
 			}
