@@ -13,7 +13,7 @@ BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build install test test-short bench bench-esp bench-ratio fuzz lint demo clean help
+.PHONY: all build install test test-short bench bench-micro bench-all bench-esp bench-ratio fuzz lint demo clean help
 
 all: build
 
@@ -22,7 +22,9 @@ help:
 	@echo "make install     binary, systemd unit, man pages, completions (PREFIX=$(PREFIX), DESTDIR)"
 	@echo "make demo        two namespaces, two NICs, real traffic through an AES-GCM tunnel (root)"
 	@echo "make test        the whole test suite (root tests run when root; CI=true makes them mandatory)"
-	@echo "make bench       all Go benchmarks (BENCHTIME=$(BENCHTIME))"
+	@echo "make bench       micro-benchmarks (esp, ah, datapath, SA table) with datapath/crypto ratios,"
+	@echo "                 then secnic bench --quick against host IPsec when root"
+	@echo "make bench-all   every Go benchmark (BENCHTIME=$(BENCHTIME))"
 	@echo "make bench-ratio ESP encap vs raw AEAD throughput, interleaved in one run"
 	@echo "make fuzz        every fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make lint        gofmt check, go vet, staticcheck"
@@ -49,7 +51,20 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-bench:
+# The micro-benchmarks behind the datapath ÷ raw crypto ratios, then the
+# side-by-side harness (secnic bench --quick, root only: namespaces, TUN).
+MICRO := ^(BenchmarkRaw|BenchmarkEncap|BenchmarkDecap|BenchmarkAHEncap|BenchmarkAHDecap|BenchmarkDatapath|BenchmarkTableAdd|BenchmarkLookupIn|BenchmarkMatchOut)$$
+
+bench: build
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench '$(MICRO)' -benchmem -benchtime $(BENCHTIME) ./esp ./ah ./nic ./sa | tee bin/micro-bench.txt
+	@echo
+	./$(BIN) bench ratios bin/micro-bench.txt
+	@echo
+	@if [ "$$(id -u)" = 0 ]; then ./$(BIN) bench --quick; \
+	else echo "secnic bench (side by side with host IPsec) needs root: sudo ./$(BIN) bench --quick"; fi
+
+bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
 bench-esp:

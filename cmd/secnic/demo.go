@@ -41,7 +41,8 @@ func demoCommand(a *app) *cobra.Command {
 			"between them whose keys are generated at random and never shown. It pings across the\n" +
 			"tunnel over IPv4 and IPv6, transfers data over TCP and checks it with SHA-256, prints\n" +
 			"each NIC's capabilities, SAs and counters, and removes everything it created, also when\n" +
-			"interrupted. It needs root (network namespaces, veth, TUN devices) and ping(8).\n\n" +
+			"interrupted. It needs root (network namespaces, veth, TUN devices) and nothing but\n" +
+			"iproute2: the pings are a built-in ICMP echo, no ping(8) needed.\n\n" +
 			"The wire is real ESP on the veth (--wire link, the default) or a UDP cable (--wire udp).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -168,11 +169,11 @@ func runDemo(ctx context.Context, a *app, o demoOptions) (err error) {
 		lab.Pair.A.V4, lab.Pair.B.V4, twonic.SPI("a", twonic.ESP, false), twonic.SPI("b", twonic.ESP, false))
 	fmt.Fprintln(w)
 
-	step(2, "ping from A's host side to B's TUN address, through the tunnel")
+	step(2, "ping (built-in ICMP echo) from A's host side to B's TUN address, through the tunnel")
 	var pingOK = true
 	for _, v6 := range []bool{false, true} {
 		dst := lab.Addr("b", v6)
-		r, perr := twonic.Ping(ctx, lab.Pair.A, dst, twonic.PingOptions{Count: o.pings})
+		r, perr := twonic.Echo(ctx, lab.Pair.A, dst, twonic.PingOptions{Count: o.pings})
 		if perr != nil {
 			return perr
 		}

@@ -22,6 +22,7 @@ var commands = []command{
 	pcapCommand,
 	xfrmCommand,
 	gendocsCommand,
+	benchCommand,
 }
 
 func main() {

@@ -1,0 +1,181 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/secnic/secnic/control"
+	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/internal/twonic"
+	"github.com/secnic/secnic/sa"
+)
+
+// SA scale (--tunnels N): besides the base tunnel (which protects all
+// traffic between the inner networks), N-1 more tunnels per direction are
+// added through each daemon's control API, each selected by a UDP port
+// pair of its own (a more specific policy than the base one). UDP traffic
+// is then spread round-robin over a sample of them (spreadFlows, evenly
+// over the range), so that the datapath looks up SAs among N.
+
+const (
+	maxTunnels  = 200000
+	spreadFlows = 16
+	batch       = 1000
+	portBase    = 10001
+	portSpan    = 50000
+)
+
+// tunnelPorts returns the UDP source and destination port of extra
+// tunnel i (1-based).
+func tunnelPorts(i int) (src, dst uint16) {
+	return uint16(portBase + (i-1)/portSpan), uint16(portBase + (i-1)%portSpan)
+}
+
+// flowsFor returns the UDP flows of a traffic trial: one flow over the
+// base tunnel, or a sample spread over the extra tunnels.
+func flowsFor(inst instance, tunnels int) []udpFlow {
+	if tunnels <= 1 {
+		return []udpFlow{{}}
+	}
+	extra := tunnels - 1
+	n := min(spreadFlows, extra)
+	flows := make([]udpFlow, 0, n)
+	for k := range n {
+		i := 1 + k*extra/n
+		s, d := tunnelPorts(i)
+		flows = append(flows, udpFlow{src: s, dst: d})
+	}
+	return flows
+}
+
+// addTunnels adds tunnels-1 tunnels to both daemons of a secnic instance
+// through their control APIs, with fresh random keys, and returns the SA
+// add rate (SAs per second, over both daemons, policies not counted).
+func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float64, error) {
+	si, ok := inst.(*secnicInstance)
+	if !ok {
+		return 0, errors.New("--tunnels applies to secnic only")
+	}
+	enc, err := suite.LookupEnc(suite.Enc(e.opts.Alg))
+	if err != nil {
+		return 0, err
+	}
+	ca := control.NewClient(filepath.Join(si.dir, "a.sock"))
+	cb := control.NewClient(filepath.Join(si.dir, "b.sock"))
+	a, b := twonic.AddressesFor("tunnel", "a"), twonic.AddressesFor("tunnel", "b")
+	var addTime time.Duration
+	added := 0
+	for lo := 1; lo < tunnels; lo += batch {
+		hi := min(lo+batch, tunnels)
+		var outA, inB, outB, inA []sa.BundleSpec
+		var polA, polB []sa.PolicySpec
+		for i := lo; i < hi; i++ {
+			sp, dp := tunnelPorts(i)
+			ab, ba := fmt.Sprintf("t%d-a-to-b", i), fmt.Sprintf("t%d-b-to-a", i)
+			mk := func(name string, spi uint32, src, dst string) (sa.BundleSpec, sa.BundleSpec) {
+				k := randomBytes(enc.KeyLen)
+				s := sa.BundleSpec{Name: name, Mode: "tunnel", Src: src, Dst: dst,
+					ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: e.opts.Alg, EncKey: sa.KeyOf(k)}}
+				clear(k)
+				out, in := s.Clone(), s
+				out.Dir, in.Dir = "out", "in"
+				return out, in
+			}
+			o, in := mk(ab, 0x100000+uint32(i), a.Under4.String(), b.Under4.String())
+			outA, inB = append(outA, o), append(inB, in)
+			o, in = mk(ba, 0x400000+uint32(i), b.Under4.String(), a.Under4.String())
+			outB, inA = append(outB, o), append(inA, in)
+			hA, hB := a.Host4.Addr().String(), b.Host4.Addr().String()
+			polA = append(polA,
+				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ab)}},
+				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ba)}})
+			polB = append(polB,
+				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ba)}},
+				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ab)}})
+		}
+		for _, step := range []struct {
+			c     *control.Client
+			specs []sa.BundleSpec
+		}{{ca, append(outA, inA...)}, {cb, append(outB, inB...)}} {
+			t0 := time.Now()
+			r, err := step.c.AddSAs(ctx, step.specs)
+			addTime += time.Since(t0)
+			for i := range step.specs {
+				step.specs[i].Wipe()
+			}
+			if err != nil {
+				return 0, fmt.Errorf("add SAs through the control API: %w", err)
+			}
+			if r.Failed > 0 {
+				return 0, fmt.Errorf("add SAs: %d of %d refused (first: %s)", r.Failed, len(step.specs), firstFailure(r))
+			}
+			added += len(step.specs)
+		}
+		for _, step := range []struct {
+			c   *control.Client
+			pol []sa.PolicySpec
+		}{{ca, polA}, {cb, polB}} {
+			r, err := step.c.AddPolicies(ctx, step.pol)
+			if err != nil {
+				return 0, fmt.Errorf("add policies through the control API: %w", err)
+			}
+			if r.Failed > 0 {
+				return 0, fmt.Errorf("add policies: %d of %d refused", r.Failed, len(step.pol))
+			}
+		}
+	}
+	if addTime <= 0 {
+		return 0, nil
+	}
+	return float64(added) / addTime.Seconds(), nil
+}
+
+func firstFailure(r control.AddSAsResponse) string {
+	for _, x := range r.Results {
+		if x.Error != "" {
+			return x.Name + ": " + x.Error
+		}
+	}
+	return ""
+}
+
+// verifySpread checks, through side B's control API, that every sampled
+// extra tunnel carried traffic: the inbound SA of each sampled flow has
+// counted packets.
+func verifySpread(ctx context.Context, inst instance, tunnels int) error {
+	si, ok := inst.(*secnicInstance)
+	if !ok || tunnels <= 1 {
+		return nil
+	}
+	list, err := control.NewClient(filepath.Join(si.dir, "b.sock")).ListSAs(ctx, false)
+	if err != nil {
+		return fmt.Errorf("list SAs to check the spread: %w", err)
+	}
+	packets := map[string]uint64{}
+	for _, b := range list.Bundles {
+		if b.Spec.Dir != "in" {
+			continue
+		}
+		for _, s := range b.SAs {
+			packets[b.Spec.Name] += s.Counters.Packets
+		}
+	}
+	extra := tunnels - 1
+	n := min(spreadFlows, extra)
+	var idle []string
+	for k := range n {
+		name := fmt.Sprintf("t%d-a-to-b", 1+k*extra/n)
+		if packets[name] == 0 {
+			idle = append(idle, name)
+		}
+	}
+	if len(idle) > 0 {
+		return fmt.Errorf("traffic did not spread over the tunnels: %d of %d sampled tunnels carried nothing (%s ...)", len(idle), n, idle[0])
+	}
+	return nil
+}
