@@ -2,9 +2,19 @@ package sa
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/secnic/secnic/internal/packet"
 )
+
+// Flow is what a policy lookup matches: a packet's addresses, protocol and
+// ports (ICMP type and code in the ports; 0 when unknown, e.g. for
+// non-first fragments).
+type Flow struct {
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
+}
 
 // FlowOf reads the flow of an IP datagram for policy lookup, without
 // copying or allocating: addresses, the upper-layer protocol (after IPv6

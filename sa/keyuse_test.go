@@ -261,7 +261,7 @@ func TestReservationNeverBehind(t *testing.T) {
 				time.Sleep(50 * time.Microsecond)
 			}
 		}
-		rec, ok := tb.ledger.Get(s.use.fp)
+		rec, ok := tb.ledger.Get(tb.uses.get(s).fp)
 		if !ok || rec.Seq < s.LastSeq() {
 			t.Fatalf("sent %d but the ledger has %d", s.LastSeq(), rec.Seq)
 		}

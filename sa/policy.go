@@ -62,15 +62,6 @@ type Selector struct {
 	SrcPort, DstPort uint16
 }
 
-// Flow is what a policy lookup matches: a packet's addresses, protocol and
-// ports (ICMP type and code in the ports; 0 when unknown, e.g. for
-// non-first fragments).
-type Flow struct {
-	Src, Dst         netip.Addr
-	Proto            uint8
-	SrcPort, DstPort uint16
-}
-
 // Matches reports whether the selector matches f (a linear reference
 // implementation; the Snapshot uses hash lookups).
 func (s Selector) Matches(f Flow) bool {

@@ -15,13 +15,14 @@ const reserveTick = 500 * time.Millisecond
 
 // reserver keeps the sequence-number reservations of SAs bound to a
 // persistent ledger ahead of their use, off the per-packet path: the
-// datapath only loads an atomic limit and, once per half margin, queues
-// the SA here. Each refill is written and synced to the state directory
-// before the datapath may use the numbers it covers.
+// datapath only loads an atomic limit and, once per half margin, calls Low,
+// which queues the SA here. Each refill is written and synced to the state
+// directory before the datapath may use the numbers it covers.
 type reserver struct {
 	l    *ledger.Ledger
 	log  *slog.Logger
 	snap func() *Snapshot
+	uses *keyUses
 
 	mu      sync.Mutex
 	pending []*SA
@@ -31,13 +32,14 @@ type reserver struct {
 	failing bool
 }
 
-func newReserver(l *ledger.Ledger, log *slog.Logger, snap func() *Snapshot) *reserver {
-	r := &reserver{l: l, log: log, snap: snap, kickc: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newReserver(l *ledger.Ledger, log *slog.Logger, snap func() *Snapshot, uses *keyUses) *reserver {
+	r := &reserver{l: l, log: log, snap: snap, uses: uses, kickc: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go r.run()
 	return r
 }
 
-func (r *reserver) kick(s *SA) {
+// Low queues s for a refill (sa.Reserver).
+func (r *reserver) Low(s *SA) {
 	r.mu.Lock()
 	r.pending = append(r.pending, s)
 	r.mu.Unlock()
@@ -77,6 +79,7 @@ func (r *reserver) run() {
 // plan is one SA's next reservation.
 type plan struct {
 	s      *SA
+	u      *keyUse
 	lim    uint64
 	margin uint64
 	lower  bool // inbound: the limit was lowered before the record
@@ -86,48 +89,47 @@ type plan struct {
 func (r *reserver) refill(batch []*SA) {
 	var plans []plan
 	for _, s := range batch {
-		if p, ok := r.next(s); ok {
+		u := r.uses.get(s)
+		if u == nil {
+			s.LowHandled()
+			continue
+		}
+		u.mu.Lock()
+		p, ok := r.next(s, u)
+		u.mu.Unlock()
+		if ok {
 			plans = append(plans, p)
-		} else if s.use != nil {
-			s.use.kicked.Store(false)
+		} else {
+			s.LowHandled()
 		}
 	}
 	r.apply(plans)
 }
 
-// next computes the next limit of s, if it needs one. The caller holds
-// s.use.mu, or is the reserver goroutine (the only writer of margins
-// outside that lock is apply, on the same goroutine).
-func (r *reserver) next(s *SA) (plan, bool) {
-	u := s.use
-	if u == nil || u.frozen.Load() {
+// next computes the next limit of s, if it needs one; u.mu is held.
+func (r *reserver) next(s *SA, u *keyUse) (plan, bool) {
+	if s.Retired() {
 		return plan{}, false
 	}
 	m := u.margin
+	cur, lim := s.Progress(), s.Reservation()
+	max := uint64(math.MaxUint64)
 	if s.Dir == Out {
-		cur, lim := s.seq.Load(), s.limit.Load()
+		max = s.MaxSeq()
 		if cur >= lim {
 			m = min(m*4, MaxOutMargin) // the datapath hit the wall
 		}
-		want := satAdd(cur, m, s.MaxSeq())
-		if want <= lim {
-			return plan{}, false
-		}
-		return plan{s: s, lim: want, margin: m}, true
-	}
-	_, lim, _ := s.Replay.limits()
-	base := s.Replay.Top()
-	if w := u.wanted.Load(); w > base {
-		base = w
+	} else if w := s.Wanted(); w > cur {
+		cur = w
 		if w > lim {
 			m = min(m*4, MaxInMargin)
 		}
 	}
-	want := satAdd(base, m, math.MaxUint64)
+	want := satAdd(cur, m, max)
 	if want <= lim {
 		return plan{}, false
 	}
-	return plan{s: s, lim: want, margin: m}, true
+	return plan{s: s, u: u, lim: want, margin: m}, true
 }
 
 // apply stages, commits and then publishes plans.
@@ -137,41 +139,30 @@ func (r *reserver) apply(plans []plan) {
 	}
 	tx := r.l.Begin()
 	for _, p := range plans {
-		u := p.s.use
-		u.mu.Lock()
-		if !u.frozen.Load() {
-			rec := u.rec
-			rec.Seq = p.lim
-			tx.Put(rec)
-		}
-		u.mu.Unlock()
+		rec := p.u.record()
+		rec.Seq = p.lim
+		tx.Put(rec)
 	}
 	if err := tx.Commit(); err != nil {
 		if !r.failing {
 			r.failing = true
-			r.log.Error("cannot reserve sequence numbers in the state directory: SAs stop sending and accepting when their reservation runs out; fix the disk and restart secnic", "err", err)
+			r.log.Error("cannot reserve sequence numbers in the state directory: SAs stop sending when their reservation runs out; fix the disk and restart secnic", "err", err)
 		}
 		for _, p := range plans {
-			p.s.use.kicked.Store(false)
+			p.s.LowHandled()
 		}
 		return
 	}
 	r.failing = false
 	for _, p := range plans {
-		s, u := p.s, p.s.use
+		u := p.u
 		u.mu.Lock()
-		if !u.frozen.Load() {
+		if p.lower || p.s.SetReservation(p.lim, p.lim-p.margin/2) {
 			u.rec.Seq = p.lim
 			u.margin = p.margin
-			if s.Dir == Out {
-				s.limit.Store(p.lim)
-				s.refillAt.Store(p.lim - p.margin/2)
-			} else if !p.lower {
-				s.Replay.setLimit(true, p.lim, p.lim-p.margin/2)
-			}
 		}
 		u.mu.Unlock()
-		u.kicked.Store(false)
+		p.s.LowHandled()
 	}
 }
 
@@ -187,10 +178,14 @@ func (r *reserver) maintain(dt time.Duration) {
 	var plans []plan
 	r.snap().EachBundle(func(b *Bundle) bool {
 		for _, s := range []*SA{b.ESP, b.AH} {
-			if s == nil || s.use == nil || s.use.res == nil || s.use.frozen.Load() {
+			if s == nil || s.Retired() {
 				continue
 			}
-			if p, ok := r.adapt(s, dt); ok {
+			u := r.uses.get(s)
+			if u == nil || !u.persistent {
+				continue
+			}
+			if p, ok := r.adapt(s, u, dt); ok {
 				plans = append(plans, p)
 			}
 		}
@@ -199,19 +194,10 @@ func (r *reserver) maintain(dt time.Duration) {
 	r.apply(plans)
 }
 
-func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
-	u := s.use
+func (r *reserver) adapt(s *SA, u *keyUse, dt time.Duration) (plan, bool) {
 	u.mu.Lock() // margin is read by Table.Update under the same lock
 	defer u.mu.Unlock()
-	if u.frozen.Load() {
-		return plan{}, false
-	}
-	var cur uint64
-	if s.Dir == Out {
-		cur = s.seq.Load()
-	} else {
-		cur = s.Replay.Top()
-	}
+	cur := s.Progress()
 	adv := uint64(0)
 	if cur > u.lastTop {
 		adv = cur - u.lastTop
@@ -223,15 +209,15 @@ func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
 		if d > u.margin || d*4 < u.margin {
 			u.margin = d
 		}
-		return r.next(s)
+		return r.next(s, u)
 	}
 	d := clampPow2(perSec, MinInMargin, MaxInMargin)
-	_, lim, _ := s.Replay.limits()
+	lim := s.Reservation()
 	switch {
 	case d > u.margin:
 		u.margin = d
 		if lim < cur || lim-cur < d/2 {
-			return r.next(s)
+			return r.next(s, u)
 		}
 	case d*4 < u.margin:
 		u.margin = d
@@ -239,13 +225,9 @@ func (r *reserver) adapt(s *SA, dt time.Duration) (plan, bool) {
 			// Lower the limit in memory first: from now on the record
 			// written next covers everything accepted; until it is
 			// durable, the higher one on disk does.
-			top := s.Replay.Top()
-			nl := satAdd(top, d, math.MaxUint64)
-			if nl >= lim {
-				return plan{}, false
+			if nl, ok := s.LowerReservation(d); ok {
+				return plan{s: s, u: u, lim: nl, margin: d, lower: true}, true
 			}
-			s.Replay.setLimit(true, nl, nl-d/2)
-			return plan{s: s, lim: nl, margin: d, lower: true}, true
 		}
 	}
 	return plan{}, false

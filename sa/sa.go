@@ -134,17 +134,18 @@ type SA struct {
 	seq atomic.Uint64 // outbound: last sequence number sent
 	// limit is the highest outbound sequence number reserved in the state
 	// directory (MaxUint64 without one); at refillAt, NextSeq asks the
-	// reserver for more (keyuse.go, reserve.go).
+	// reserver for more (reservation.go).
 	limit    atomic.Uint64
 	refillAt atomic.Uint64
-	use      *keyUse      // the SA's ledger record; nil outside a table
+	resv     reservation
 	Replay   ReplayWindow // inbound
 	Stats    Counters
 
 	created time.Time
 	// expired is set when a hard limit is reached; soft when a soft one is.
-	expired   atomic.Bool
-	softFired atomic.Bool
+	expired      atomic.Bool
+	softFired    atomic.Bool
+	seqHardFired atomic.Bool
 	// OnExpire, if set, is called once when the soft lifetime is reached
 	// (hard=false) and once when the hard lifetime is (hard=true). It must not block.
 	OnExpire func(s *SA, hard bool)

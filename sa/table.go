@@ -19,45 +19,6 @@ import (
 	"github.com/secnic/secnic/ledger"
 )
 
-// Handle identifies an offloaded bundle (NDIS OffloadHandle): opaque and
-// non-zero. Handles are never reused within a table's lifetime, except
-// that a reconcile that replaces a changed bundle keeps its handle.
-type Handle uint64
-
-// Bundle is an NDIS SA bundle: ESP, AH or ESP+AH, one direction. A Bundle
-// is immutable once published; its SAs carry the mutable datapath state.
-type Bundle struct {
-	Handle Handle
-	// Name is the bundle's name, or "".
-	Name string
-	Dir  Direction
-	Mode Mode
-	// IPv6: the endpoints are IPv6 (NDIS ADD_SA flag IPSEC_OFFLOAD_V2_IPv6).
-	IPv6 bool
-	// PacketOffload: the bundle asked for secnic's packet offload rather
-	// than crypto offload.
-	PacketOffload bool
-	// UDPESP is the NDIS UDP-ESP encapsulation type of the request.
-	UDPESP capabilities.UDPESPTypes
-	// ESP and AH: either may be nil, not both. Outbound processing applies
-	// ESP first, then AH; inbound removes AH first, then ESP.
-	ESP, AH *SA
-
-	seqHard [2]atomic.Bool // sequence-exhaustion event sent (ESP, AH)
-}
-
-// SAs returns the bundle's SAs in outbound processing order (ESP, AH).
-func (b *Bundle) SAs() []*SA {
-	var out []*SA
-	if b.ESP != nil {
-		out = append(out, b.ESP)
-	}
-	if b.AH != nil {
-		out = append(out, b.AH)
-	}
-	return out
-}
-
 // Origins of bundles and policies.
 const (
 	OriginAPI    = "api"
@@ -138,6 +99,7 @@ type Table struct {
 	spis       map[spiKey]Handle
 	exactSPIs  map[spiKey3]int
 	live       map[ledger.Fingerprint]Handle // outbound keys in use
+	uses       keyUses                       // each SA's key record
 	nextHandle uint64
 	usage      capabilities.Usage
 
@@ -191,7 +153,7 @@ func NewTable(c TableConfig) (*Table, error) {
 		t.ledger = ledger.Memory()
 	}
 	if t.ledger.Persistent() {
-		t.res = newReserver(t.ledger, t.log, t.Snapshot)
+		t.res = newReserver(t.ledger, t.log, t.Snapshot, &t.uses)
 	}
 	return t, nil
 }
@@ -338,6 +300,7 @@ func (x *tx) commit() error {
 	for _, be := range x.closing {
 		for _, s := range be.b.SAs() {
 			s.Close()
+			t.uses.set(s, nil)
 		}
 		be.spec.Wipe()
 		be.plan = nil
@@ -358,6 +321,7 @@ func (x *tx) abort() {
 	for _, b := range x.built {
 		for _, s := range b.SAs() {
 			s.Close()
+			x.t.uses.set(s, nil)
 		}
 	}
 	x.undo, x.built, x.events, x.closing = nil, nil, nil, nil
@@ -597,7 +561,7 @@ func (t *Table) checkSPILocked(dir Direction, proto Protocol, spi SPI, dst netip
 
 // build creates the suites and SAs of a bundle.
 func (t *Table) build(p *bundlePlan, h Handle) (*Bundle, error) {
-	b := &Bundle{Handle: h, Name: p.spec.Name, Dir: p.dir, Mode: p.mode, IPv6: p.ipv6, PacketOffload: p.packet, UDPESP: p.udpType}
+	b := &Bundle{Handle: h, Name: p.spec.Name, Dir: p.dir, Mode: p.mode, IPv6: p.ipv6, PacketOffload: p.packet}
 	mk := func(ps planSA) (*SA, error) {
 		sp := ps.spec
 		sp2 := suite.Params{Auth: suite.Auth(sp.Auth), ICVLen: sp.ICVLen, AuthKey: sp.AuthKey.Bytes(), AllowLegacy: p.spec.AllowLegacy}
@@ -674,9 +638,9 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 	x.onUndo(func() { t.removeLocked(x, be) })
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
-		s.thaw(x)
-		if s.use != nil && b.Dir == Out {
-			t.live[s.use.fp] = b.Handle
+		t.unretireLocked(x, s)
+		if u := t.uses.get(s); u != nil && b.Dir == Out {
+			t.live[u.fp] = b.Handle
 		}
 		t.spis[spiKey{b.Dir, s.Proto, s.SPI, dst}] = b.Handle
 		if dst.IsValid() {
@@ -713,9 +677,9 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 	x.onUndo(func() { t.insertLocked(x, be) })
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
-		s.freeze(x)
-		if s.use != nil && b.Dir == Out && t.live[s.use.fp] == b.Handle {
-			delete(t.live, s.use.fp)
+		t.retireLocked(x, s)
+		if u := t.uses.get(s); u != nil && b.Dir == Out && t.live[u.fp] == b.Handle {
+			delete(t.live, u.fp)
 		}
 		delete(t.spis, spiKey{b.Dir, s.Proto, s.SPI, dst})
 		if dst.IsValid() {
@@ -1098,21 +1062,21 @@ const SeqSoftFraction = 16
 // every SA as of now. Start calls it every tick; tests call it directly.
 func (t *Table) CheckLifetimes(now time.Time) {
 	t.snap.Load().EachBundle(func(b *Bundle) bool {
-		for i, s := range []*SA{b.ESP, b.AH} {
+		for _, s := range []*SA{b.ESP, b.AH} {
 			if s == nil {
 				continue
 			}
 			if s.Soft.Time != 0 || s.Hard.Time != 0 {
 				s.CheckTime(now)
 			}
-			if s.Dir != Out || s.retired() {
+			if s.Dir != Out || s.Retired() {
 				continue
 			}
 			last, max := s.LastSeq(), s.MaxSeq()
-			if last >= max-max/SeqSoftFraction && !s.softFired.Swap(true) {
+			if last >= max-max/SeqSoftFraction && s.FireSoftOnce() {
 				t.emitExpiry(b, s, false, ReasonSequence)
 			}
-			if last >= max && !b.seqHard[i].Swap(true) {
+			if last >= max && s.FireSeqExhaustedOnce() {
 				t.emitExpiry(b, s, true, ReasonSequence)
 			}
 		}
