@@ -153,16 +153,6 @@ func BenchmarkMatchOut(b *testing.B) {
 	}
 }
 
-func BenchmarkFlowOf(b *testing.B) {
-	p := ipv4Pkt(6, 0, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, ok := FlowOf(p); !ok {
-			b.Fatal("bad packet")
-		}
-	}
-}
-
 // BenchmarkTableAdd measures adding one bundle to a table that already
 // holds many, without the control API (see control.BenchmarkAPIAddSA).
 func BenchmarkTableAdd(b *testing.B) {

@@ -89,3 +89,13 @@ func fragHeaderOffset(pkt []byte, sp packet.Split) int {
 	}
 	return -1
 }
+
+// HasPorts reports whether a flow of IP protocol proto carries ports in
+// Flow (TCP, UDP, SCTP, UDP-Lite; ICMP and ICMPv6 type and code).
+func HasPorts(proto uint8) bool {
+	switch proto {
+	case 6, 17, 132, 136, 1, 58:
+		return true
+	}
+	return false
+}

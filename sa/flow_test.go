@@ -71,3 +71,34 @@ func TestFlowOf(t *testing.T) {
 		t.Errorf("FlowOf allocates %.1f times per call", allocs)
 	}
 }
+
+func FuzzFlowOf(f *testing.F) {
+	f.Add(ipv4Pkt(6, 0, []byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	f.Add(ipv6Pkt(44, []byte{17, 0, 0, 8, 0, 0, 0, 1}, []byte{1, 2, 3, 4}))
+	f.Add(ipv6Pkt(0, []byte{6, 0, 1, 4, 0, 0, 0, 0}, []byte{1, 2, 3, 4}))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		fl, ok := FlowOf(pkt)
+		if !ok {
+			if fl != (Flow{}) {
+				t.Fatalf("failed FlowOf returned %+v", fl)
+			}
+			return
+		}
+		if !fl.Src.IsValid() || !fl.Dst.IsValid() || fl.Src.Is4() != fl.Dst.Is4() {
+			t.Fatalf("flow with bad addresses: %+v", fl)
+		}
+		if !HasPorts(fl.Proto) && (fl.SrcPort != 0 || fl.DstPort != 0) {
+			t.Fatalf("ports for protocol %d: %+v", fl.Proto, fl)
+		}
+	})
+}
+
+func BenchmarkFlowOf(b *testing.B) {
+	p := ipv4Pkt(6, 0, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := FlowOf(p); !ok {
+			b.Fatal("bad packet")
+		}
+	}
+}

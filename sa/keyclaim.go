@@ -168,7 +168,7 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 			rec.Seq = start
 			if u.persistent {
 				u.margin = initialOutMargin
-				rec.Seq = satAdd(start, u.margin, s.MaxSeq())
+				rec.Seq = addSat(start, u.margin, s.MaxSeq())
 			}
 			claims = append(claims, claim{s, u, rec, start, known})
 		} else {
@@ -179,7 +179,7 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 			rec.Seq = top
 			if u.persistent {
 				u.margin = InitialInMargin
-				rec.Seq = satAdd(top, u.margin, math.MaxUint64)
+				rec.Seq = addSat(top, u.margin, math.MaxUint64)
 			}
 			claims = append(claims, claim{s, u, rec, top, known && old.Seq > 0})
 		}
@@ -216,7 +216,7 @@ func (t *Table) reserveAtLocked(s *SA, seq uint64) error {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	lim := satAdd(seq, u.margin, max)
+	lim := addSat(seq, u.margin, max)
 	if lim <= u.rec.Seq {
 		return nil
 	}
@@ -268,4 +268,12 @@ func (t *Table) unretireLocked(x *tx, s *SA) {
 	if s.Dir == In {
 		x.ltx.Put(u.record()) // not lowered after all
 	}
+}
+
+// addSat returns a+b, or max if that is more.
+func addSat(a, b, max uint64) uint64 {
+	if a > max-b {
+		return max
+	}
+	return a + b
 }

@@ -189,7 +189,7 @@ func TestCrashKeepsSequenceAndWindow(t *testing.T) {
 		if seq%500 == 0 {
 			// Give the reserver its fsync; a burst faster than the disk
 			// is accepted beyond the reservation and counted.
-			waitUntil(t, func() bool { on, lim, _ := in.Replay.limits(); return on && lim >= seq })
+			waitUntil(t, func() bool { return in.Reservation() >= seq })
 		}
 	}
 	beyond := in.Stats.BeyondReserve.Load()

@@ -244,14 +244,6 @@ func ParseProto(s string) (uint8, error) {
 	return uint8(n), nil
 }
 
-func hasPorts(proto uint8) bool {
-	switch proto {
-	case 6, 17, 132, 136, 1, 58:
-		return true
-	}
-	return false
-}
-
 // parsePrefix reads a selector prefix: "" or "any" = any address.
 func parsePrefix(field, s string) (netip.Prefix, error) {
 	t := strings.TrimSpace(s)
@@ -326,7 +318,7 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 	if proto != 0 {
 		s.Proto = Ref(ProtoName(proto))
 	}
-	if (s.SrcPort != 0 || s.DstPort != 0) && !hasPorts(proto) {
+	if (s.SrcPort != 0 || s.DstPort != 0) && !HasPorts(proto) {
 		f := "src_port"
 		if s.SrcPort == 0 {
 			f = "dst_port"

@@ -125,7 +125,7 @@ func (r *reserver) next(s *SA, u *keyUse) (plan, bool) {
 			m = min(m*4, MaxInMargin)
 		}
 	}
-	want := satAdd(cur, m, max)
+	want := addSat(cur, m, max)
 	if want <= lim {
 		return plan{}, false
 	}

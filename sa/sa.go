@@ -288,6 +288,10 @@ func (s *SA) UpdateSeqHigh(hi uint32) error {
 	return nil
 }
 
+// SoftExpired reports whether the SA reached a soft lifetime (or ran low
+// on sequence numbers).
+func (s *SA) SoftExpired() bool { return s.softFired.Load() }
+
 // Expired reports whether the SA reached a hard lifetime.
 func (s *SA) Expired() bool { return s.expired.Load() }
 

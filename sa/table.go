@@ -869,7 +869,7 @@ func saInfo(s *SA) SAInfo {
 	i := SAInfo{
 		Proto: s.Proto.String(), SPI: SPI(s.SPI), Enc: string(s.Suite.Enc()), Auth: string(s.Suite.Auth()),
 		ICVLen: s.Suite.ICVLen(), Counters: s.Stats.Snapshot(),
-		SoftExpired: s.softFired.Load(), Expired: s.Expired(),
+		SoftExpired: s.SoftExpired(), Expired: s.Expired(),
 		AgeSeconds: int64(s.Age() / time.Second),
 	}
 	if s.Dir == Out {
