@@ -12,7 +12,7 @@ import (
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/internal/twonic"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // SA scale (--tunnels N): besides the base tunnel (which protects all
@@ -72,15 +72,15 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 	added := 0
 	for lo := 1; lo < tunnels; lo += batch {
 		hi := min(lo+batch, tunnels)
-		var outA, inB, outB, inA []sa.BundleSpec
-		var polA, polB []sa.PolicySpec
+		var outA, inB, outB, inA []sadb.BundleSpec
+		var polA, polB []sadb.PolicySpec
 		for i := lo; i < hi; i++ {
 			sp, dp := tunnelPorts(i)
 			ab, ba := fmt.Sprintf("t%d-a-to-b", i), fmt.Sprintf("t%d-b-to-a", i)
-			mk := func(name string, spi uint32, src, dst string) (sa.BundleSpec, sa.BundleSpec) {
+			mk := func(name string, spi uint32, src, dst string) (sadb.BundleSpec, sadb.BundleSpec) {
 				k := randomBytes(enc.KeyLen)
-				s := sa.BundleSpec{Name: name, Mode: "tunnel", Src: src, Dst: dst,
-					ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: e.opts.Alg, EncKey: sa.KeyOf(k)}}
+				s := sadb.BundleSpec{Name: name, Mode: "tunnel", Src: src, Dst: dst,
+					ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: e.opts.Alg, EncKey: sadb.KeyOf(k)}}
 				clear(k)
 				out, in := s.Clone(), s
 				out.Dir, in.Dir = "out", "in"
@@ -92,15 +92,15 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 			outB, inA = append(outB, o), append(inA, in)
 			hA, hB := a.Host4.Addr().String(), b.Host4.Addr().String()
 			polA = append(polA,
-				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ab)}},
-				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ba)}})
+				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ab)}},
+				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ba)}})
 			polB = append(polB,
-				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ba)}},
-				sa.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sa.Ref{sa.Ref(ab)}})
+				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ba)}},
+				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ab)}})
 		}
 		for _, step := range []struct {
 			c     *control.Client
-			specs []sa.BundleSpec
+			specs []sadb.BundleSpec
 		}{{ca, append(outA, inA...)}, {cb, append(outB, inB...)}} {
 			t0 := time.Now()
 			r, err := step.c.AddSAs(ctx, step.specs)
@@ -118,7 +118,7 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 		}
 		for _, step := range []struct {
 			c   *control.Client
-			pol []sa.PolicySpec
+			pol []sadb.PolicySpec
 		}{{ca, polA}, {cb, polB}} {
 			r, err := step.c.AddPolicies(ctx, step.pol)
 			if err != nil {

@@ -13,7 +13,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // APIError is an error answered by the API.
@@ -162,7 +162,7 @@ func (c *Client) SetOffload(ctx context.Context, req OffloadRequest) (OffloadRes
 
 // AddSAs offloads bundles. With several bundles the request succeeds if any
 // was offloaded; the results say which failed.
-func (c *Client) AddSAs(ctx context.Context, specs []sa.BundleSpec) (AddSAsResponse, error) {
+func (c *Client) AddSAs(ctx context.Context, specs []sadb.BundleSpec) (AddSAsResponse, error) {
 	var out AddSAsResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas", map[string]any{"sas": specs}, &out)
 	return out, err
@@ -191,8 +191,8 @@ func (c *Client) ListSAs(ctx context.Context, keys bool) (ListSAsResponse, error
 }
 
 // ShowSA describes one bundle by handle or name.
-func (c *Client) ShowSA(ctx context.Context, ref string, keys bool) (sa.BundleInfo, error) {
-	var out sa.BundleInfo
+func (c *Client) ShowSA(ctx context.Context, ref string, keys bool) (sadb.BundleInfo, error) {
+	var out sadb.BundleInfo
 	err := c.do(ctx, http.MethodGet, APIVersion+"/sas/"+url.PathEscape(ref)+keysQuery(keys), nil, &out)
 	return out, err
 }
@@ -201,7 +201,7 @@ func (c *Client) ShowSA(ctx context.Context, ref string, keys bool) (sa.BundleIn
 func (c *Client) DeleteSAs(ctx context.Context, refs ...string) (DeleteSAsResponse, error) {
 	req := DeleteSAsRequest{}
 	for _, r := range refs {
-		req.Refs = append(req.Refs, sa.Ref(r))
+		req.Refs = append(req.Refs, sadb.Ref(r))
 	}
 	var out DeleteSAsResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/delete", req, &out)
@@ -209,14 +209,14 @@ func (c *Client) DeleteSAs(ctx context.Context, refs ...string) (DeleteSAsRespon
 }
 
 // UpdateSA pushes new ESN high-order bits (NDIS UPDATE_SA).
-func (c *Client) UpdateSA(ctx context.Context, ref string, u sa.UpdateSpec) (sa.BundleInfo, error) {
-	var out sa.BundleInfo
+func (c *Client) UpdateSA(ctx context.Context, ref string, u sadb.UpdateSpec) (sadb.BundleInfo, error) {
+	var out sadb.BundleInfo
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/"+url.PathEscape(ref)+"/update", u, &out)
 	return out, err
 }
 
 // AddPolicies installs policies.
-func (c *Client) AddPolicies(ctx context.Context, specs []sa.PolicySpec) (AddPoliciesResponse, error) {
+func (c *Client) AddPolicies(ctx context.Context, specs []sadb.PolicySpec) (AddPoliciesResponse, error) {
 	var out AddPoliciesResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/policies", map[string]any{"policies": specs}, &out)
 	return out, err
@@ -257,7 +257,7 @@ var ErrStopEvents = errors.New("stop following events")
 // Events follows the event stream, calling fn for each event (the first is
 // "subscribed") until ctx is done, the daemon closes the stream, or fn
 // returns an error (ErrStopEvents ends it quietly).
-func (c *Client) Events(ctx context.Context, fn func(sa.Event) error) error {
+func (c *Client) Events(ctx context.Context, fn func(sadb.Event) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+APIVersion+"/events", nil)
 	if err != nil {
 		return err
@@ -281,7 +281,7 @@ func (c *Client) Events(ctx context.Context, fn func(sa.Event) error) error {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
-		var e sa.Event
+		var e sadb.Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return fmt.Errorf("malformed event %q: %w", sc.Text(), err)
 		}

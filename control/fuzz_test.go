@@ -8,16 +8,16 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // fuzzHandler serves a fresh small table for one fuzz input.
-func fuzzHandler(t *testing.T) (http.Handler, *sa.Table) {
+func fuzzHandler(t *testing.T) (http.Handler, *sadb.Table) {
 	m, err := capabilities.NewManagerFromConfig(capabilities.Config{Profile: capabilities.ProfileNetdevsim})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

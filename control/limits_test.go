@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // emptyEntries is a JSON list of n empty objects, the body that once took
@@ -117,15 +117,15 @@ func TestRefusedBatchListsTenErrors(t *testing.T) {
 	if len(e.Error) > 4<<10 {
 		t.Errorf("message is %d bytes", len(e.Error))
 	}
-	var res []sa.AddResult
+	var res []sadb.AddResult
 	if err := json.Unmarshal(e.Results, &res); err != nil || len(res) != MaxEntries {
 		t.Errorf("results: %d entries, %v", len(res), err)
 	}
 	// A request at the limit of real size is accepted.
-	specs := make([]sa.BundleSpec, 0, MaxEntries)
+	specs := make([]sadb.BundleSpec, 0, MaxEntries)
 	for i := range MaxEntries {
 		s := gcm(fmt.Sprintf("b%d", i), uint32(0x1000+i))
-		s.ESP.Enc, s.ESP.EncKey = "aes-gcm-256", sa.KeyOf(bytes.Repeat([]byte{byte(i) | 1}, 36))
+		s.ESP.Enc, s.ESP.EncKey = "aes-gcm-256", sadb.KeyOf(bytes.Repeat([]byte{byte(i) | 1}, 36))
 		specs = append(specs, s)
 	}
 	body, err := json.MarshalIndent(map[string]any{"sas": specs}, "", "    ")
@@ -139,7 +139,7 @@ func TestRefusedBatchListsTenErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func limitedServer(t *testing.T, lim Limits) (string, *Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,28 +273,28 @@ func TestEventStreamOutlivesRequestTimeouts(t *testing.T) {
 	_, client := limitedServer(t, Limits{HeaderTimeout: 100 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got := make(chan sa.Event, 8)
+	got := make(chan sadb.Event, 8)
 	done := make(chan error, 1)
 	go func() {
-		done <- client.Events(ctx, func(e sa.Event) error {
+		done <- client.Events(ctx, func(e sadb.Event) error {
 			got <- e
-			if e.Type == sa.EventSAAdded {
+			if e.Type == sadb.EventSAAdded {
 				return ErrStopEvents
 			}
 			return nil
 		})
 	}()
-	if e := <-got; e.Type != sa.EventSubscribed {
+	if e := <-got; e.Type != sadb.EventSubscribed {
 		t.Fatalf("first event %v", e.Type)
 	}
 	time.Sleep(700 * time.Millisecond) // longer than every timeout
-	if _, err := client.AddSAs(ctx, []sa.BundleSpec{gcm("late", 0x500)}); err != nil {
+	if _, err := client.AddSAs(ctx, []sadb.BundleSpec{gcm("late", 0x500)}); err != nil {
 		t.Fatal(err)
 	}
 	for {
 		select {
 		case e := <-got:
-			if e.Type == sa.EventSAAdded {
+			if e.Type == sadb.EventSAAdded {
 				if err := <-done; err != nil {
 					t.Fatal(err)
 				}
@@ -302,7 +302,7 @@ func TestEventStreamOutlivesRequestTimeouts(t *testing.T) {
 			}
 		case err := <-done:
 			for len(got) > 0 {
-				if e := <-got; e.Type == sa.EventSAAdded && err == nil {
+				if e := <-got; e.Type == sadb.EventSAAdded && err == nil {
 					return
 				}
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/keyfile"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // StatsSource supplies the NIC's statistics for GET /v1/stats. Stats must
@@ -32,7 +33,7 @@ type StatsSource interface {
 // Backend is what the API controls.
 type Backend struct {
 	// Table is the SA table (required).
-	Table *sa.Table
+	Table *sadb.Table
 	// Caps is the capabilities manager; nil means Table.Caps().
 	Caps *capabilities.Manager
 	// Stats optionally supplies NIC statistics.
@@ -255,9 +256,9 @@ func errorResponse(err error) (int, ErrorResponse) {
 	if errors.As(err, &he) {
 		return he.status, he.resp
 	}
-	code := sa.ErrorCode(err)
+	code := sadb.ErrorCode(err)
 	resp := ErrorResponse{Error: err.Error(), Code: code}
-	var se *sa.Error
+	var se *sadb.Error
 	if errors.As(err, &se) {
 		resp.Field = se.Field
 	}
@@ -354,7 +355,7 @@ func (s *Server) offload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req OffloadRequest
-	if err := sa.DecodeJSONStrict(body, &req); err != nil {
+	if err := sadb.DecodeJSONStrict(body, &req); err != nil {
 		return err
 	}
 	changed, err := s.applyOffload(req)
@@ -372,7 +373,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 	var p capabilities.OffloadParameters
 	for _, f := range []struct {
 		name string
-		v    sa.Ref
+		v    sadb.Ref
 		dst  *capabilities.IPsecV2Setting
 	}{{"ipsec_v2", req.IPsecV2, &p.IPsecV2}, {"ipsec_v2_ipv4", req.IPsecV2IPv4, &p.IPsecV2IPv4}} {
 		if f.v == "" {
@@ -380,7 +381,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 		}
 		v, err := ParseSetting(string(f.v))
 		if err != nil {
-			return false, &sa.Error{Kind: sa.ErrInvalid, Field: f.name, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
+			return false, &sadb.Error{Kind: sadb.ErrInvalid, Field: f.name, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 		}
 		*f.dst = v
 	}
@@ -418,7 +419,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 			_, err = scratch.SetLinuxFeature(t.Ethtool, t.On)
 		}
 		if n != 1 {
-			return false, &sa.Error{Kind: sa.ErrInvalid, Field: field, Msg: "give exactly one of feature, encryption, integrity or ethtool"}
+			return false, &sadb.Error{Kind: sadb.ErrInvalid, Field: field, Msg: "give exactly one of feature, encryption, integrity or ethtool"}
 		}
 		if err != nil {
 			return false, toSAError(field, err)
@@ -436,13 +437,13 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 }
 
 func toSAError(field string, err error) error {
-	kind := sa.ErrInvalid
+	kind := sadb.ErrInvalid
 	for _, k := range []error{capabilities.ErrNotSupported, capabilities.ErrDisabled, capabilities.ErrCapacity} {
 		if errors.Is(err, k) {
 			kind = k
 		}
 	}
-	return &sa.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
+	return &sadb.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 }
 
 func (s *Server) listSAs(w http.ResponseWriter, r *http.Request) error {
@@ -459,7 +460,7 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	specs, err := sa.DecodeBundleSpecs(body)
+	specs, err := sadb.DecodeBundleSpecs(body)
 	if err != nil {
 		return err
 	}
@@ -523,7 +524,7 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 		out.Results[i].Ref = ref
 		h, err := s.b.Table.Resolve(ref)
 		if err != nil {
-			out.Results[i].Error, out.Results[i].Code = err.Error(), sa.ErrorCode(err)
+			out.Results[i].Error, out.Results[i].Code = err.Error(), sadb.ErrorCode(err)
 			continue
 		}
 		hs = append(hs, h)
@@ -533,7 +534,7 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 		for j, err := range s.b.Table.DeleteBundles(hs) {
 			res := &out.Results[idx[j]]
 			if err != nil {
-				res.Error, res.Code = err.Error(), sa.ErrorCode(err)
+				res.Error, res.Code = err.Error(), sadb.ErrorCode(err)
 				continue
 			}
 			res.Handle = hs[j]
@@ -563,7 +564,7 @@ func (s *Server) deleteSAs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req DeleteSAsRequest
-	if err := sa.DecodeJSONStrict(body, &req); err != nil {
+	if err := sadb.DecodeJSONStrict(body, &req); err != nil {
 		return err
 	}
 	if len(req.Refs) == 0 {
@@ -588,8 +589,8 @@ func (s *Server) updateSA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var u sa.UpdateSpec
-	if err := sa.DecodeJSONStrict(body, &u); err != nil {
+	var u sadb.UpdateSpec
+	if err := sadb.DecodeJSONStrict(body, &u); err != nil {
 		return err
 	}
 	ref, err := pathRef(r)
@@ -621,7 +622,7 @@ func (s *Server) addPolicies(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	specs, err := sa.DecodePolicySpecs(body)
+	specs, err := sadb.DecodePolicySpecs(body)
 	if err != nil {
 		return err
 	}
@@ -688,7 +689,7 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) error {
 // per line, flushed as it happens). The first event is "subscribed"; a
 // "dropped" event reports events lost because the client read too slowly.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
-	size := sa.DefaultEventBuffer
+	size := sadb.DefaultEventBuffer
 	if v := r.URL.Query().Get("buffer"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1<<16 {
@@ -713,7 +714,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
-	if err := enc.Encode(sa.Event{Type: sa.EventSubscribed, Time: time.Now()}); err != nil {
+	if err := enc.Encode(sadb.Event{Type: sadb.EventSubscribed, Time: time.Now()}); err != nil {
 		return nil
 	}
 	fl.Flush()
@@ -730,7 +731,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			}
 			_ = rc.SetWriteDeadline(time.Now().Add(wd))
 			if d := sub.Dropped(); d > dropped {
-				if err := enc.Encode(sa.Event{Type: sa.EventDropped, Time: time.Now(), Dropped: d - dropped}); err != nil {
+				if err := enc.Encode(sadb.Event{Type: sadb.EventDropped, Time: time.Now(), Dropped: d - dropped}); err != nil {
 					return nil
 				}
 				dropped = d

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -29,13 +29,13 @@ func (fakeStats) Stats() any { return map[string]uint64{"rx_packets": 7, "tx_pac
 
 // testServer starts a server for a fresh table on a unix socket in a new
 // temporary directory and returns a client for it.
-func testServer(t testing.TB, cfg capabilities.Config) (*Client, *sa.Table, string, *Server) {
+func testServer(t testing.TB, cfg capabilities.Config) (*Client, *sadb.Table, string, *Server) {
 	t.Helper()
 	m, err := capabilities.NewManagerFromConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +73,12 @@ func testServer(t testing.TB, cfg capabilities.Config) (*Client, *sa.Table, stri
 	return NewClient(sock), tb, sock, srv
 }
 
-func gcm(name string, spi uint32) sa.BundleSpec {
+func gcm(name string, spi uint32) sadb.BundleSpec {
 	key := make([]byte, 20)
 	for i := range key {
 		key[i] = byte(spi) + byte(i)
 	}
-	return sa.BundleSpec{Name: name, Dir: "in", Dst: "192.0.2.2", ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: "aes-gcm-128", EncKey: sa.KeyOf(key)}}
+	return sadb.BundleSpec{Name: name, Dir: "in", Dst: "192.0.2.2", ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}}
 }
 
 func apiCode(t *testing.T, err error) (int, string) {
@@ -125,24 +125,24 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 
 	// Events: offload parameters change, the indication arrives on the stream.
-	evs := make(chan sa.Event, 64)
+	evs := make(chan sadb.Event, 64)
 	ectx, ecancel := context.WithCancel(ctx)
 	defer ecancel()
 	go func() {
-		_ = c.Events(ectx, func(e sa.Event) error { evs <- e; return nil })
+		_ = c.Events(ectx, func(e sadb.Event) error { evs <- e; return nil })
 		close(evs)
 	}()
-	waitEvent(t, evs, sa.EventSubscribed)
+	waitEvent(t, evs, sadb.EventSubscribed)
 	resp, err := c.SetOffload(ctx, OffloadRequest{IPsecV2: "disabled"})
 	if err != nil || !resp.Changed || resp.Setting != "DISABLED" || resp.Current.Esp {
 		t.Fatalf("offload set = %+v, %v", resp, err)
 	}
-	ind := waitEvent(t, evs, sa.EventIndication)
+	ind := waitEvent(t, evs, sadb.EventIndication)
 	if ind.Indication.Status != capabilities.StatusTaskOffloadCurrentConfig || ind.Indication.Record.Esp {
 		t.Errorf("indication = %+v", ind.Indication)
 	}
 	// With ESP disabled, adds are refused as disabled.
-	if _, err := c.AddSAs(ctx, []sa.BundleSpec{gcm("x", 0x100)}); err == nil {
+	if _, err := c.AddSAs(ctx, []sadb.BundleSpec{gcm("x", 0x100)}); err == nil {
 		t.Error("add with ESP disabled succeeded")
 	} else if st, code := apiCode(t, err); st != http.StatusConflict || code != "disabled" {
 		t.Errorf("add with ESP disabled: %d %s", st, code)
@@ -150,7 +150,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if _, err := c.SetOffload(ctx, OffloadRequest{IPsecV2: "3"}); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, evs, sa.EventIndication)
+	waitEvent(t, evs, sadb.EventIndication)
 	// Unsupported and invalid offload requests change nothing.
 	for _, req := range []OffloadRequest{
 		{IPsecV2: "ah-enabled"},
@@ -168,7 +168,7 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 
 	// Fill the table to its capacity.
-	var specs []sa.BundleSpec
+	var specs []sadb.BundleSpec
 	for i := range 33 {
 		specs = append(specs, gcm("", uint32(0x1000+i)))
 	}
@@ -176,13 +176,13 @@ func TestServerEndToEnd(t *testing.T) {
 	if err != nil || add.Offloaded != 33 || add.Failed != 0 {
 		t.Fatalf("add 33: %+v, %v", add, err)
 	}
-	waitEvent(t, evs, sa.EventSAAdded)
-	_, err = c.AddSAs(ctx, []sa.BundleSpec{gcm("full", 0x2000)})
+	waitEvent(t, evs, sadb.EventSAAdded)
+	_, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("full", 0x2000)})
 	if st, code := apiCode(t, err); st != http.StatusInsufficientStorage || code != "capacity" || !strings.Contains(err.Error(), "33") {
 		t.Fatalf("add beyond capacity: %d %s %v", st, code, err)
 	}
 	// Several bundles, none offloaded: per-entry results in the error.
-	_, err = c.AddSAs(ctx, []sa.BundleSpec{gcm("a", 0x2001), gcm("b", 0x2002)})
+	_, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("a", 0x2001), gcm("b", 0x2002)})
 	var ae *APIError
 	if !errors.As(err, &ae) || len(ae.Results) == 0 {
 		t.Fatalf("multi add beyond capacity: %v", err)
@@ -194,7 +194,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if err != nil || del.Deleted != 1 || del.Results[0].Handle != first {
 		t.Fatalf("delete: %+v, %v", del, err)
 	}
-	add, err = c.AddSAs(ctx, []sa.BundleSpec{gcm("named", 0x2000)})
+	add, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("named", 0x2000)})
 	if err != nil || add.Offloaded != 1 {
 		t.Fatalf("add after delete: %+v %v", add, err)
 	}
@@ -226,14 +226,14 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 
 	// Update: netdevsim has no ESN, so UPDATE_SA is refused as NDIS says.
-	if _, err := c.UpdateSA(ctx, "named", sa.UpdateSpec{SeqHigh: 1}); err == nil {
+	if _, err := c.UpdateSA(ctx, "named", sadb.UpdateSpec{SeqHigh: 1}); err == nil {
 		t.Error("update of a non-ESN SA succeeded")
 	} else if st, code := apiCode(t, err); st != http.StatusBadRequest || code != "invalid" {
 		t.Errorf("update non-ESN: %d %s", st, code)
 	}
 
 	// Policies.
-	pol, err := c.AddPolicies(ctx, []sa.PolicySpec{{Name: "p", Dir: "in", Src: "10.0.0.0/8", Bundles: []sa.Ref{"named"}}})
+	pol, err := c.AddPolicies(ctx, []sadb.PolicySpec{{Name: "p", Dir: "in", Src: "10.0.0.0/8", Bundles: []sadb.Ref{"named"}}})
 	if err != nil || pol.Added != 1 {
 		t.Fatalf("policy add: %+v, %v", pol, err)
 	}
@@ -241,7 +241,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if err != nil || len(pl.Policies) != 1 || !pl.Policies[0].Complete {
 		t.Errorf("policy list: %+v, %v", pl, err)
 	}
-	if _, err := c.AddPolicies(ctx, []sa.PolicySpec{{Dir: "in", Bundles: []sa.Ref{"ghost"}}}); err == nil {
+	if _, err := c.AddPolicies(ctx, []sadb.PolicySpec{{Dir: "in", Bundles: []sadb.Ref{"ghost"}}}); err == nil {
 		t.Error("policy linking an unknown bundle accepted")
 	}
 	if d, err := c.DeletePolicy(ctx, "p"); err != nil || d.ID != pol.Results[0].ID {
@@ -255,7 +255,7 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 }
 
-func waitEvent(t *testing.T, ch <-chan sa.Event, want sa.EventType) sa.Event {
+func waitEvent(t *testing.T, ch <-chan sadb.Event, want sadb.EventType) sadb.Event {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -274,7 +274,7 @@ func waitEvent(t *testing.T, ch <-chan sa.Event, want sa.EventType) sa.Event {
 }
 
 func TestErrorResponses(t *testing.T) {
-	tb, err := sa.NewTable(sa.TableConfig{Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,8 +375,8 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 	got := make(chan error, 1)
 	subscribed := make(chan struct{})
 	go func() {
-		got <- c.Events(context.Background(), func(e sa.Event) error {
-			if e.Type == sa.EventSubscribed {
+		got <- c.Events(context.Background(), func(e sadb.Event) error {
+			if e.Type == sadb.EventSubscribed {
 				close(subscribed)
 			}
 			return nil
@@ -429,7 +429,7 @@ func TestAddSAsRawForms(t *testing.T) {
 // TestShutdownBeforeServe: a Shutdown that comes before Serve makes Serve
 // return at once instead of serving forever.
 func TestShutdownBeforeServe(t *testing.T) {
-	tb, err := sa.NewTable(sa.TableConfig{Logger: quiet()})
+	tb, err := sadb.NewTable(sadb.TableConfig{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

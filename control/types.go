@@ -9,6 +9,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // APIVersion prefixes every path.
@@ -92,9 +93,9 @@ type OffloadRequest struct {
 	// IPsecV2 is NDIS_OFFLOAD_PARAMETERS.IPsecV2: a number (0-4) or a name
 	// (NO_CHANGE, DISABLED, AH_ENABLED, ESP_ENABLED, AH_AND_ESP_ENABLED;
 	// also lower case with dashes, e.g. "esp-enabled").
-	IPsecV2 sa.Ref `json:"ipsec_v2,omitempty"`
+	IPsecV2 sadb.Ref `json:"ipsec_v2,omitempty"`
 	// IPsecV2IPv4 is NDIS_OFFLOAD_PARAMETERS.IPsecV2IPv4 (IPv4-only cards).
-	IPsecV2IPv4 sa.Ref   `json:"ipsec_v2_ipv4,omitempty"`
+	IPsecV2IPv4 sadb.Ref `json:"ipsec_v2_ipv4,omitempty"`
 	Toggles     []Toggle `json:"toggles,omitempty"`
 }
 
@@ -111,14 +112,14 @@ type OffloadResponse struct {
 // AddSAsResponse answers POST /v1/sas when at least one bundle was
 // offloaded.
 type AddSAsResponse struct {
-	Results   []sa.AddResult `json:"results"`
-	Offloaded int            `json:"offloaded"`
-	Failed    int            `json:"failed"`
+	Results   []sadb.AddResult `json:"results"`
+	Offloaded int              `json:"offloaded"`
+	Failed    int              `json:"failed"`
 }
 
 // ListSAsResponse answers GET /v1/sas.
 type ListSAsResponse struct {
-	Bundles  []sa.BundleInfo    `json:"bundles"`
+	Bundles  []sadb.BundleInfo  `json:"bundles"`
 	Usage    capabilities.Usage `json:"usage"`
 	Capacity uint32             `json:"capacity"`
 }
@@ -126,7 +127,7 @@ type ListSAsResponse struct {
 // DeleteSAsRequest is POST /v1/sas/delete: several bundles, by handle or
 // name (NDIS DELETE_SA with a linked list).
 type DeleteSAsRequest struct {
-	Refs []sa.Ref `json:"refs"`
+	Refs []sadb.Ref `json:"refs"`
 }
 
 // DeleteResult is the outcome of deleting one bundle or policy.
@@ -146,14 +147,14 @@ type DeleteSAsResponse struct {
 
 // AddPoliciesResponse answers POST /v1/policies.
 type AddPoliciesResponse struct {
-	Results []sa.PolicyResult `json:"results"`
-	Added   int               `json:"added"`
-	Failed  int               `json:"failed"`
+	Results []sadb.PolicyResult `json:"results"`
+	Added   int                 `json:"added"`
+	Failed  int                 `json:"failed"`
 }
 
 // ListPoliciesResponse answers GET /v1/policies.
 type ListPoliciesResponse struct {
-	Policies []sa.PolicyInfo `json:"policies"`
+	Policies []sadb.PolicyInfo `json:"policies"`
 }
 
 // DeletePolicyResponse answers DELETE /v1/policies/{ref}.
@@ -163,7 +164,7 @@ type DeletePolicyResponse struct {
 
 // StatsResponse answers GET /v1/stats.
 type StatsResponse struct {
-	Table sa.TableStats `json:"table"`
+	Table sadb.TableStats `json:"table"`
 	// NIC holds the NIC's own statistics, if the daemon has a StatsSource.
 	NIC json.RawMessage `json:"nic,omitempty"`
 }

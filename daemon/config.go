@@ -18,7 +18,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Config is the daemon's configuration file. It is YAML (or JSON) read
@@ -76,7 +76,7 @@ type Config struct {
 	// State holds the "sas" and "policies" sections: the bundles and
 	// policies loaded at start and reconciled on SIGHUP. Every entry needs
 	// a name, which identifies it across reloads.
-	sa.State
+	sadb.State
 
 	warnings []string // from LoadConfig; see Warnings
 }
@@ -294,7 +294,7 @@ func (e *ConfigError) Error() string {
 }
 
 // Unwrap makes errors.Is(err, sa.ErrInvalid) true.
-func (e *ConfigError) Unwrap() error { return sa.ErrInvalid }
+func (e *ConfigError) Unwrap() error { return sadb.ErrInvalid }
 
 // ParseConfig reads a configuration from YAML or JSON and validates it.
 // Unknown fields are errors, so that typos are reported.
@@ -331,7 +331,7 @@ func parseConfig(data []byte, source string) (*Config, error) {
 		return nil, &ConfigError{Source: source, Problems: []string{"the file holds no settings; at least the wire section is required (see docs/config-example.yaml)"}}
 	}
 	var c Config
-	if err := sa.DecodeJSONStrict(js, &c); err != nil {
+	if err := sadb.DecodeJSONStrict(js, &c); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "sa: ")
 		return nil, &ConfigError{Source: source, Problems: []string{msg}}
 	}
@@ -526,7 +526,7 @@ func (c *Config) tryState() []string {
 	if err != nil {
 		return []string{"capabilities: " + err.Error()}
 	}
-	scratch, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
+	scratch, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -543,7 +543,7 @@ func (c *Config) tryState() []string {
 // validateState checks the sas and policies sections without a table:
 // names present and unique, every spec valid on its own, and every
 // policy's bundle references declared.
-func validateState(s sa.State) []string {
+func validateState(s sadb.State) []string {
 	var p []string
 	names := map[string]bool{}
 	for i, b := range s.SAs {
@@ -555,7 +555,7 @@ func validateState(s sa.State) []string {
 			p = append(p, fmt.Sprintf("%s.name: %q is declared twice; bundle names must be unique", f, b.Name))
 		}
 		names[b.Name] = true
-		for _, s := range []*sa.SASpec{b.ESP, b.AH} {
+		for _, s := range []*sadb.SASpec{b.ESP, b.AH} {
 			if s != nil && s.KeysRedacted {
 				p = append(p, f+": keys_redacted is set: this bundle was exported without keys; give enc_key/auth_key instead")
 			}
@@ -591,7 +591,7 @@ func validateState(s sa.State) []string {
 
 // prefixed turns an sa error into "prefix.field: message".
 func prefixed(prefix string, err error) string {
-	var e *sa.Error
+	var e *sadb.Error
 	if errors.As(err, &e) {
 		if e.Field == "" {
 			return prefix + ": " + e.Msg
@@ -630,15 +630,15 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not a log level: give debug, info, warn or error", s)
 }
 
-func defaultAction(s string) (sa.Action, error) {
+func defaultAction(s string) (sadb.Action, error) {
 	if s == "" {
-		return sa.Bypass, nil
+		return sadb.Bypass, nil
 	}
-	a, err := sa.ParseAction(s)
+	a, err := sadb.ParseAction(s)
 	if err != nil {
 		return 0, err
 	}
-	if a == sa.Protect {
+	if a == sadb.Protect {
 		return 0, errors.New("protect needs bundles, so it cannot be a default: give bypass or discard")
 	}
 	return a, nil
@@ -716,8 +716,8 @@ func (c *Config) socketPath() string {
 
 // State returns a deep copy of the sas and policies sections, keys
 // included.
-func (c *Config) state() sa.State {
-	var s sa.State
+func (c *Config) state() sadb.State {
+	var s sadb.State
 	for _, b := range c.SAs {
 		s.SAs = append(s.SAs, b.Clone())
 	}

@@ -30,7 +30,7 @@ import (
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -53,7 +53,7 @@ type Daemon struct {
 	cfg     *Config // the running configuration, keys wiped
 	caps    *capabilities.Manager
 	ledger  *ledger.Ledger // nil with state_dir: none
-	table   *sa.Table
+	table   *sadb.Table
 	nic     *nic.NIC
 	host    tun.Port
 	tunDev  *tun.TUN
@@ -71,7 +71,7 @@ type Daemon struct {
 	metAddr  net.Addr
 	metDone  chan struct{}
 	mtuDone  chan struct{}
-	mtuSub   *sa.Subscription
+	mtuSub   *sadb.Subscription
 	nicDone  chan struct{}
 	nicErr   error
 	cancel   context.CancelFunc
@@ -114,7 +114,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 
 	// The running configuration keeps no keys: the table has its own copy.
 	run := *cfg
-	run.State = sa.State{}
+	run.State = sadb.State{}
 	d.cfg = &run
 
 	// Capabilities and the SA table with the configured bundles and policies.
@@ -132,11 +132,11 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 			d.log.Warn("nonce reuse across restarts accepted (allow_nonce_reuse_across_restarts)", "sa", w)
 		}
 	}
-	tcfg := sa.TableConfig{Caps: d.caps, Logger: d.log}
+	tcfg := sadb.TableConfig{Caps: d.caps, Logger: d.log}
 	if d.ledger != nil {
 		tcfg.Ledger = d.ledger
 	}
-	if d.table, err = sa.NewTable(tcfg); err != nil {
+	if d.table, err = sadb.NewTable(tcfg); err != nil {
 		return nil, fmt.Errorf("daemon: SA table: %w", err)
 	}
 	state := cfg.state()
@@ -235,7 +235,7 @@ func trimSA(err error) string {
 
 // failureLines describes what a reconcile of st could not apply, each
 // line naming the entry by its place in the file and its name.
-func failureLines(fs []sa.ReconcileFailure, st sa.State) []string {
+func failureLines(fs []sadb.ReconcileFailure, st sadb.State) []string {
 	out := make([]string, 0, len(fs))
 	for _, f := range fs {
 		where := ""
@@ -262,7 +262,7 @@ func failureLines(fs []sa.ReconcileFailure, st sa.State) []string {
 	return out
 }
 
-func wipeState(s *sa.State) {
+func wipeState(s *sadb.State) {
 	for i := range s.SAs {
 		s.SAs[i].Wipe()
 	}
@@ -295,7 +295,7 @@ func (d *Daemon) openWire(cfg *Config) (nic.WirePort, error) {
 		}
 		return port, nil
 	case WireLink:
-		encap := uint16(sa.DefaultEncapPort)
+		encap := uint16(sadb.DefaultEncapPort)
 		switch {
 		case cfg.EncapPort < 0:
 			encap = 0
@@ -373,11 +373,11 @@ func (d *Daemon) followMTU() {
 	cur := d.tunDev.MTU()
 	for e := range d.mtuSub.C {
 		switch e.Type {
-		case sa.EventSAAdded, sa.EventSADeleted, sa.EventSAReplaced, sa.EventReconciled:
+		case sadb.EventSAAdded, sadb.EventSADeleted, sadb.EventSAReplaced, sadb.EventReconciled:
 		default:
 			continue
 		}
-		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), e.Type == sa.EventReconciled)
+		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), e.Type == sadb.EventReconciled)
 		if want == cur {
 			continue
 		}
@@ -541,7 +541,7 @@ func (d *Daemon) teardown() error {
 }
 
 // Table returns the SA table.
-func (d *Daemon) Table() *sa.Table { return d.table }
+func (d *Daemon) Table() *sadb.Table { return d.table }
 
 // Caps returns the capabilities manager.
 func (d *Daemon) Caps() *capabilities.Manager { return d.caps }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/netlab"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // requireRoot skips a test that needs root, or fails it under CI=true.
@@ -93,7 +93,7 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 		}
 	}
 	m0 := linkMTU()
-	big := func(i int) sa.BundleSpec {
+	big := func(i int) sadb.BundleSpec {
 		// Fresh keys for every SA: a key serves one outbound SA.
 		enc, auth := make([]byte, 32), make([]byte, 64)
 		for j := range enc {
@@ -103,9 +103,9 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 			auth[j] = byte(i*17 + j + 2)
 		}
 		binary.BigEndian.PutUint32(enc, uint32(i))
-		return sa.BundleSpec{Name: fmt.Sprintf("big%d", i), Dir: "out", Mode: "tunnel", Src: "2001:db8::1", Dst: "2001:db8::2",
-			ESP: &sa.SASpec{SPI: sa.SPI(0x5000 + i), Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
-				EncKey: sa.KeyOf(enc), AuthKey: sa.KeyOf(auth)}}
+		return sadb.BundleSpec{Name: fmt.Sprintf("big%d", i), Dir: "out", Mode: "tunnel", Src: "2001:db8::1", Dst: "2001:db8::2",
+			ESP: &sadb.SASpec{SPI: sadb.SPI(0x5000 + i), Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
+				EncKey: sadb.KeyOf(enc), AuthKey: sadb.KeyOf(auth)}}
 	}
 	h, err := d.Table().Add(big(0))
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // ErrNoConfigFile is returned by ReloadFile for a daemon started from a
@@ -16,14 +16,14 @@ var ErrNoConfigFile = errors.New("daemon: this daemon was not started from a fil
 
 // ReloadFile re-reads the configuration file the daemon was started from
 // and applies it with Reload (what SIGHUP does).
-func (d *Daemon) ReloadFile() (sa.ReconcileSummary, error) {
+func (d *Daemon) ReloadFile() (sadb.ReconcileSummary, error) {
 	if d.path == "" {
-		return sa.ReconcileSummary{}, ErrNoConfigFile
+		return sadb.ReconcileSummary{}, ErrNoConfigFile
 	}
 	cfg, err := LoadConfig(d.path)
 	if err != nil {
 		d.log.Error("configuration reload refused: nothing changed", "file", d.path, "err", err)
-		return sa.ReconcileSummary{}, err
+		return sadb.ReconcileSummary{}, err
 	}
 	defer cfg.wipe()
 	logWarnings(d.log, d.path, cfg)
@@ -46,12 +46,12 @@ func (d *Daemon) ReloadFile() (sa.ReconcileSummary, error) {
 // for API adds; re-creating the same SA under the same keys continues its
 // sequence numbers instead). The checks run on a scratch copy of the
 // table first; the real table then changes once, atomically.
-func (d *Daemon) Reload(cfg *Config) (sa.ReconcileSummary, error) {
+func (d *Daemon) Reload(cfg *Config) (sadb.ReconcileSummary, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	refuse := func(err error) (sa.ReconcileSummary, error) {
+	refuse := func(err error) (sadb.ReconcileSummary, error) {
 		d.log.Error("configuration reload refused: nothing changed", "err", err)
-		return sa.ReconcileSummary{}, err
+		return sadb.ReconcileSummary{}, err
 	}
 	if err := cfg.validate(d.path); err != nil {
 		return refuse(err)
@@ -94,7 +94,7 @@ func (d *Daemon) Reload(cfg *Config) (sa.ReconcileSummary, error) {
 // running configuration and next, apart from those a reload applies.
 func restartOnly(running, next *Config) []string {
 	a, b := *running, *next
-	a.State, b.State = sa.State{}, sa.State{}
+	a.State, b.State = sadb.State{}, sadb.State{}
 	a.LogLevel, b.LogLevel = "", ""
 	// Read by every LoadConfig, so a reload applies it.
 	a.InsecureKeyFilePermissions, b.InsecureKeyFilePermissions = false, false
@@ -116,7 +116,7 @@ func restartOnly(running, next *Config) []string {
 // dryRun reconciles state into a scratch table holding copies of the
 // API-added bundles and policies, under the same capabilities, and
 // returns what would fail.
-func (d *Daemon) dryRun(state sa.State) []string {
+func (d *Daemon) dryRun(state sadb.State) []string {
 	hw, cur := d.caps.Snapshot()
 	caps, err := capabilities.NewManager(hw, cur)
 	if err != nil {
@@ -124,7 +124,7 @@ func (d *Daemon) dryRun(state sa.State) []string {
 	}
 	// The scratch table sees a copy of the key-use ledger, so that key
 	// reuse is refused here exactly as the real reconcile would.
-	scratch, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler), Ledger: d.table.Ledger().Clone()})
+	scratch, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler), Ledger: d.table.Ledger().Clone()})
 	if err != nil {
 		return []string{err.Error()}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // reservedSA returns an outbound AES-GCM-128 tunnel SA from a table whose
@@ -19,15 +20,15 @@ func reservedSA(b *testing.B) *sa.SA {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Ledger: l, Logger: slog.New(slog.DiscardHandler)})
+	tb, err := sadb.NewTable(sadb.TableConfig{Ledger: l, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { tb.Close(); l.Close() })
 	key := make([]byte, 20)
 	rand.Read(key)
-	h, err := tb.Add(sa.BundleSpec{Dir: "out", Mode: "tunnel", Src: v4a.String(), Dst: v4b.String(), ESN: true,
-		ESP: &sa.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: sa.KeyOf(key)}})
+	h, err := tb.Add(sadb.BundleSpec{Dir: "out", Mode: "tunnel", Src: v4a.String(), Dst: v4b.String(), ESN: true,
+		ESP: &sadb.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}})
 	if err != nil {
 		b.Fatal(err)
 	}

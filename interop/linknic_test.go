@@ -10,7 +10,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/nic"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -25,7 +25,7 @@ type linkNIC struct {
 
 // startLinkNIC adds the bundles and policies to a table with every
 // capability, starts the NIC, and stops it when the test ends.
-func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []sa.BundleSpec, policies []sa.PolicySpec) *linkNIC {
+func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []sadb.BundleSpec, policies []sadb.PolicySpec) *linkNIC {
 	t.Helper()
 	prof, err := capabilities.LookupProfile("full")
 	if err != nil {
@@ -35,7 +35,7 @@ func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []sa.BundleSpec, poli
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
+	table, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

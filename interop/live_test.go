@@ -16,7 +16,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 func requireRoot(t *testing.T) {
@@ -54,26 +54,26 @@ func TestScapyLiveNIC(t *testing.T) {
 
 func liveCase(t *testing.T, pair *netlab.Pair, enc, auth string, spi uint32) {
 	secnicAddr, scapyAddr := pair.A.V4, pair.B.V4
-	keys := func() (sa.Key, sa.Key, string, string) {
+	keys := func() (sadb.Key, sadb.Key, string, string) {
 		ek := randBytes(keyLen(t, enc))
 		var ak []byte
 		if auth != "" {
 			ak = randBytes(authKeyLen(t, auth))
 		}
-		return sa.KeyOf(ek), sa.KeyOf(ak), hex.EncodeToString(ek), hex.EncodeToString(ak)
+		return sadb.KeyOf(ek), sadb.KeyOf(ak), hex.EncodeToString(ek), hex.EncodeToString(ak)
 	}
 	outEK, outAK, outEKh, outAKh := keys()
 	inEK, inAK, inEKh, inAKh := keys()
-	bundle := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak sa.Key) sa.BundleSpec {
-		return sa.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
-			ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}
+	bundle := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak sadb.Key) sadb.BundleSpec {
+		return sadb.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
+			ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}
 	}
-	l := startLinkNIC(t, pair, []sa.BundleSpec{
+	l := startLinkNIC(t, pair, []sadb.BundleSpec{
 		bundle("out", "out", spi, secnicAddr, scapyAddr, outEK, outAK),
 		bundle("in", "in", spi+1, scapyAddr, secnicAddr, inEK, inAK),
-	}, []sa.PolicySpec{
-		{Name: "p-out", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sa.Ref{"out"}},
-		{Name: "p-in", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sa.Ref{"in"}},
+	}, []sadb.PolicySpec{
+		{Name: "p-out", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sadb.Ref{"out"}},
+		{Name: "p-in", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sadb.Ref{"in"}},
 	})
 	n, app, got := l.nic, l.app, l.got
 

@@ -20,7 +20,7 @@ import (
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/nic"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 func requireTshark(t *testing.T) {
@@ -59,7 +59,7 @@ func TestTsharkDecryptsESP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
+	table, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +85,13 @@ func TestTsharkDecryptsESP(t *testing.T) {
 					if v6 {
 						src, dst = netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::20")
 					}
-					spec := sa.BundleSpec{
+					spec := sadb.BundleSpec{
 						Name: fmt.Sprintf("b%x", spi), Dir: "out", Mode: mode, Src: src.String(), Dst: dst.String(), AllowLegacy: true,
-						ESP: &sa.SASpec{SPI: sa.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: icv},
+						ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: icv},
 					}
-					spec.ESP.EncKey = sa.KeyOf(randBytes(keyLen(t, a.enc)))
+					spec.ESP.EncKey = sadb.KeyOf(randBytes(keyLen(t, a.enc)))
 					if a.auth != "" {
-						spec.ESP.AuthKey = sa.KeyOf(randBytes(authKeyLen(t, a.auth)))
+						spec.ESP.AuthKey = sadb.KeyOf(randBytes(authKeyLen(t, a.auth)))
 					}
 					h, err := table.Add(spec)
 					if err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // TestLinuxXFRM uses the Linux kernel's own IPsec (XFRM with ESP) as the
@@ -68,12 +68,12 @@ func TestLinuxXFRM(t *testing.T) {
 		}
 	}
 
-	l := startLinkNIC(t, pair, []sa.BundleSpec{
-		{Name: "out", Dir: "out", Mode: "tunnel", Src: a.String(), Dst: b.String(), ESP: &sa.SASpec{SPI: 0x100, Enc: "aes-gcm-128", EncKey: sa.KeyOf(key)}},
-		{Name: "in", Dir: "in", Mode: "tunnel", Src: b.String(), Dst: a.String(), ESP: &sa.SASpec{SPI: 0x200, Enc: "aes-gcm-128", EncKey: sa.KeyOf(keyB)}},
-	}, []sa.PolicySpec{
-		{Name: "o", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sa.Ref{"out"}},
-		{Name: "i", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sa.Ref{"in"}},
+	l := startLinkNIC(t, pair, []sadb.BundleSpec{
+		{Name: "out", Dir: "out", Mode: "tunnel", Src: a.String(), Dst: b.String(), ESP: &sadb.SASpec{SPI: 0x100, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}},
+		{Name: "in", Dir: "in", Mode: "tunnel", Src: b.String(), Dst: a.String(), ESP: &sadb.SASpec{SPI: 0x200, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(keyB)}},
+	}, []sadb.PolicySpec{
+		{Name: "o", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sadb.Ref{"out"}},
+		{Name: "i", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sadb.Ref{"in"}},
 	})
 	n, app, got := l.nic, l.app, l.got
 

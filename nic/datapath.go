@@ -33,6 +33,7 @@ import (
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -131,7 +132,7 @@ func (n *NIC) txLoop() error {
 
 // transmit decides the fate of one packet from the host: policy lookup,
 // then bypass, discard or protect, then onto the output list.
-func (n *NIC) transmit(t *txState, snap *sa.Snapshot, p *packet.Buf) {
+func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 	c := &n.tx
 	if n.hostCap != nil {
 		n.hostCap.add(p.Bytes())
@@ -146,10 +147,10 @@ func (n *NIC) transmit(t *txState, snap *sa.Snapshot, p *packet.Buf) {
 		action, bundles = r.Action, r.Bundles
 	}
 	switch action {
-	case sa.Discard:
+	case sadb.Discard:
 		c.drop(dropReason(sa.OutPolBlock))
 		return
-	case sa.Protect:
+	case sadb.Protect:
 		if len(bundles) == 0 {
 			c.drop(dropReason(sa.OutNoStates))
 			return
@@ -420,7 +421,7 @@ func (n *NIC) rxLoop() error {
 // receive handles one packet from the wire: reassemble, find the SA,
 // remove the IPsec layers, check the result against the inbound policy,
 // and queue it for the host.
-func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
+func (n *NIC) receive(r *rxState, snap *sadb.Snapshot, p *packet.Buf) {
 	c := &n.rx
 	if n.wireCap != nil {
 		n.wireCap.add(p.Bytes())
@@ -539,7 +540,7 @@ func (n *NIC) receive(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 
 // receivePlain handles an unprotected packet: delivered only if the
 // inbound policy (or the default) says bypass.
-func (n *NIC) receivePlain(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
+func (n *NIC) receivePlain(r *rxState, snap *sadb.Snapshot, p *packet.Buf) {
 	c := &n.rx
 	flow, ok := sa.FlowOf(p.Bytes())
 	if !ok || !ipv4ChecksumOK(p.Bytes()) {
@@ -551,10 +552,10 @@ func (n *NIC) receivePlain(r *rxState, snap *sa.Snapshot, p *packet.Buf) {
 		action = pol.Action
 	}
 	switch action {
-	case sa.Bypass:
+	case sadb.Bypass:
 		c.bypassed.Add(1)
 		r.out = append(r.out, p)
-	case sa.Discard:
+	case sadb.Discard:
 		c.drop(dropReason(sa.InPolBlock))
 	default: // Protect: it should have come through an SA
 		c.drop(dropReason(sa.InNoPols))

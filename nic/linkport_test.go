@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -422,18 +422,18 @@ func TestNICsOverLink(t *testing.T) {
 	} {
 		t.Run(tp.String(), func(t *testing.T) {
 			mk := func(ns, ifname string, me, peer netip.Addr, outSPI, inSPI uint32, outSeed, inSeed byte, myNet, peerNet string) (*side, *LinkPort) {
-				tb, err := sa.NewTable(sa.TableConfig{Logger: quietLogger()})
+				tb, err := sadb.NewTable(sadb.TableConfig{Logger: quietLogger()})
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, s := range []sa.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
+				for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
 					if _, err := tb.Add(s); err != nil {
 						t.Fatal(err)
 					}
 				}
-				for _, p := range []sa.PolicySpec{
-					{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sa.Ref{"out"}},
-					{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sa.Ref{"in"}},
+				for _, p := range []sadb.PolicySpec{
+					{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
+					{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
 				} {
 					if _, err := tb.AddPolicy(p); err != nil {
 						t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -36,8 +37,8 @@ type Config struct {
 	// (default sa.Bypass). DefaultIn is the action for unprotected inbound
 	// packets no policy matches (default sa.Bypass). A protected inbound
 	// packet always needs a Protect policy listing its bundle.
-	DefaultOut sa.Action `json:"-"`
-	DefaultIn  sa.Action `json:"-"`
+	DefaultOut sadb.Action `json:"-"`
+	DefaultIn  sadb.Action `json:"-"`
 	// EncapPort is the RFC 3948 UDP encapsulation port for received
 	// packets: 0 means 4500; a negative value disables UDP-encapsulated
 	// ESP (such packets are then ordinary UDP).
@@ -70,7 +71,7 @@ const minWireMTU = 576
 // SnapshotSource is what the NIC needs of the SA table: its current
 // immutable snapshot. *sa.Table implements it.
 type SnapshotSource interface {
-	Snapshot() *sa.Snapshot
+	Snapshot() *sadb.Snapshot
 }
 
 // NIC is one emulated IPsec offload NIC.
@@ -112,11 +113,11 @@ func New(cfg Config, table SnapshotSource, host tun.Port, wire WirePort, logger 
 	if cfg.Name == "" {
 		cfg.Name = "secnic0"
 	}
-	for _, a := range []*sa.Action{&cfg.DefaultOut, &cfg.DefaultIn} {
+	for _, a := range []*sadb.Action{&cfg.DefaultOut, &cfg.DefaultIn} {
 		switch *a {
 		case 0:
-			*a = sa.Bypass
-		case sa.Bypass, sa.Discard:
+			*a = sadb.Bypass
+		case sadb.Bypass, sadb.Discard:
 		default:
 			return nil, fmt.Errorf("nic: default action %v is not allowed: choose bypass or discard", *a)
 		}
@@ -124,7 +125,7 @@ func New(cfg Config, table SnapshotSource, host tun.Port, wire WirePort, logger 
 	n := &NIC{cfg: cfg, table: table, host: host, wire: wire, log: logger.With("nic", cfg.Name), done: make(chan struct{})}
 	switch {
 	case cfg.EncapPort == 0:
-		n.encapPort = sa.DefaultEncapPort
+		n.encapPort = sadb.DefaultEncapPort
 	case cfg.EncapPort > 0 && cfg.EncapPort < 65536:
 		n.encapPort = uint16(cfg.EncapPort)
 	case cfg.EncapPort >= 65536:
@@ -269,7 +270,7 @@ func (n *NIC) HostMTU() int { return HostMTUFor(n.wireMTU, n.table.Snapshot()) }
 // in snap. Since a policy may stack a transport bundle over a tunnel
 // bundle, the overhead is that of the costliest tunnel bundle plus that of
 // the costliest transport bundle. The daemon sets the TUN MTU to this.
-func HostMTUFor(wireMTU int, snap *sa.Snapshot) int {
+func HostMTUFor(wireMTU int, snap *sadb.Snapshot) int {
 	var tunnel, transport int
 	if snap != nil {
 		snap.EachBundle(func(b *sa.Bundle) bool {

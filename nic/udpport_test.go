@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -108,19 +108,19 @@ func TestNICsOverUDP(t *testing.T) {
 	wa, wb := loopbackPair(t, 1400)
 	tp := topo{alg: algGCM}
 	mk := func(wire WirePort, me, peer netip.Addr, outSPI, inSPI uint32, outSeed, inSeed byte, myNet, peerNet string) (*NIC, *tun.MemPort) {
-		tb, err := sa.NewTable(sa.TableConfig{Logger: quietLogger()})
+		tb, err := sadb.NewTable(sadb.TableConfig{Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []sa.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
+		for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
 			s.Mode = "tunnel"
 			if _, err := tb.Add(s); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, p := range []sa.PolicySpec{
-			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sa.Ref{"out"}},
-			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sa.Ref{"in"}},
+		for _, p := range []sadb.PolicySpec{
+			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
+			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
 		} {
 			if _, err := tb.AddPolicy(p); err != nil {
 				t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Wireshark's ESP SA table ("esp_sa" UAT file, in the Wireshark profile
@@ -69,7 +69,7 @@ func WiresharkAuthName(auth string) (string, bool) {
 // the given bundles, which must include their keys (sa.Table.List(true)).
 // AH-only bundles have nothing to decrypt and are skipped. Keys are
 // secrets: write the file with mode 0600.
-func WriteWiresharkESPSA(w io.Writer, bundles []sa.BundleInfo) error {
+func WriteWiresharkESPSA(w io.Writer, bundles []sadb.BundleInfo) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "# Wireshark ESP SA table written by secnic (Edit > Preferences > Protocols > ESP, or the esp_sa file of a profile).")
 	fmt.Fprintln(bw, "# Keys are secret.")

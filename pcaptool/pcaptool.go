@@ -28,6 +28,7 @@ import (
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Op is what to do to the packets.
@@ -96,8 +97,8 @@ var ErrDropped = errors.New("pcaptool: some packets were dropped")
 
 // File is the SA file: a list of bundles, or bundles and policies.
 type File struct {
-	Bundles  []sa.BundleSpec `json:"bundles"`
-	Policies []sa.PolicySpec `json:"policies,omitempty"`
+	Bundles  []sadb.BundleSpec `json:"bundles"`
+	Policies []sadb.PolicySpec `json:"policies,omitempty"`
 }
 
 // LoadFile reads an SA file in YAML or JSON: either a list of bundles or an
@@ -119,7 +120,7 @@ func LoadFile(path string) (File, error) {
 	} else {
 		var obj struct {
 			File
-			SAs []sa.BundleSpec `json:"sas"`
+			SAs []sadb.BundleSpec `json:"sas"`
 		}
 		if err := yaml.UnmarshalStrict(js, &obj); err != nil {
 			return File{}, fmt.Errorf("pcaptool: %s: %w", path, err)
@@ -136,7 +137,7 @@ func LoadFile(path string) (File, error) {
 // Tool holds the SAs of one run.
 type Tool struct {
 	opts    Options
-	table   *sa.Table
+	table   *sadb.Table
 	out     []*sa.Bundle // outbound bundles, in file order
 	usePols bool
 }
@@ -172,7 +173,7 @@ func New(f File, opts Options) (*Tool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pcaptool: capabilities: %w", err)
 	}
-	table, err := sa.NewTable(sa.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
+	table, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +317,7 @@ func (t *Tool) chainFor(d []byte) ([]*sa.Bundle, error) {
 			return nil, sa.OutError
 		}
 		res := t.table.Snapshot().MatchOut(f)
-		if res == nil || res.Action != sa.Protect || len(res.Bundles) == 0 {
+		if res == nil || res.Action != sadb.Protect || len(res.Bundles) == 0 {
 			return nil, fmt.Errorf("no protect policy matches %v -> %v", f.Src, f.Dst)
 		}
 		return res.Bundles, nil

@@ -1,6 +1,9 @@
-// Package sa holds security associations: their datapath state (keys via a
-// crypto suite, sequence counters, anti-replay windows, lifetimes,
-// counters), bundles, policies and the SA table that the NIC offloads.
+// Package sa is the datapath state of security associations: one SA's
+// crypto suite, sequence counter (bounded by its reservation), RFC 6479
+// anti-replay window, lifetimes and counters, its precomputed outer
+// header, bundles of SAs, flows and drop reasons. It is the leaf that esp,
+// ah and bundle build on: no configuration, logging or table code. The SA
+// table, policies and their schema are in package sadb.
 package sa
 
 import (

@@ -8,16 +8,17 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Backend is the SA and policy table commands act on: the daemon's control
 // API for the CLI, an sa.Table in tests.
 type Backend interface {
-	AddBundle(ctx context.Context, spec sa.BundleSpec) error
-	ListBundles(ctx context.Context, keys bool) ([]sa.BundleInfo, error)
+	AddBundle(ctx context.Context, spec sadb.BundleSpec) error
+	ListBundles(ctx context.Context, keys bool) ([]sadb.BundleInfo, error)
 	DeleteBundle(ctx context.Context, h sa.Handle) error
-	AddPolicy(ctx context.Context, spec sa.PolicySpec) error
-	ListPolicies(ctx context.Context) ([]sa.PolicyInfo, error)
+	AddPolicy(ctx context.Context, spec sadb.PolicySpec) error
+	ListPolicies(ctx context.Context) ([]sadb.PolicyInfo, error)
 	DeletePolicy(ctx context.Context, id uint32) error
 }
 
@@ -190,7 +191,7 @@ func (r *Runner) Run(ctx context.Context, object, verb string, words []string) e
 	return r.policy(ctx, verb, words)
 }
 
-func (r *Runner) states(ctx context.Context, keys bool) ([]StateView, []sa.PolicyInfo, error) {
+func (r *Runner) states(ctx context.Context, keys bool) ([]StateView, []sadb.PolicyInfo, error) {
 	bs, err := r.Backend.ListBundles(ctx, keys)
 	if err != nil {
 		return nil, nil, err
@@ -335,7 +336,7 @@ func stProto(st State) string {
 	return "esp"
 }
 
-func stSPI(st State) sa.SPI {
+func stSPI(st State) sadb.SPI {
 	if st.Bundle.AH != nil {
 		return st.Bundle.AH.SPI
 	}
@@ -393,7 +394,7 @@ func (r *Runner) policy(ctx context.Context, verb string, words []string) error 
 				return err
 			}
 		}
-		var replaced []sa.PolicySpec
+		var replaced []sadb.PolicySpec
 		if verb == "update" {
 			id := PolicyID{Dir: p.Dir, Sel: p.Sel}
 			for _, old := range ps {

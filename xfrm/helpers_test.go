@@ -13,29 +13,30 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // tableBackend runs commands against an in-process sa.Table, the table the
 // daemon's control API serves.
-type tableBackend struct{ t *sa.Table }
+type tableBackend struct{ t *sadb.Table }
 
-func (b tableBackend) AddBundle(_ context.Context, s sa.BundleSpec) error {
+func (b tableBackend) AddBundle(_ context.Context, s sadb.BundleSpec) error {
 	_, err := b.t.Add(s)
 	return err
 }
 
-func (b tableBackend) ListBundles(_ context.Context, keys bool) ([]sa.BundleInfo, error) {
+func (b tableBackend) ListBundles(_ context.Context, keys bool) ([]sadb.BundleInfo, error) {
 	return b.t.List(keys), nil
 }
 
 func (b tableBackend) DeleteBundle(_ context.Context, h sa.Handle) error { return b.t.Delete(h) }
 
-func (b tableBackend) AddPolicy(_ context.Context, s sa.PolicySpec) error {
+func (b tableBackend) AddPolicy(_ context.Context, s sadb.PolicySpec) error {
 	_, err := b.t.AddPolicy(s)
 	return err
 }
 
-func (b tableBackend) ListPolicies(context.Context) ([]sa.PolicyInfo, error) {
+func (b tableBackend) ListPolicies(context.Context) ([]sadb.PolicyInfo, error) {
 	return b.t.Policies(), nil
 }
 
@@ -43,13 +44,13 @@ func (b tableBackend) DeletePolicy(_ context.Context, id uint32) error {
 	return b.t.DeletePolicy(strconv.FormatUint(uint64(id), 10))
 }
 
-func newTable(t testing.TB) *sa.Table {
+func newTable(t testing.TB) *sadb.Table {
 	t.Helper()
 	m, err := capabilities.NewManagerFromConfig(capabilities.Config{Profile: capabilities.ProfileFull})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ var goldenLoc = time.FixedZone("golden", 0)
 
 type rig struct {
 	t   *testing.T
-	tb  *sa.Table
+	tb  *sadb.Table
 	out bytes.Buffer
 	r   *Runner
 }

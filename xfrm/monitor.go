@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Monitor prints secnic's events as `ip xfrm monitor` prints XFRM's: new
@@ -20,8 +21,8 @@ type Monitor struct {
 	// Objects limits the output to "SA", "policy", "expire" (empty: all).
 	Objects map[string]bool
 
-	bundles  map[sa.Handle]sa.BundleInfo
-	policies map[uint32]sa.PolicyInfo
+	bundles  map[sa.Handle]sadb.BundleInfo
+	policies map[uint32]sadb.PolicyInfo
 }
 
 // ParseMonitor reads the words of "ip xfrm monitor": [ nokeys ] [ all |
@@ -47,8 +48,8 @@ func (m *Monitor) want(obj string) bool { return len(m.Objects) == 0 || m.Object
 // Start records the current states and policies, so that deletions can
 // be printed in full.
 func (m *Monitor) Start(ctx context.Context) error {
-	m.bundles = map[sa.Handle]sa.BundleInfo{}
-	m.policies = map[uint32]sa.PolicyInfo{}
+	m.bundles = map[sa.Handle]sadb.BundleInfo{}
+	m.policies = map[uint32]sadb.PolicyInfo{}
 	return m.refresh(ctx)
 }
 
@@ -71,31 +72,31 @@ func (m *Monitor) refresh(ctx context.Context) error {
 }
 
 // Handle prints one event.
-func (m *Monitor) Handle(ctx context.Context, e sa.Event) error {
+func (m *Monitor) Handle(ctx context.Context, e sadb.Event) error {
 	switch e.Type {
-	case sa.EventSAAdded, sa.EventSAUpdated, sa.EventSAReplaced, sa.EventPolicyAdded, sa.EventPolicyReplaced,
-		sa.EventSADeleteRequest, sa.EventSAExpired:
+	case sadb.EventSAAdded, sadb.EventSAUpdated, sadb.EventSAReplaced, sadb.EventPolicyAdded, sadb.EventPolicyReplaced,
+		sadb.EventSADeleteRequest, sadb.EventSAExpired:
 		if err := m.refresh(ctx); err != nil {
 			return err
 		}
 	}
 	switch e.Type {
-	case sa.EventSAAdded:
+	case sadb.EventSAAdded:
 		m.states(e.Handle, "", "", "SA")
-	case sa.EventSAUpdated, sa.EventSAReplaced:
+	case sadb.EventSAUpdated, sadb.EventSAReplaced:
 		m.states(e.Handle, "Updated ", "", "SA")
-	case sa.EventSADeleted:
+	case sadb.EventSADeleted:
 		m.states(e.Handle, "Deleted ", "", "SA")
 		delete(m.bundles, e.Handle)
-	case sa.EventSADeleteRequest:
+	case sadb.EventSADeleteRequest:
 		m.expired(e, 0)
-	case sa.EventSAExpired:
+	case sadb.EventSAExpired:
 		m.expired(e, 1)
-	case sa.EventPolicyAdded:
+	case sadb.EventPolicyAdded:
 		m.policy(e.PolicyID, "")
-	case sa.EventPolicyReplaced:
+	case sadb.EventPolicyReplaced:
 		m.policy(e.PolicyID, "Updated ")
-	case sa.EventPolicyDeleted:
+	case sadb.EventPolicyDeleted:
 		m.policy(e.PolicyID, "Deleted ")
 		delete(m.policies, e.PolicyID)
 	}
@@ -108,20 +109,20 @@ func (m *Monitor) states(h sa.Handle, prefix, suffix, obj string) {
 		return
 	}
 	ps := m.policyList()
-	for _, v := range States([]sa.BundleInfo{b}) {
+	for _, v := range States([]sadb.BundleInfo{b}) {
 		io.WriteString(m.Out, prefix)
 		WriteState(m.Out, v, SelectorFor(v, ps), m.Print)
 		io.WriteString(m.Out, suffix)
 	}
 }
 
-func (m *Monitor) expired(e sa.Event, hard int) {
+func (m *Monitor) expired(e sadb.Event, hard int) {
 	b, ok := m.bundles[e.Handle]
 	if !ok || !m.want("expire") {
 		return
 	}
 	ps := m.policyList()
-	for _, v := range States([]sa.BundleInfo{b}) {
+	for _, v := range States([]sadb.BundleInfo{b}) {
 		if e.SPI != 0 && (v.Spec.SPI != e.SPI || (e.Proto != "" && v.Proto != e.Proto)) {
 			continue
 		}
@@ -136,7 +137,7 @@ func (m *Monitor) policy(id uint32, prefix string) {
 	if !ok || !m.want("policy") {
 		return
 	}
-	var vs []sa.BundleInfo
+	var vs []sadb.BundleInfo
 	for _, b := range m.bundles {
 		vs = append(vs, b)
 	}
@@ -144,8 +145,8 @@ func (m *Monitor) policy(id uint32, prefix string) {
 	WritePolicy(m.Out, p, States(vs), m.Print)
 }
 
-func (m *Monitor) policyList() []sa.PolicyInfo {
-	ps := make([]sa.PolicyInfo, 0, len(m.policies))
+func (m *Monitor) policyList() []sadb.PolicyInfo {
+	ps := make([]sadb.PolicyInfo, 0, len(m.policies))
 	for _, p := range m.policies {
 		ps = append(ps, p)
 	}

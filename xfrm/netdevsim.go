@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // NetdevsimFormat selects the debugfs layout of WriteNetdevsim.
@@ -31,8 +31,8 @@ const (
 // outbound SAs. As netdevsim, it prints the first 16 bytes of the key
 // (and the 4 bytes after them as the salt) as 32-bit words in
 // little-endian (x86) byte order, so the bundles must carry their keys.
-func WriteNetdevsim(w io.Writer, bundles []sa.BundleInfo, f NetdevsimFormat) error {
-	bs := append([]sa.BundleInfo(nil), bundles...)
+func WriteNetdevsim(w io.Writer, bundles []sadb.BundleInfo, f NetdevsimFormat) error {
+	bs := append([]sadb.BundleInfo(nil), bundles...)
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Handle < bs[j].Handle })
 	var b strings.Builder
 	var count int
@@ -51,7 +51,7 @@ func WriteNetdevsim(w io.Writer, bundles []sa.BundleInfo, f NetdevsimFormat) err
 		for _, s := range bi.SAs {
 			spec := bi.Spec.ESP
 			proto := 0x32
-			key := sa.Key{}
+			key := sadb.Key{}
 			if s.Proto == "ah" {
 				spec, proto = bi.Spec.AH, 0x33
 			}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // Template is one "tmpl" of a policy: TMPL := ID [ mode MODE ] [ reqid
@@ -14,7 +14,7 @@ import (
 type Template struct {
 	Src, Dst netip.Addr
 	Proto    string // esp or ah
-	SPI      sa.SPI
+	SPI      sadb.SPI
 	Mode     string // transport (default) or tunnel
 	ReqID    uint32
 }
@@ -252,8 +252,8 @@ func (p Policy) Name() string { return PolicyName(p.Dir, p.Sel) }
 
 // Spec returns the secnic policy without its bundles (see
 // ResolveTemplates).
-func (p Policy) Spec() sa.PolicySpec {
-	s := sa.PolicySpec{Name: p.Name(), Dir: p.Dir, Priority: int(p.Priority)}
+func (p Policy) Spec() sadb.PolicySpec {
+	s := sadb.PolicySpec{Name: p.Name(), Dir: p.Dir, Priority: int(p.Priority)}
 	if p.Dir == "fwd" {
 		s.Dir = "in"
 	}
@@ -394,7 +394,7 @@ func ParsePolicyFilter(words []string) (PolicyFilter, error) {
 }
 
 // Matches reports whether the installed policy p is selected by f.
-func (f PolicyFilter) Matches(p sa.PolicyInfo) bool {
+func (f PolicyFilter) Matches(p sadb.PolicyInfo) bool {
 	if f.Dir != "" && PolicyDir(p.Spec) != f.Dir {
 		return false
 	}
@@ -414,7 +414,7 @@ func (f PolicyFilter) Matches(p sa.PolicyInfo) bool {
 }
 
 // Matches reports whether the installed policy p is the one id names.
-func (id PolicyID) Matches(p sa.PolicyInfo) bool {
+func (id PolicyID) Matches(p sadb.PolicyInfo) bool {
 	if PolicyDir(p.Spec) != id.Dir {
 		return false
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // PrintOptions control the output of WriteState and WritePolicy.
@@ -121,7 +121,7 @@ func WriteState(w io.Writer, v StateView, sel *Selector, o PrintOptions) {
 			fmt.Fprintf(&b, "\tenc %s %s\n", name, keyText(s.EncKey, s.KeysRedacted, o))
 		}
 	}
-	if u := spec.UDPEncap; u != nil && v.Proto == "esp" && u.Type != sa.EncapNone {
+	if u := spec.UDPEncap; u != nil && v.Proto == "esp" && u.Type != sadb.EncapNone {
 		fmt.Fprintf(&b, "\tencap type espinudp sport %d dport %d addr %s\n", u.SrcPort, u.DstPort, zeroAddr(v6))
 	}
 
@@ -186,7 +186,7 @@ func limit(n uint64) string {
 	return fmt.Sprint(n)
 }
 
-func keyText(k sa.Key, redacted bool, o PrintOptions) string {
+func keyText(k sadb.Key, redacted bool, o PrintOptions) string {
 	if !o.Keys || redacted {
 		return "<<Keys hidden>>"
 	}
@@ -240,7 +240,7 @@ func writeSelector(b *strings.Builder, prefix string, s Selector, v6 bool, o Pri
 
 // WritePolicy prints one policy as `ip xfrm policy` does. states are the
 // installed states (for the templates of linked bundles).
-func WritePolicy(w io.Writer, p sa.PolicyInfo, states []StateView, o PrintOptions) {
+func WritePolicy(w io.Writer, p sadb.PolicyInfo, states []StateView, o PrintOptions) {
 	var b strings.Builder
 	sel := selectorOf(p.Spec)
 	writeSelector(&b, "", sel, false, o)
@@ -270,7 +270,7 @@ func WritePolicy(w io.Writer, p sa.PolicyInfo, states []StateView, o PrintOption
 		fmt.Fprintf(&b, "\t  add %s use %s\n", o.time(p.Created), "-")
 	}
 	if p.Spec.Action == "protect" {
-		byRef := map[sa.Ref][]StateView{}
+		byRef := map[sadb.Ref][]StateView{}
 		for _, v := range states {
 			byRef[v.Ref()] = append(byRef[v.Ref()], v)
 		}
@@ -288,7 +288,7 @@ func WritePolicy(w io.Writer, p sa.PolicyInfo, states []StateView, o PrintOption
 	io.WriteString(w, b.String())
 }
 
-func writeTmpl(b *strings.Builder, src, dst, proto string, spi sa.SPI, reqid uint32, mode string, o PrintOptions) {
+func writeTmpl(b *strings.Builder, src, dst, proto string, spi sadb.SPI, reqid uint32, mode string, o PrintOptions) {
 	fmt.Fprintf(b, "\ttmpl src %s dst %s\n", src, dst)
 	b.WriteString("\t\tproto " + proto + " ")
 	switch {
@@ -308,7 +308,7 @@ func writeTmpl(b *strings.Builder, src, dst, proto string, spi sa.SPI, reqid uin
 
 // writeMissingTmpl prints the template of a linked bundle that does not
 // exist (yet): what its name says.
-func writeMissingTmpl(b *strings.Builder, r sa.Ref, v6 bool, o PrintOptions) {
+func writeMissingTmpl(b *strings.Builder, r sadb.Ref, v6 bool, o PrintOptions) {
 	n, ok := ParseStateName(string(r))
 	if !ok {
 		return
@@ -318,7 +318,7 @@ func writeMissingTmpl(b *strings.Builder, r sa.Ref, v6 bool, o PrintOptions) {
 
 // SelectorFor returns the selector shown on a state's "sel" line: that of
 // the first policy linking the state's bundle, or nil.
-func SelectorFor(v StateView, policies []sa.PolicyInfo) *Selector {
+func SelectorFor(v StateView, policies []sadb.PolicyInfo) *Selector {
 	for _, p := range policies {
 		for _, h := range p.Bundles {
 			if h == v.Bundle.Handle {
@@ -336,7 +336,7 @@ func WriteCount(w io.Writer, states []StateView) {
 }
 
 // WritePolicyCount prints `ip xfrm policy count`.
-func WritePolicyCount(w io.Writer, policies []sa.PolicyInfo) {
+func WritePolicyCount(w io.Writer, policies []sadb.PolicyInfo) {
 	var in, out, fwd int
 	for _, p := range policies {
 		switch PolicyDir(p.Spec) {

@@ -8,23 +8,23 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // StateView is one XFRM state as secnic holds it: one SA of a bundle.
 type StateView struct {
-	Bundle sa.BundleInfo
+	Bundle sadb.BundleInfo
 	// SA is the SA's state; Spec its part of the bundle's spec.
-	SA    sa.SAInfo
-	Spec  *sa.SASpec
+	SA    sadb.SAInfo
+	Spec  *sadb.SASpec
 	Proto string // esp or ah
 	ReqID uint32
 }
 
 // States lists the XFRM states of bundles: one per SA, ESP before AH, in
 // handle order.
-func States(bundles []sa.BundleInfo) []StateView {
-	bs := append([]sa.BundleInfo(nil), bundles...)
+func States(bundles []sadb.BundleInfo) []StateView {
+	bs := append([]sadb.BundleInfo(nil), bundles...)
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Handle < bs[j].Handle })
 	var out []StateView
 	for _, b := range bs {
@@ -47,11 +47,11 @@ func States(bundles []sa.BundleInfo) []StateView {
 
 // Ref returns how a policy refers to the state's bundle: its name, or its
 // handle when it has none.
-func (v StateView) Ref() sa.Ref {
+func (v StateView) Ref() sadb.Ref {
 	if v.Bundle.Spec.Name != "" {
-		return sa.Ref(v.Bundle.Spec.Name)
+		return sadb.Ref(v.Bundle.Spec.Name)
 	}
-	return sa.Ref(strconv.FormatUint(uint64(v.Bundle.Handle), 10))
+	return sadb.Ref(strconv.FormatUint(uint64(v.Bundle.Handle), 10))
 }
 
 func endpoint(s string) netip.Addr {
@@ -143,9 +143,9 @@ var ErrNoState = errors.New("no state matches the template")
 // accepts every matching state. secnic links policies to bundles that
 // exist, so a template that matches no state is an error wrapping
 // ErrNoState (RunScript retries such policies after later state adds).
-func ResolveTemplates(p Policy, states []StateView) ([]sa.Ref, error) {
-	var refs []sa.Ref
-	seen := map[sa.Ref]bool{}
+func ResolveTemplates(p Policy, states []StateView) ([]sadb.Ref, error) {
+	var refs []sadb.Ref
+	seen := map[sadb.Ref]bool{}
 	for i, t := range p.Tmpls {
 		var match []StateView
 		for _, v := range states {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 type nicStats struct{}
@@ -26,14 +26,14 @@ type nicStats struct{}
 func (nicStats) Stats() any { return map[string]uint64{"rx_packets": 1} }
 
 // daemon serves the control API for a fresh table on a temporary socket.
-func daemon(t *testing.T, profile string) (string, *sa.Table) {
+func daemon(t *testing.T, profile string) (string, *sadb.Table) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := capabilities.NewManagerFromConfig(capabilities.Config{Profile: profile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := sa.NewTable(sa.TableConfig{Caps: m, Logger: quiet})
+	tb, err := sadb.NewTable(sadb.TableConfig{Caps: m, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +177,8 @@ func TestCLIEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("events did not see the indication")
 	}
-	var ev sa.Event
-	if err := json.Unmarshal([]byte(strings.TrimSpace(evOut.String())), &ev); err != nil || ev.Type != sa.EventIndication ||
+	var ev sadb.Event
+	if err := json.Unmarshal([]byte(strings.TrimSpace(evOut.String())), &ev); err != nil || ev.Type != sadb.EventIndication ||
 		ev.Indication.Name != "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG" || ev.Indication.Record.Esp {
 		t.Fatalf("event = %q (%v)", evOut.String(), err)
 	}
@@ -295,7 +295,7 @@ func TestCLIUpdateFilesAndTunnels(t *testing.T) {
 	if out := c.ok("sa", "update", "tr", "--seq-high", "3"); !strings.Contains(out, "ESN high-order bits 3") {
 		t.Errorf("update output:\n%s", out)
 	}
-	var info sa.BundleInfo
+	var info sadb.BundleInfo
 	if err := json.Unmarshal([]byte(c.ok("sa", "show", "tr", "--json")), &info); err != nil || info.SAs[0].SeqHigh != 3 || info.SAs[0].Seq != 3<<32 {
 		t.Fatalf("after update: %+v, %v", info.SAs, err)
 	}

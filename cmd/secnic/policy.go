@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secnic/secnic/control"
-	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 func policyCommand(a *app) *cobra.Command {
@@ -27,7 +27,7 @@ func policyCommand(a *app) *cobra.Command {
 func policyAddCommand(a *app) *cobra.Command {
 	var (
 		file    string
-		p       sa.PolicySpec
+		p       sadb.PolicySpec
 		proto   string
 		bundles []string
 	)
@@ -42,7 +42,7 @@ func policyAddCommand(a *app) *cobra.Command {
 			"  secnic policy add --name web --dir out --dst 10.0.0.0/8 --proto tcp --dport 443 --bundle web-out",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var specs []sa.PolicySpec
+			var specs []sadb.PolicySpec
 			if file != "" {
 				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json") {
 					return usagef("give either -f FILE or policy flags, not both")
@@ -51,15 +51,15 @@ func policyAddCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if specs, err = sa.DecodePolicySpecs(data); err != nil {
+				if specs, err = sadb.DecodePolicySpecs(data); err != nil {
 					return err
 				}
 			} else {
-				p.Proto = sa.Ref(proto)
+				p.Proto = sadb.Ref(proto)
 				for _, b := range bundles {
-					p.Bundles = append(p.Bundles, sa.Ref(b))
+					p.Bundles = append(p.Bundles, sadb.Ref(b))
 				}
-				specs = []sa.PolicySpec{p}
+				specs = []sadb.PolicySpec{p}
 			}
 			resp, err := a.client().AddPolicies(cmd.Context(), specs)
 			var ae *control.APIError
@@ -272,8 +272,8 @@ func eventsCommand(a *app) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
-			return a.client().Events(cmd.Context(), func(e sa.Event) error {
-				if e.Type == sa.EventSubscribed {
+			return a.client().Events(cmd.Context(), func(e sadb.Event) error {
+				if e.Type == sadb.EventSubscribed {
 					fmt.Fprintf(a.errOut, "following events on %s\n", a.socket)
 					return nil
 				}
@@ -298,24 +298,24 @@ func eventsCommand(a *app) *cobra.Command {
 	return c
 }
 
-func describeEvent(e sa.Event) string {
+func describeEvent(e sadb.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s #%d %s", e.Time.Format(time.TimeOnly), e.Seq, e.Type)
 	switch e.Type {
-	case sa.EventIndication:
+	case sadb.EventIndication:
 		if i := e.Indication; i != nil {
 			fmt.Fprintf(&b, " %s (indication %d)", i.Name, i.Seq)
 			if i.Status == 0x40020006 {
 				fmt.Fprintf(&b, ": ah=%s esp=%s", onOff(i.Record.Ah), onOff(i.Record.Esp))
 			}
 		}
-	case sa.EventDropped:
+	case sadb.EventDropped:
 		fmt.Fprintf(&b, " %d events lost (reading too slowly)", e.Dropped)
-	case sa.EventReconciled:
+	case sadb.EventReconciled:
 		if e.Summary != nil {
 			fmt.Fprintf(&b, " %s", e.Summary)
 		}
-	case sa.EventPolicyAdded, sa.EventPolicyDeleted, sa.EventPolicyReplaced:
+	case sadb.EventPolicyAdded, sadb.EventPolicyDeleted, sadb.EventPolicyReplaced:
 		fmt.Fprintf(&b, " policy %d %s %s", e.PolicyID, dash(e.PolicyName), e.Dir)
 	default:
 		fmt.Fprintf(&b, " bundle %d %s %s", e.Handle, dash(e.Name), e.Dir)

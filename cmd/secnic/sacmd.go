@@ -14,10 +14,11 @@ import (
 
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/xfrm"
 )
 
-func refOf(s string) sa.Ref { return sa.Ref(s) }
+func refOf(s string) sadb.Ref { return sadb.Ref(s) }
 
 func saCommand(a *app) *cobra.Command {
 	c := &cobra.Command{
@@ -33,23 +34,23 @@ func saCommand(a *app) *cobra.Command {
 
 // keyArg reads a key flag: hex, or @FILE holding hex (a file others may
 // read is refused unless allowInsecure).
-func keyArg(a *app, allowInsecure bool, flag, v string) (sa.Key, error) {
+func keyArg(a *app, allowInsecure bool, flag, v string) (sadb.Key, error) {
 	if v == "" {
-		return sa.Key{}, nil
+		return sadb.Key{}, nil
 	}
 	if strings.HasPrefix(v, "@") {
 		if err := a.checkKeyFile(v[1:], allowInsecure); err != nil {
-			return sa.Key{}, fmt.Errorf("--%s: %w", flag, err)
+			return sadb.Key{}, fmt.Errorf("--%s: %w", flag, err)
 		}
 		b, err := os.ReadFile(v[1:])
 		if err != nil {
-			return sa.Key{}, fmt.Errorf("--%s: %w", flag, err)
+			return sadb.Key{}, fmt.Errorf("--%s: %w", flag, err)
 		}
 		v = strings.TrimSpace(string(b))
 	}
-	k, err := sa.ParseKey(v)
+	k, err := sadb.ParseKey(v)
 	if err != nil {
-		return sa.Key{}, usagef("--%s %s", flag, err)
+		return sadb.Key{}, usagef("--%s %s", flag, err)
 	}
 	return k, nil
 }
@@ -58,7 +59,7 @@ func saAddCommand(a *app) *cobra.Command {
 	var (
 		file                                     string
 		allowInsecure                            bool
-		b                                        sa.BundleSpec
+		b                                        sadb.BundleSpec
 		replay                                   int
 		encapType                                string
 		encapSport, encapDport                   uint16
@@ -81,7 +82,7 @@ func saAddCommand(a *app) *cobra.Command {
 			"      --enc aes-gcm-128 --enc-key @/etc/secnic/web-in.key",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var specs []sa.BundleSpec
+			var specs []sadb.BundleSpec
 			if file != "" {
 				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json", allowInsecureFlag) {
 					return usagef("give either -f FILE or bundle flags, not both")
@@ -95,7 +96,7 @@ func saAddCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				specs, err = sa.DecodeBundleSpecs(data)
+				specs, err = sadb.DecodeBundleSpecs(data)
 				if err != nil {
 					return err
 				}
@@ -104,11 +105,11 @@ func saAddCommand(a *app) *cobra.Command {
 					b.ReplayWindow = &replay
 				}
 				if encapType != "" || encapSport != 0 || encapDport != 0 {
-					b.UDPEncap = &sa.UDPEncapSpec{Type: encapType, SrcPort: encapSport, DstPort: encapDport}
+					b.UDPEncap = &sadb.UDPEncapSpec{Type: encapType, SrcPort: encapSport, DstPort: encapDport}
 				}
-				b.Lifetime = sa.LifetimeSpec{
-					Soft: sa.LimitSpec{Bytes: softB, Packets: softP, Seconds: softS},
-					Hard: sa.LimitSpec{Bytes: hardB, Packets: hardP, Seconds: hardS},
+				b.Lifetime = sadb.LifetimeSpec{
+					Soft: sadb.LimitSpec{Bytes: softB, Packets: softP, Seconds: softS},
+					Hard: sadb.LimitSpec{Bytes: hardB, Packets: hardP, Seconds: hardS},
 				}
 				if spi != "" || enc != "" {
 					s, err := spiArg("spi", spi)
@@ -123,7 +124,7 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					b.ESP = &sa.SASpec{SPI: s, Enc: enc, Auth: auth, ICVLen: icv, EncKey: ek, AuthKey: ak}
+					b.ESP = &sadb.SASpec{SPI: s, Enc: enc, Auth: auth, ICVLen: icv, EncKey: ek, AuthKey: ak}
 				}
 				if ahSPI != "" || ahAuth != "" {
 					s, err := spiArg("ah-spi", ahSPI)
@@ -134,12 +135,12 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					b.AH = &sa.SASpec{SPI: s, Auth: ahAuth, AuthKey: k}
+					b.AH = &sadb.SASpec{SPI: s, Auth: ahAuth, AuthKey: k}
 				}
 				if b.ESP == nil && b.AH == nil {
 					return usagef("no SA given: use --spi/--enc for ESP and/or --ah-spi/--ah-auth for AH, or -f FILE")
 				}
-				specs = []sa.BundleSpec{b}
+				specs = []sadb.BundleSpec{b}
 			}
 			a.warnZeroKeys(specs)
 			resp, err := a.client().AddSAs(cmd.Context(), specs)
@@ -192,7 +193,7 @@ func saAddCommand(a *app) *cobra.Command {
 	f.StringVar(&b.Dst, "dst", "", "destination address (tunnel: remote endpoint; empty = wildcard)")
 	f.BoolVar(&b.ESN, "esn", false, "use 64-bit extended sequence numbers")
 	f.Uint32Var(&b.SeqHigh, "seq-high", 0, "initial ESN high-order bits")
-	f.IntVar(&replay, "replay-window", sa.DefaultReplayWindow, "inbound anti-replay window in packets (0 = off)")
+	f.IntVar(&replay, "replay-window", sadb.DefaultReplayWindow, "inbound anti-replay window in packets (0 = off)")
 	f.StringVar(&encapType, "udp-encap", "", "UDP encapsulation: transport, tunnel, transport-over-udp-tunnel, udp-transport-over-tunnel")
 	f.Uint16Var(&encapSport, "encap-sport", 0, "UDP encapsulation source port (default 4500)")
 	f.Uint16Var(&encapDport, "encap-dport", 0, "UDP encapsulation destination port (default 4500)")
@@ -229,11 +230,11 @@ func countSet(cmd *cobra.Command, names ...string) int {
 	return n
 }
 
-func spiArg(flag, v string) (sa.SPI, error) {
+func spiArg(flag, v string) (sadb.SPI, error) {
 	if v == "" {
 		return 0, usagef("--%s is required for that SA", flag)
 	}
-	s, err := sa.ParseSPI(v)
+	s, err := sadb.ParseSPI(v)
 	if err != nil {
 		return 0, usagef("--%s: %v", flag, err)
 	}
@@ -241,7 +242,7 @@ func spiArg(flag, v string) (sa.SPI, error) {
 }
 
 func printAddResults(a *app, raw []byte) error {
-	var res []sa.AddResult
+	var res []sadb.AddResult
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return err
 	}
@@ -306,7 +307,7 @@ func saDelCommand(a *app) *cobra.Command {
 
 func saUpdateCommand(a *app) *cobra.Command {
 	var (
-		u   sa.UpdateSpec
+		u   sadb.UpdateSpec
 		spi string
 	)
 	c := &cobra.Command{
@@ -318,7 +319,7 @@ func saUpdateCommand(a *app) *cobra.Command {
 				return usagef("--seq-high is required")
 			}
 			if spi != "" {
-				s, err := sa.ParseSPI(spi)
+				s, err := sadb.ParseSPI(spi)
 				if err != nil {
 					return usagef("--spi: %v", err)
 				}
@@ -420,7 +421,7 @@ func netdevsimFormat(format string, keys bool) (xfrm.NetdevsimFormat, error) {
 	return f, nil
 }
 
-func algs(s sa.SAInfo) string {
+func algs(s sadb.SAInfo) string {
 	if s.Enc == "" {
 		return s.Auth
 	}
@@ -430,7 +431,7 @@ func algs(s sa.SAInfo) string {
 	return s.Enc + "/" + s.Auth
 }
 
-func state(s sa.SAInfo) string {
+func state(s sadb.SAInfo) string {
 	switch {
 	case s.Expired:
 		return "expired"
@@ -479,7 +480,7 @@ func saShowCommand(a *app) *cobra.Command {
 	return c
 }
 
-func printSAState(a *app, info sa.BundleInfo) error {
+func printSAState(a *app, info sadb.BundleInfo) error {
 	tw := a.table()
 	fmt.Fprintln(tw, "PROTO\tSPI\tALGORITHMS\tICV\tSEQ\tSEQ_HIGH\tWINDOW\tPACKETS\tBYTES\tDROPS\tAGE\tSTATE")
 	for _, s := range info.SAs {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/xfrm"
 )
 
@@ -35,8 +36,8 @@ func resultError(err error) error {
 	return err
 }
 
-func (b clientBackend) AddBundle(ctx context.Context, s sa.BundleSpec) error {
-	resp, err := b.c.AddSAs(ctx, []sa.BundleSpec{s})
+func (b clientBackend) AddBundle(ctx context.Context, s sadb.BundleSpec) error {
+	resp, err := b.c.AddSAs(ctx, []sadb.BundleSpec{s})
 	if err != nil {
 		return resultError(err)
 	}
@@ -46,7 +47,7 @@ func (b clientBackend) AddBundle(ctx context.Context, s sa.BundleSpec) error {
 	return nil
 }
 
-func (b clientBackend) ListBundles(ctx context.Context, keys bool) ([]sa.BundleInfo, error) {
+func (b clientBackend) ListBundles(ctx context.Context, keys bool) ([]sadb.BundleInfo, error) {
 	resp, err := b.c.ListSAs(ctx, keys)
 	return resp.Bundles, err
 }
@@ -56,8 +57,8 @@ func (b clientBackend) DeleteBundle(ctx context.Context, h sa.Handle) error {
 	return err
 }
 
-func (b clientBackend) AddPolicy(ctx context.Context, s sa.PolicySpec) error {
-	resp, err := b.c.AddPolicies(ctx, []sa.PolicySpec{s})
+func (b clientBackend) AddPolicy(ctx context.Context, s sadb.PolicySpec) error {
+	resp, err := b.c.AddPolicies(ctx, []sadb.PolicySpec{s})
 	if err != nil {
 		return resultError(err)
 	}
@@ -67,7 +68,7 @@ func (b clientBackend) AddPolicy(ctx context.Context, s sa.PolicySpec) error {
 	return nil
 }
 
-func (b clientBackend) ListPolicies(ctx context.Context) ([]sa.PolicyInfo, error) {
+func (b clientBackend) ListPolicies(ctx context.Context) ([]sadb.PolicyInfo, error) {
 	resp, err := b.c.ListPolicies(ctx)
 	return resp.Policies, err
 }
@@ -225,15 +226,15 @@ func xfrmMonitorCommand(a *app, f *xfrmFlags) *cobra.Command {
 			m := &xfrm.Monitor{Backend: clientBackend{client}, Out: a.out, Objects: objs,
 				Print: xfrm.PrintOptions{Stats: f.stats, Keys: f.keys, Dev: f.dev}}
 			n := 0
-			return client.Events(cmd.Context(), func(e sa.Event) error {
-				if e.Type == sa.EventSubscribed {
+			return client.Events(cmd.Context(), func(e sadb.Event) error {
+				if e.Type == sadb.EventSubscribed {
 					if err := m.Start(cmd.Context()); err != nil {
 						return err
 					}
 					fmt.Fprintf(a.errOut, "following events on %s\n", a.socket)
 					return nil
 				}
-				if e.Type == sa.EventDropped {
+				if e.Type == sadb.EventDropped {
 					fmt.Fprintf(a.errOut, "secnic: %d events lost (reading too slowly)\n", e.Dropped)
 					return nil
 				}

@@ -1,4 +1,10 @@
-package sa
+// Package sadb is the SA offload table: the security association and
+// policy databases (RFC 4301 SAD and SPD) of the NIC with NDIS bundle
+// semantics, their lock-free snapshots for the datapath, lifetimes and
+// events, reconciliation with the configuration file, the key-use ledger
+// checks of every new SA, and the schema (BundleSpec, PolicySpec, keys and
+// their decoding) shared by the API, the CLI and the configuration file.
+package sadb
 
 import (
 	"context"
@@ -17,6 +23,7 @@ import (
 	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/ledger"
+	"github.com/secnic/secnic/sa"
 )
 
 // Origins of bundles and policies.
@@ -45,7 +52,7 @@ type TableConfig struct {
 }
 
 type bundleEntry struct {
-	b       *Bundle
+	b       *sa.Bundle
 	spec    BundleSpec // normalized, keys included; wiped on delete
 	plan    *bundlePlan
 	origin  string
@@ -53,15 +60,15 @@ type bundleEntry struct {
 }
 
 type spiKey struct {
-	dir   Direction
-	proto Protocol
+	dir   sa.Direction
+	proto sa.Protocol
 	spi   uint32
 	dst   netip.Addr
 }
 
 type spiKey3 struct {
-	dir   Direction
-	proto Protocol
+	dir   sa.Direction
+	proto sa.Protocol
 	spi   uint32
 }
 
@@ -94,12 +101,12 @@ type Table struct {
 	res    *reserver // persistent ledgers only
 
 	mu         sync.Mutex
-	bundles    map[Handle]*bundleEntry
-	names      map[string]Handle
-	spis       map[spiKey]Handle
+	bundles    map[sa.Handle]*bundleEntry
+	names      map[string]sa.Handle
+	spis       map[spiKey]sa.Handle
 	exactSPIs  map[spiKey3]int
-	live       map[ledger.Fingerprint]Handle // outbound keys in use
-	uses       keyUses                       // each SA's key record
+	live       map[ledger.Fingerprint]sa.Handle // outbound keys in use
+	uses       keyUses                          // each SA's key record
 	nextHandle uint64
 	usage      capabilities.Usage
 
@@ -130,11 +137,11 @@ func NewTable(c TableConfig) (*Table, error) {
 		caps:      caps,
 		log:       c.Logger,
 		tick:      c.TickInterval,
-		bundles:   map[Handle]*bundleEntry{},
-		names:     map[string]Handle{},
-		spis:      map[spiKey]Handle{},
+		bundles:   map[sa.Handle]*bundleEntry{},
+		names:     map[string]sa.Handle{},
+		spis:      map[spiKey]sa.Handle{},
 		exactSPIs: map[spiKey3]int{},
-		live:      map[ledger.Fingerprint]Handle{},
+		live:      map[ledger.Fingerprint]sa.Handle{},
 		ledger:    c.Ledger,
 		policies:  map[uint32]*polEntry{},
 		polNames:  map[string]uint32{},
@@ -225,7 +232,7 @@ type tx struct {
 	s       *Snapshot
 	inExact cow.Writer[inKey, saRef]
 	inWild  cow.Writer[wildKey, saRef]
-	bundles cow.Writer[Handle, *Bundle]
+	bundles cow.Writer[sa.Handle, *sa.Bundle]
 	pol     [2]cow.Writer[polKey, *Resolved]
 	shapes  [2]bool
 	closing []*bundleEntry
@@ -239,7 +246,7 @@ type tx struct {
 	durable bool
 	undo    []func()
 	undoing bool
-	built   []*Bundle
+	built   []*sa.Bundle
 }
 
 // ErrState: the state directory could not record a reservation, so the
@@ -343,7 +350,7 @@ type AddResult struct {
 	// Name is the bundle's name, if any.
 	Name string `json:"name,omitempty"`
 	// Handle is the new bundle's handle; 0 if it was not offloaded.
-	Handle Handle `json:"handle,omitempty"`
+	Handle sa.Handle `json:"handle,omitempty"`
 	// Error and Code say why it was not offloaded.
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
@@ -352,7 +359,7 @@ type AddResult struct {
 }
 
 // Add offloads one bundle and returns its handle.
-func (t *Table) Add(spec BundleSpec) (Handle, error) {
+func (t *Table) Add(spec BundleSpec) (sa.Handle, error) {
 	res, err := t.AddBundles([]BundleSpec{spec})
 	if err != nil {
 		return 0, err
@@ -470,7 +477,7 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 
 // addLocked validates p against the table and the capabilities and inserts
 // the bundle; handle 0 allocates a new handle.
-func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle Handle) (Handle, error) {
+func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle sa.Handle) (sa.Handle, error) {
 	if err := t.caps.Check(p.req); err != nil {
 		return 0, capError("", err)
 	}
@@ -488,7 +495,7 @@ func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle Handle) (H
 	u := t.usage
 	u.Bundles++
 	n := uint32(len(p.sas()))
-	if p.dir == In {
+	if p.dir == sa.In {
 		u.InboundSAs += n
 	} else {
 		u.OutboundSAs += n
@@ -498,7 +505,7 @@ func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle Handle) (H
 	}
 	if handle == 0 {
 		t.nextHandle++
-		handle = Handle(t.nextHandle)
+		handle = sa.Handle(t.nextHandle)
 	}
 	b, err := t.build(p, handle)
 	if err != nil {
@@ -519,7 +526,7 @@ func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle Handle) (H
 }
 
 type planSA struct {
-	proto Protocol
+	proto sa.Protocol
 	spec  *SASpec
 	field string
 }
@@ -527,15 +534,15 @@ type planSA struct {
 func (p *bundlePlan) sas() []planSA {
 	var out []planSA
 	if p.spec.ESP != nil {
-		out = append(out, planSA{ESP, p.spec.ESP, "esp"})
+		out = append(out, planSA{sa.ESP, p.spec.ESP, "esp"})
 	}
 	if p.spec.AH != nil {
-		out = append(out, planSA{AH, p.spec.AH, "ah"})
+		out = append(out, planSA{sa.AH, p.spec.AH, "ah"})
 	}
 	return out
 }
 
-func (t *Table) checkSPILocked(dir Direction, proto Protocol, spi SPI, dst netip.Addr, field string) error {
+func (t *Table) checkSPILocked(dir sa.Direction, proto sa.Protocol, spi SPI, dst netip.Addr, field string) error {
 	k := spiKey{dir: dir, proto: proto, spi: uint32(spi), dst: dst}
 	if h, dup := t.spis[k]; dup {
 		where := "destination " + dst.String()
@@ -560,30 +567,30 @@ func (t *Table) checkSPILocked(dir Direction, proto Protocol, spi SPI, dst netip
 }
 
 // build creates the suites and SAs of a bundle.
-func (t *Table) build(p *bundlePlan, h Handle) (*Bundle, error) {
-	b := &Bundle{Handle: h, Name: p.spec.Name, Dir: p.dir, Mode: p.mode, IPv6: p.ipv6, PacketOffload: p.packet}
-	mk := func(ps planSA) (*SA, error) {
+func (t *Table) build(p *bundlePlan, h sa.Handle) (*sa.Bundle, error) {
+	b := &sa.Bundle{Handle: h, Name: p.spec.Name, Dir: p.dir, Mode: p.mode, IPv6: p.ipv6, PacketOffload: p.packet}
+	mk := func(ps planSA) (*sa.SA, error) {
 		sp := ps.spec
 		sp2 := suite.Params{Auth: suite.Auth(sp.Auth), ICVLen: sp.ICVLen, AuthKey: sp.AuthKey.Bytes(), AllowLegacy: p.spec.AllowLegacy}
-		if ps.proto == ESP {
+		if ps.proto == sa.ESP {
 			sp2.Enc, sp2.EncKey = suite.Enc(sp.Enc), sp.EncKey.Bytes()
 		}
 		su, err := suite.New(sp2)
 		if err != nil {
 			return nil, suiteError(ps.field, err)
 		}
-		params := Params{
+		params := sa.Params{
 			SPI: uint32(sp.SPI), Proto: ps.proto, Dir: p.dir, Mode: p.mode,
 			Src: p.src, Dst: p.dst, ESN: p.spec.ESN, SeqHigh: p.spec.SeqHigh,
 			TTL: p.spec.TTL, DF: p.df, TFCPad: p.spec.TFCPad, Soft: p.soft, Hard: p.hard,
 		}
-		if p.dir == In {
+		if p.dir == sa.In {
 			params.ReplayWindow = p.window
 		}
-		if ps.proto == ESP {
+		if ps.proto == sa.ESP {
 			params.Encap = p.encap
 		}
-		s, err := New(params, su)
+		s, err := sa.New(params, su)
 		if err != nil {
 			su.Close()
 			return nil, &Error{Kind: ErrInvalid, Field: ps.field, Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
@@ -599,7 +606,7 @@ func (t *Table) build(p *bundlePlan, h Handle) (*Bundle, error) {
 			}
 			return nil, err
 		}
-		if ps.proto == ESP {
+		if ps.proto == sa.ESP {
 			b.ESP = s
 		} else {
 			b.AH = s
@@ -624,7 +631,7 @@ func suiteError(prefix string, err error) error {
 	return &Error{Kind: ErrInvalid, Field: field, Msg: msg, Err: err}
 }
 
-func bundleEvent(typ EventType, b *Bundle) Event {
+func bundleEvent(typ EventType, b *sa.Bundle) Event {
 	return Event{Type: typ, Handle: b.Handle, Name: b.Name, Dir: b.Dir.String()}
 }
 
@@ -639,14 +646,14 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
 		t.unretireLocked(x, s)
-		if u := t.uses.get(s); u != nil && b.Dir == Out {
+		if u := t.uses.get(s); u != nil && b.Dir == sa.Out {
 			t.live[u.fp] = b.Handle
 		}
 		t.spis[spiKey{b.Dir, s.Proto, s.SPI, dst}] = b.Handle
 		if dst.IsValid() {
 			t.exactSPIs[spiKey3{b.Dir, s.Proto, s.SPI}]++
 		}
-		if b.Dir == In {
+		if b.Dir == sa.In {
 			if dst.IsValid() {
 				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
 				x.inExact.Set(k.hash(), k, saRef{s, b})
@@ -655,7 +662,7 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 				x.inWild.Set(k.hash(), k, saRef{s, b})
 			}
 		}
-		if b.Dir == In {
+		if b.Dir == sa.In {
 			t.usage.InboundSAs++
 		} else {
 			t.usage.OutboundSAs++
@@ -678,7 +685,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 	dst := be.plan.dst
 	for _, s := range b.SAs() {
 		t.retireLocked(x, s)
-		if u := t.uses.get(s); u != nil && b.Dir == Out && t.live[u.fp] == b.Handle {
+		if u := t.uses.get(s); u != nil && b.Dir == sa.Out && t.live[u.fp] == b.Handle {
 			delete(t.live, u.fp)
 		}
 		delete(t.spis, spiKey{b.Dir, s.Proto, s.SPI, dst})
@@ -688,7 +695,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 				delete(t.exactSPIs, k3)
 			}
 		}
-		if b.Dir == In {
+		if b.Dir == sa.In {
 			if dst.IsValid() {
 				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
 				x.inExact.Del(k.hash(), k)
@@ -707,7 +714,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 }
 
 // Resolve finds a bundle by name or by handle (decimal or 0x hex).
-func (t *Table) Resolve(ref string) (Handle, error) {
+func (t *Table) Resolve(ref string) (sa.Handle, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	be, err := t.lookupLocked(ref)
@@ -723,7 +730,7 @@ func (t *Table) lookupLocked(ref string) (*bundleEntry, error) {
 		return nil, invalidf("", "no bundle given: give a handle or a name")
 	}
 	if n, err := strconv.ParseUint(r, 0, 64); err == nil {
-		if be := t.bundles[Handle(n)]; be != nil {
+		if be := t.bundles[sa.Handle(n)]; be != nil {
 			return be, nil
 		}
 		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", n)}
@@ -737,14 +744,14 @@ func (t *Table) lookupLocked(ref string) (*bundleEntry, error) {
 // Delete deletes a bundle by handle (NDIS DELETE_SA). Its SAs stop and
 // their keys are zeroed; policies that link it stay, and drop their
 // traffic (OutNoStates) until a bundle of that name is added again.
-func (t *Table) Delete(h Handle) error {
-	errs := t.DeleteBundles([]Handle{h})
+func (t *Table) Delete(h sa.Handle) error {
+	errs := t.DeleteBundles([]sa.Handle{h})
 	return errs[0]
 }
 
 // DeleteBundles deletes several bundles in one change (NDIS DELETE_SA with
 // a linked list). It returns one error (or nil) per handle.
-func (t *Table) DeleteBundles(hs []Handle) []error {
+func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	errs := make([]error, len(hs))
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -777,24 +784,24 @@ func (t *Table) deleteLocked(x *tx, be *bundleEntry) {
 // ErrNotFound for an unknown handle or SA, and ErrInvalid if the SA does not
 // use ESN (NDIS_STATUS_INVALID_PARAMETER) or an outbound counter would
 // move backwards.
-func (t *Table) Update(h Handle, u UpdateSpec) error {
+func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	be := t.bundles[h]
 	if be == nil {
 		return &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", h)}
 	}
-	var proto Protocol
+	var proto sa.Protocol
 	switch strings.ToLower(u.Proto) {
 	case "":
 	case "esp":
-		proto = ESP
+		proto = sa.ESP
 	case "ah":
-		proto = AH
+		proto = sa.AH
 	default:
 		return invalidf("proto", "%q is not an IPsec protocol: give esp or ah, or leave it out to update every ESN SA of the bundle", u.Proto)
 	}
-	var targets []*SA
+	var targets []*sa.SA
 	for _, s := range be.b.SAs() {
 		if (proto == 0 || s.Proto == proto) && (u.SPI == 0 || s.SPI == uint32(u.SPI)) {
 			targets = append(targets, s)
@@ -844,8 +851,8 @@ type SAInfo struct {
 	// SeqHigh is the high half of Seq (the ESN high-order bits).
 	SeqHigh uint32 `json:"seq_high"`
 	// ReplayWindow is the inbound anti-replay window (0 = off).
-	ReplayWindow int             `json:"replay_window,omitempty"`
-	Counters     CounterSnapshot `json:"counters"`
+	ReplayWindow int                `json:"replay_window,omitempty"`
+	Counters     sa.CounterSnapshot `json:"counters"`
 	// SoftExpired: a soft limit was reached (delete requested).
 	SoftExpired bool `json:"soft_expired,omitempty"`
 	// Expired: a hard limit was reached or the SA was deleted.
@@ -858,21 +865,21 @@ type SAInfo struct {
 // BundleInfo describes a bundle: its spec (keys only if asked for) and the
 // state of its SAs.
 type BundleInfo struct {
-	Handle  Handle     `json:"handle"`
+	Handle  sa.Handle  `json:"handle"`
 	Origin  string     `json:"origin"`
 	Created time.Time  `json:"created"`
 	Spec    BundleSpec `json:"spec"`
 	SAs     []SAInfo   `json:"sas"`
 }
 
-func saInfo(s *SA) SAInfo {
+func saInfo(s *sa.SA) SAInfo {
 	i := SAInfo{
 		Proto: s.Proto.String(), SPI: SPI(s.SPI), Enc: string(s.Suite.Enc()), Auth: string(s.Suite.Auth()),
 		ICVLen: s.Suite.ICVLen(), Counters: s.Stats.Snapshot(),
 		SoftExpired: s.SoftExpired(), Expired: s.Expired(),
 		AgeSeconds: int64(s.Age() / time.Second),
 	}
-	if s.Dir == Out {
+	if s.Dir == sa.Out {
 		i.Seq = s.LastSeq()
 		i.SeqExhausted = i.Seq >= s.MaxSeq()
 	} else {
@@ -920,7 +927,7 @@ func (t *Table) List(keys bool) []BundleInfo {
 	return out
 }
 
-func cmpHandle(a, b Handle) int {
+func cmpHandle(a, b sa.Handle) int {
 	switch {
 	case a < b:
 		return -1
@@ -932,12 +939,12 @@ func cmpHandle(a, b Handle) int {
 
 // SAStats are one SA's counters.
 type SAStats struct {
-	Handle   Handle          `json:"handle"`
-	Name     string          `json:"name,omitempty"`
-	Dir      string          `json:"dir"`
-	Proto    string          `json:"proto"`
-	SPI      SPI             `json:"spi"`
-	Counters CounterSnapshot `json:"counters"`
+	Handle   sa.Handle          `json:"handle"`
+	Name     string             `json:"name,omitempty"`
+	Dir      string             `json:"dir"`
+	Proto    string             `json:"proto"`
+	SPI      SPI                `json:"spi"`
+	Counters sa.CounterSnapshot `json:"counters"`
 }
 
 // TableStats summarizes the table and lists per-SA counters.
@@ -1061,15 +1068,15 @@ const SeqSoftFraction = 16
 // CheckLifetimes applies time lifetimes and sequence-number exhaustion to
 // every SA as of now. Start calls it every tick; tests call it directly.
 func (t *Table) CheckLifetimes(now time.Time) {
-	t.snap.Load().EachBundle(func(b *Bundle) bool {
-		for _, s := range []*SA{b.ESP, b.AH} {
+	t.snap.Load().EachBundle(func(b *sa.Bundle) bool {
+		for _, s := range []*sa.SA{b.ESP, b.AH} {
 			if s == nil {
 				continue
 			}
 			if s.Soft.Time != 0 || s.Hard.Time != 0 {
 				s.CheckTime(now)
 			}
-			if s.Dir != Out || s.Retired() {
+			if s.Dir != sa.Out || s.Retired() {
 				continue
 			}
 			last, max := s.LastSeq(), s.MaxSeq()
@@ -1084,11 +1091,11 @@ func (t *Table) CheckLifetimes(now time.Time) {
 	})
 }
 
-func (t *Table) expireHook(b *Bundle) func(*SA, bool) {
-	return func(s *SA, hard bool) { t.emitExpiry(b, s, hard, expiryReason(s, hard)) }
+func (t *Table) expireHook(b *sa.Bundle) func(*sa.SA, bool) {
+	return func(s *sa.SA, hard bool) { t.emitExpiry(b, s, hard, expiryReason(s, hard)) }
 }
 
-func (t *Table) emitExpiry(b *Bundle, s *SA, hard bool, reason string) {
+func (t *Table) emitExpiry(b *sa.Bundle, s *sa.SA, hard bool, reason string) {
 	typ := EventSADeleteRequest
 	if hard {
 		typ = EventSAExpired
@@ -1099,7 +1106,7 @@ func (t *Table) emitExpiry(b *Bundle, s *SA, hard bool, reason string) {
 	t.log.Info("SA lifetime reached", "event", string(typ), "handle", uint64(b.Handle), "proto", e.Proto, "spi", e.SPI.String(), "reason", reason)
 }
 
-func expiryReason(s *SA, hard bool) string {
+func expiryReason(s *sa.SA, hard bool) string {
 	l := s.Soft
 	if hard {
 		l = s.Hard

@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"log/slog"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/ledger"
+	"github.com/secnic/secnic/sa"
 )
 
 // reserveTick is how often the reserver adapts margins to packet rates.
@@ -25,7 +26,7 @@ type reserver struct {
 	uses *keyUses
 
 	mu      sync.Mutex
-	pending []*SA
+	pending []*sa.SA
 	kickc   chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -39,7 +40,7 @@ func newReserver(l *ledger.Ledger, log *slog.Logger, snap func() *Snapshot, uses
 }
 
 // Low queues s for a refill (sa.Reserver).
-func (r *reserver) Low(s *SA) {
+func (r *reserver) Low(s *sa.SA) {
 	r.mu.Lock()
 	r.pending = append(r.pending, s)
 	r.mu.Unlock()
@@ -78,7 +79,7 @@ func (r *reserver) run() {
 
 // plan is one SA's next reservation.
 type plan struct {
-	s      *SA
+	s      *sa.SA
 	u      *keyUse
 	lim    uint64
 	margin uint64
@@ -86,7 +87,7 @@ type plan struct {
 }
 
 // refill extends the reservations of the SAs in batch.
-func (r *reserver) refill(batch []*SA) {
+func (r *reserver) refill(batch []*sa.SA) {
 	var plans []plan
 	for _, s := range batch {
 		u := r.uses.get(s)
@@ -107,14 +108,14 @@ func (r *reserver) refill(batch []*SA) {
 }
 
 // next computes the next limit of s, if it needs one; u.mu is held.
-func (r *reserver) next(s *SA, u *keyUse) (plan, bool) {
+func (r *reserver) next(s *sa.SA, u *keyUse) (plan, bool) {
 	if s.Retired() {
 		return plan{}, false
 	}
 	m := u.margin
 	cur, lim := s.Progress(), s.Reservation()
 	max := uint64(math.MaxUint64)
-	if s.Dir == Out {
+	if s.Dir == sa.Out {
 		max = s.MaxSeq()
 		if cur >= lim {
 			m = min(m*4, MaxOutMargin) // the datapath hit the wall
@@ -176,8 +177,8 @@ func (r *reserver) maintain(dt time.Duration) {
 		dt = reserveTick
 	}
 	var plans []plan
-	r.snap().EachBundle(func(b *Bundle) bool {
-		for _, s := range []*SA{b.ESP, b.AH} {
+	r.snap().EachBundle(func(b *sa.Bundle) bool {
+		for _, s := range []*sa.SA{b.ESP, b.AH} {
 			if s == nil || s.Retired() {
 				continue
 			}
@@ -194,7 +195,7 @@ func (r *reserver) maintain(dt time.Duration) {
 	r.apply(plans)
 }
 
-func (r *reserver) adapt(s *SA, u *keyUse, dt time.Duration) (plan, bool) {
+func (r *reserver) adapt(s *sa.SA, u *keyUse, dt time.Duration) (plan, bool) {
 	u.mu.Lock() // margin is read by Table.Update under the same lock
 	defer u.mu.Unlock()
 	cur := s.Progress()
@@ -204,7 +205,7 @@ func (r *reserver) adapt(s *SA, u *keyUse, dt time.Duration) (plan, bool) {
 	}
 	u.lastTop = cur
 	perSec := uint64(float64(adv) / dt.Seconds())
-	if s.Dir == Out {
+	if s.Dir == sa.Out {
 		d := clampPow2(4*perSec, MinOutMargin, MaxOutMargin)
 		if d > u.margin || d*4 < u.margin {
 			u.margin = d

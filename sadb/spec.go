@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/sa"
 )
 
 // This file holds the one schema for SA bundles and policies that the
@@ -447,18 +448,18 @@ func UDPESPType(name string) (capabilities.UDPESPTypes, bool) {
 // bundlePlan is a validated BundleSpec turned into what the table needs.
 type bundlePlan struct {
 	spec    BundleSpec // normalized, keys included
-	dir     Direction
-	mode    Mode
+	dir     sa.Direction
+	mode    sa.Mode
 	ipv6    bool
-	src     netip.Addr // zero = wildcard
-	dst     netip.Addr // zero = wildcard
-	encap   *UDPEncap  // applied to the ESP SA, or nil
+	src     netip.Addr   // zero = wildcard
+	dst     netip.Addr   // zero = wildcard
+	encap   *sa.UDPEncap // applied to the ESP SA, or nil
 	udpType capabilities.UDPESPTypes
-	df      DFMode
+	df      sa.DFMode
 	window  int
 	packet  bool
-	soft    Limits
-	hard    Limits
+	soft    sa.Limits
+	hard    sa.Limits
 	req     capabilities.BundleRequest
 }
 
@@ -530,9 +531,9 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	}
 	switch strings.ToLower(s.Dir) {
 	case "in", "inbound":
-		p.dir, s.Dir = In, "in"
+		p.dir, s.Dir = sa.In, "in"
 	case "out", "outbound":
-		p.dir, s.Dir = Out, "out"
+		p.dir, s.Dir = sa.Out, "out"
 	case "":
 		return nil, invalidf("dir", "is missing: give \"in\" or \"out\"")
 	default:
@@ -540,9 +541,9 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	}
 	switch strings.ToLower(s.Mode) {
 	case "", "transport":
-		p.mode, s.Mode = Transport, "transport"
+		p.mode, s.Mode = sa.Transport, "transport"
 	case "tunnel":
-		p.mode, s.Mode = Tunnel, "tunnel"
+		p.mode, s.Mode = sa.Tunnel, "tunnel"
 	default:
 		return nil, invalidf("mode", "%s is not a mode: give \"transport\" or \"tunnel\" (transport over tunnel is two bundles linked by one policy)", quoteInput(s.Mode))
 	}
@@ -585,7 +586,7 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	}
 	p.src, p.dst = src, dst
 	s.Src, s.Dst = canonAddr(s.Src, src), canonAddr(s.Dst, dst)
-	if p.mode == Tunnel && (!src.IsValid() || !dst.IsValid()) {
+	if p.mode == sa.Tunnel && (!src.IsValid() || !dst.IsValid()) {
 		return nil, invalidf("src", "tunnel mode needs both tunnel endpoints: give src and dst addresses (wildcards are only for transport mode)")
 	}
 
@@ -593,13 +594,13 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	if s.SeqHigh != 0 && !s.ESN {
 		return nil, invalidf("seq_high", "needs esn: true (initial high-order sequence bits exist only with extended sequence numbers)")
 	}
-	if p.dir == In {
+	if p.dir == sa.In {
 		w := DefaultReplayWindow
 		if s.ReplayWindow != nil {
 			w = *s.ReplayWindow
 		}
-		if w != 0 && (w < MinReplayWindow || w > MaxReplayWindow) {
-			return nil, invalidf("replay_window", "%d is out of range: give 0 to disable anti-replay or %d to %d packets", w, MinReplayWindow, MaxReplayWindow)
+		if w != 0 && (w < sa.MinReplayWindow || w > sa.MaxReplayWindow) {
+			return nil, invalidf("replay_window", "%d is out of range: give 0 to disable anti-replay or %d to %d packets", w, sa.MinReplayWindow, sa.MaxReplayWindow)
 		}
 		p.window = w
 		s.ReplayWindow = &w
@@ -612,15 +613,15 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 	// Tunnel-only fields.
 	switch strings.ToLower(s.DF) {
 	case "", "copy":
-		p.df, s.DF = DFCopy, ""
+		p.df, s.DF = sa.DFCopy, ""
 	case "set":
-		p.df, s.DF = DFSet, "set"
+		p.df, s.DF = sa.DFSet, "set"
 	case "clear":
-		p.df, s.DF = DFClear, "clear"
+		p.df, s.DF = sa.DFClear, "clear"
 	default:
 		return nil, invalidf("df", "%s is not a DF mode: give \"copy\", \"set\" or \"clear\"", quoteInput(s.DF))
 	}
-	if p.mode != Tunnel {
+	if p.mode != sa.Tunnel {
 		if s.TTL != 0 {
 			return nil, invalidf("ttl", "applies to tunnel mode only (transport mode keeps the packet's own TTL)")
 		}
@@ -692,25 +693,25 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 		case capabilities.UDPESPNone:
 			s.UDPEncap = nil
 		case capabilities.UDPESPTransport:
-			if p.mode != Transport {
+			if p.mode != sa.Transport {
 				return nil, invalidf("udp_encap.type", "transport needs mode transport; for a tunnel-mode bundle use type tunnel")
 			}
 			apply = true
 		case capabilities.UDPESPTunnel:
-			if p.mode != Tunnel {
+			if p.mode != sa.Tunnel {
 				return nil, invalidf("udp_encap.type", "tunnel needs mode tunnel; for a transport-mode bundle use type transport")
 			}
 			apply = true
 		case capabilities.UDPESPTransportOverUDPTunnel:
 			// The tunnel part is UDP-encapsulated, the transport part not.
-			apply = p.mode == Tunnel
+			apply = p.mode == sa.Tunnel
 		case capabilities.UDPESPUDPTransportOverTunnel:
 			// The transport part is UDP-encapsulated, the tunnel part not.
-			apply = p.mode == Transport
+			apply = p.mode == sa.Transport
 		}
 		p.udpType = t
 		if apply {
-			p.encap = &UDPEncap{SrcPort: u.SrcPort, DstPort: u.DstPort}
+			p.encap = &sa.UDPEncap{SrcPort: u.SrcPort, DstPort: u.DstPort}
 		}
 	}
 
@@ -722,13 +723,13 @@ func (b BundleSpec) plan() (*bundlePlan, error) {
 		UDPESP:        p.udpType,
 		PacketOffload: p.packet,
 	}
-	if p.mode == Tunnel {
+	if p.mode == sa.Tunnel {
 		req.Mode = capabilities.ModeTunnel
 	}
 	if p.udpType == capabilities.UDPESPTransportOverUDPTunnel || p.udpType == capabilities.UDPESPUDPTransportOverTunnel {
 		req.Mode = capabilities.ModeTransportOverTunnel
 	}
-	if p.dir == In {
+	if p.dir == sa.In {
 		req.ReplayWindow = uint32(p.window)
 	}
 	switch {
@@ -756,8 +757,8 @@ func canonAddr(orig string, a netip.Addr) string {
 
 func secondsDuration(s uint64) time.Duration { return time.Duration(s) * time.Second }
 
-func limitsOf(l LimitSpec) Limits {
-	return Limits{Bytes: l.Bytes, Packets: l.Packets, Time: secondsDuration(l.Seconds)}
+func limitsOf(l LimitSpec) sa.Limits {
+	return sa.Limits{Bytes: l.Bytes, Packets: l.Packets, Time: secondsDuration(l.Seconds)}
 }
 
 func checkLifetime(l LifetimeSpec) error {

@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"sync"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/sa"
 )
 
 // EventType names an event of the table's event stream.
@@ -65,9 +66,9 @@ type Event struct {
 	Time time.Time `json:"time"`
 	Type EventType `json:"type"`
 	// Handle, Name and Dir identify the bundle (SA events).
-	Handle Handle `json:"handle,omitempty"`
-	Name   string `json:"name,omitempty"`
-	Dir    string `json:"dir,omitempty"`
+	Handle sa.Handle `json:"handle,omitempty"`
+	Name   string    `json:"name,omitempty"`
+	Dir    string    `json:"dir,omitempty"`
 	// Proto and SPI identify the SA (expiry events).
 	Proto string `json:"proto,omitempty"`
 	SPI   SPI    `json:"spi,omitempty"`

@@ -1,7 +1,8 @@
-package sa
+package sadb
 
 import (
 	"fmt"
+	"github.com/secnic/secnic/sa"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -26,21 +27,21 @@ func TestLookupIn(t *testing.T) {
 	snap := tb.Snapshot()
 	cases := []struct {
 		name  string
-		proto Protocol
+		proto sa.Protocol
 		spi   uint32
 		dst   netip.Addr
-		want  Handle // 0 = not found
+		want  sa.Handle // 0 = not found
 	}{
-		{"exact", ESP, 0x1000, d2, exact},
-		{"exact other dst", ESP, 0x1000, d3, 0},
-		{"exact wrong proto", AH, 0x1000, d2, 0},
-		{"wildcard", ESP, 0x2000, d3, wild},
-		{"wildcard v6", ESP, 0x2000, v6, wild},
-		{"bundle ESP part", ESP, 0x3000, d2, hBoth},
-		{"bundle AH part", AH, 0x3001, d2, hBoth},
-		{"v6 exact", ESP, 0x1000, v6, hV6},
-		{"outbound not indexed", ESP, 0x4000, d2, 0},
-		{"unknown", ESP, 0x5555, d2, 0},
+		{"exact", sa.ESP, 0x1000, d2, exact},
+		{"exact other dst", sa.ESP, 0x1000, d3, 0},
+		{"exact wrong proto", sa.AH, 0x1000, d2, 0},
+		{"wildcard", sa.ESP, 0x2000, d3, wild},
+		{"wildcard v6", sa.ESP, 0x2000, v6, wild},
+		{"bundle ESP part", sa.ESP, 0x3000, d2, hBoth},
+		{"bundle AH part", sa.AH, 0x3001, d2, hBoth},
+		{"v6 exact", sa.ESP, 0x1000, v6, hV6},
+		{"outbound not indexed", sa.ESP, 0x4000, d2, 0},
+		{"unknown", sa.ESP, 0x5555, d2, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,7 +57,7 @@ func TestLookupIn(t *testing.T) {
 			}
 		})
 	}
-	if allocs := testing.AllocsPerRun(1000, func() { snap.LookupIn(ESP, 0x1000, d2); snap.LookupIn(ESP, 0x2000, d3) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(1000, func() { snap.LookupIn(sa.ESP, 0x1000, d2); snap.LookupIn(sa.ESP, 0x2000, d3) }); allocs != 0 {
 		t.Errorf("LookupIn allocates %.1f times per call", allocs)
 	}
 	if allocs := testing.AllocsPerRun(1000, func() { snap.Bundle(exact) }); allocs != 0 {
@@ -66,15 +67,15 @@ func TestLookupIn(t *testing.T) {
 	if err := tb.Delete(exact); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := snap.LookupIn(ESP, 0x1000, d2); s == nil {
+	if s, _ := snap.LookupIn(sa.ESP, 0x1000, d2); s == nil {
 		t.Error("an old snapshot changed")
 	}
-	if s, _ := tb.Snapshot().LookupIn(ESP, 0x1000, d2); s != nil {
+	if s, _ := tb.Snapshot().LookupIn(sa.ESP, 0x1000, d2); s != nil {
 		t.Error("the new snapshot still has the deleted SA")
 	}
 }
 
-func linearMatch(ps map[uint32]Policy, dir Direction, f Flow) (uint32, bool) {
+func linearMatch(ps map[uint32]Policy, dir sa.Direction, f sa.Flow) (uint32, bool) {
 	var best *Policy
 	for _, p := range ps {
 		if p.Dir != dir || !p.Sel.Matches(f) {
@@ -164,8 +165,8 @@ func TestPolicyMatchAgainstReference(t *testing.T) {
 		if dst.Is4() != src.Is4() {
 			dst = src
 		}
-		f := Flow{Src: src, Dst: dst, Proto: []uint8{6, 17, 1, 47}[rng.IntN(4)], DstPort: uint16(rng.IntN(3))}
-		for _, dir := range []Direction{In, Out} {
+		f := sa.Flow{Src: src, Dst: dst, Proto: []uint8{6, 17, 1, 47}[rng.IntN(4)], DstPort: uint16(rng.IntN(3))}
+		for _, dir := range []sa.Direction{sa.In, sa.Out} {
 			want, ok := linearMatch(installed, dir, f)
 			if ok {
 				matched++
@@ -187,7 +188,7 @@ func TestPolicyMatchAgainstReference(t *testing.T) {
 		t.Errorf("the random flows are not a useful mix: %d matched, %d unmatched", matched, unmatched)
 	}
 	t.Logf("%d policies, %d shapes out, %d shapes in; %d flows matched, %d did not", len(installed), len(snap.pol[1].shapes), len(snap.pol[0].shapes), matched, unmatched)
-	f := Flow{Src: netip.MustParseAddr("10.1.1.1"), Dst: netip.MustParseAddr("10.2.2.2"), Proto: 6, DstPort: 1}
+	f := sa.Flow{Src: netip.MustParseAddr("10.1.1.1"), Dst: netip.MustParseAddr("10.2.2.2"), Proto: 6, DstPort: 1}
 	if allocs := testing.AllocsPerRun(1000, func() { snap.MatchOut(f); snap.MatchIn(f) }); allocs != 0 {
 		t.Errorf("policy match allocates %.1f times per call", allocs)
 	}
@@ -207,7 +208,7 @@ func TestPolicyPriorityAndOrder(t *testing.T) {
 	subnet := add(PolicySpec{Name: "subnet", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "bypass"})
 	host := add(PolicySpec{Name: "host", Dir: "out", Priority: 60, Dst: "10.1.1.1", Action: "discard"})
 	same := add(PolicySpec{Name: "same", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "discard"})
-	f := Flow{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("10.1.1.1"), Proto: 17}
+	f := sa.Flow{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("10.1.1.1"), Proto: 17}
 	check := func(want uint32) {
 		t.Helper()
 		r := tb.Snapshot().MatchOut(f)
@@ -284,12 +285,12 @@ func TestPolicyBundles(t *testing.T) {
 		})
 	}
 
-	f := Flow{Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.1"), Proto: 6}
+	f := sa.Flow{Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.1"), Proto: 6}
 	r := tb.Snapshot().MatchOut(f)
 	if r == nil || r.Action != Protect || len(r.Bundles) != 2 || r.Bundles[0].Handle != hTr || r.Bundles[1].Handle != hTun {
 		t.Fatalf("transport-over-tunnel resolved to %+v", r)
 	}
-	ri := tb.Snapshot().MatchIn(Flow{Src: f.Src, Dst: f.Dst})
+	ri := tb.Snapshot().MatchIn(sa.Flow{Src: f.Src, Dst: f.Dst})
 	if !ri.Allows(tb.Snapshot().Bundle(hIn)) || !ri.Allows(tb.Snapshot().Bundle(hIn2)) || ri.Allows(tb.Snapshot().Bundle(hTr)) {
 		t.Errorf("inbound Allows wrong for %+v", ri)
 	}
@@ -310,7 +311,7 @@ func TestPolicyBundles(t *testing.T) {
 	if info.Complete {
 		t.Error("policy with a missing bundle reported complete")
 	}
-	ri = tb.Snapshot().MatchIn(Flow{Src: f.Src, Dst: f.Dst})
+	ri = tb.Snapshot().MatchIn(sa.Flow{Src: f.Src, Dst: f.Dst})
 	if len(ri.Bundles) != 1 || !ri.Allows(tb.Snapshot().Bundle(hIn)) {
 		t.Errorf("inbound policy after deleting one of its bundles: %+v", ri)
 	}

@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"encoding/binary"
@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/secnic/secnic/ledger"
+	"github.com/secnic/secnic/sa"
 )
 
 // ErrKeyReuse: an outbound SA would use key material that another outbound
@@ -53,20 +54,20 @@ func (u *keyUse) record() ledger.Record {
 // reserver goroutine both use it.
 type keyUses struct {
 	mu sync.Mutex
-	m  map[*SA]*keyUse
+	m  map[*sa.SA]*keyUse
 }
 
-func (k *keyUses) get(s *SA) *keyUse {
+func (k *keyUses) get(s *sa.SA) *keyUse {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.m[s]
 }
 
-func (k *keyUses) set(s *SA, u *keyUse) {
+func (k *keyUses) set(s *sa.SA, u *keyUse) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.m == nil {
-		k.m = map[*SA]*keyUse{}
+		k.m = map[*sa.SA]*keyUse{}
 	}
 	if u == nil {
 		delete(k.m, s)
@@ -80,8 +81,8 @@ func (k *keyUses) set(s *SA, u *keyUse) {
 // key when there is no encryption key; the same key bytes under another
 // algorithm count as the same key. Inbound: the SPI, the destination and
 // both keys, so that each inbound SA has its own record.
-func keyParts(dir Direction, spi uint32, dst []byte, enc, auth []byte) [][]byte {
-	if dir == Out {
+func keyParts(dir sa.Direction, spi uint32, dst []byte, enc, auth []byte) [][]byte {
+	if dir == sa.Out {
 		if len(enc) > 0 {
 			return [][]byte{[]byte("enc"), enc}
 		}
@@ -95,8 +96,8 @@ func keyParts(dir Direction, spi uint32, dst []byte, enc, auth []byte) [][]byte 
 	return [][]byte{[]byte("in"), b[:], dst, enc, auth}
 }
 
-func ledgerDir(d Direction) ledger.Dir {
-	if d == In {
+func ledgerDir(d sa.Direction) ledger.Dir {
+	if d == sa.In {
 		return ledger.In
 	}
 	return ledger.Out
@@ -108,9 +109,9 @@ func ledgerDir(d Direction) ledger.Dir {
 // (inbound) of an SA seen before, and stages the reservations, which
 // commit makes durable before the bundle is published. On error nothing
 // is staged.
-func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) error {
+func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *bundlePlan, handle sa.Handle) error {
 	type claim struct {
-		s     *SA
+		s     *sa.SA
 		u     *keyUse
 		rec   ledger.Record // Seq: the first reservation (or start, in memory)
 		start uint64        // where the SA starts
@@ -119,7 +120,7 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 	var claims []claim
 	for _, ps := range p.sas() {
 		s := b.ESP
-		if ps.proto == AH {
+		if ps.proto == sa.AH {
 			s = b.AH
 		}
 		var dst []byte
@@ -134,7 +135,7 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 		rec := ledger.Record{FP: fp, Dir: ledgerDir(b.Dir), Proto: uint8(s.Proto), SPI: s.SPI, Src: p.src, Dst: p.dst, Enc: ps.spec.Enc, Auth: ps.spec.Auth}
 		old, known := x.ltx.Get(fp)
 		u := &keyUse{fp: fp, persistent: t.ledger.Persistent()}
-		if b.Dir == Out {
+		if b.Dir == sa.Out {
 			field := ps.field + ".enc_key"
 			if ps.spec.EncKey.Len() == 0 {
 				field = ps.field + ".auth_key"
@@ -186,7 +187,7 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 	}
 	for _, c := range claims {
 		s, u := c.s, c.u
-		if s.Dir == Out || c.known {
+		if s.Dir == sa.Out || c.known {
 			s.StartAt(c.start)
 		}
 		if u.persistent {
@@ -205,13 +206,13 @@ func (t *Table) claimLocked(x *tx, b *Bundle, p *bundlePlan, handle Handle) erro
 // reserveAtLocked makes sure s may use sequence numbers up to seq plus its
 // margin before an UPDATE_SA moves it to seq: the reservation is durable
 // when it returns.
-func (t *Table) reserveAtLocked(s *SA, seq uint64) error {
+func (t *Table) reserveAtLocked(s *sa.SA, seq uint64) error {
 	u := t.uses.get(s)
 	if u == nil || !u.persistent || s.Retired() {
 		return nil
 	}
 	max := uint64(math.MaxUint64)
-	if s.Dir == Out {
+	if s.Dir == sa.Out {
 		max = s.MaxSeq()
 	}
 	u.mu.Lock()
@@ -237,14 +238,14 @@ func (t *Table) reserveAtLocked(s *SA, seq uint64) error {
 // the table closed) and stages its final record: an outbound SA's last
 // sequence number (never lower than its reservation), an inbound SA's
 // exact window top. unretireLocked undoes it.
-func (t *Table) retireLocked(x *tx, s *SA) {
+func (t *Table) retireLocked(x *tx, s *sa.SA) {
 	u := t.uses.get(s)
 	if u == nil || s.Retired() {
 		return
 	}
 	last := s.Retire()
 	rec := u.record()
-	if s.Dir == Out {
+	if s.Dir == sa.Out {
 		if last > rec.Seq {
 			rec.Seq = last
 			x.ltx.Put(rec)
@@ -259,13 +260,13 @@ func (t *Table) retireLocked(x *tx, s *SA) {
 
 // unretireLocked puts a retired SA back in service (a replacement that
 // failed).
-func (t *Table) unretireLocked(x *tx, s *SA) {
+func (t *Table) unretireLocked(x *tx, s *sa.SA) {
 	u := t.uses.get(s)
 	if u == nil || !s.Retired() {
 		return
 	}
 	s.Unretire()
-	if s.Dir == In {
+	if s.Dir == sa.In {
 		x.ltx.Put(u.record()) // not lowered after all
 	}
 }

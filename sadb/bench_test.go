@@ -1,7 +1,8 @@
-package sa
+package sadb
 
 import (
 	"github.com/secnic/secnic/internal/cow"
+	"github.com/secnic/secnic/sa"
 
 	"fmt"
 	"net/netip"
@@ -41,17 +42,17 @@ func lookupSnapshot(b *testing.B, n int) *Snapshot {
 	}
 	pool := make([]saRef, min(n, benchPool))
 	for i := range pool {
-		s, err := New(Params{SPI: uint32(0x1000 + i), Proto: ESP, Dir: In, Mode: Transport}, su)
+		s, err := sa.New(sa.Params{SPI: uint32(0x1000 + i), Proto: sa.ESP, Dir: sa.In, Mode: sa.Transport}, su)
 		if err != nil {
 			b.Fatal(err)
 		}
-		pool[i] = saRef{s, &Bundle{Handle: Handle(i + 1), Dir: In, Mode: Transport, ESP: s}}
+		pool[i] = saRef{s, &sa.Bundle{Handle: sa.Handle(i + 1), Dir: sa.In, Mode: sa.Transport, ESP: s}}
 	}
 	s := &Snapshot{}
 	var w cow.Writer[inKey, saRef]
 	w.Init(&s.inExact)
 	for i := range n {
-		k := inKey{spi: uint32(0x1000 + i), proto: ESP, dst: benchDst(i % 1024)}
+		k := inKey{spi: uint32(0x1000 + i), proto: sa.ESP, dst: benchDst(i % 1024)}
 		w.Set(k.hash(), k, pool[i%len(pool)])
 	}
 	benchSnaps[n] = s
@@ -67,7 +68,7 @@ func BenchmarkLookupIn(b *testing.B) {
 			keys := make([]inKey, probes)
 			for i := range keys {
 				j := (i * 7919) % n
-				keys[i] = inKey{spi: uint32(0x1000 + j), proto: ESP, dst: benchDst(j % 1024)}
+				keys[i] = inKey{spi: uint32(0x1000 + j), proto: sa.ESP, dst: benchDst(j % 1024)}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -108,7 +109,7 @@ func policySnapshot(b *testing.B, n int) *Snapshot {
 	// The host policies share a pool of Resolved values (see benchPool).
 	pool := make([]*Resolved, min(n, benchPool))
 	for i := range pool {
-		pool[i] = &Resolved{Policy: &Policy{ID: uint32(10 + i), Dir: Out, Priority: 10, Action: Bypass}, Action: Bypass}
+		pool[i] = &Resolved{Policy: &Policy{ID: uint32(10 + i), Dir: sa.Out, Priority: 10, Action: Bypass}, Action: Bypass}
 	}
 	tb.mu.Lock()
 	x := tb.begin()
@@ -137,10 +138,10 @@ func BenchmarkMatchOut(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			snap := policySnapshot(b, n)
 			const probes = 4096
-			flows := make([]Flow, probes)
+			flows := make([]sa.Flow, probes)
 			for i := range flows {
 				j := (i * 7919) % n
-				flows[i] = Flow{Src: benchSrc(j), Dst: benchDst(j), Proto: 6, SrcPort: 1000, DstPort: 443}
+				flows[i] = sa.Flow{Src: benchSrc(j), Dst: benchDst(j), Proto: 6, SrcPort: 1000, DstPort: 443}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

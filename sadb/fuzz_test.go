@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"encoding/json"

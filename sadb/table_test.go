@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/sa"
 )
 
 func TestAddValidationAgainstTable(t *testing.T) {
@@ -158,7 +159,7 @@ func TestAddValidationAgainstTable(t *testing.T) {
 	}
 }
 
-func mustAdd(t testing.TB, tb *Table, b BundleSpec) Handle {
+func mustAdd(t testing.TB, tb *Table, b BundleSpec) sa.Handle {
 	t.Helper()
 	h, err := tb.Add(b)
 	if err != nil {
@@ -173,7 +174,7 @@ func TestCapacityExhaustionAndRecovery(t *testing.T) {
 	if capacity != 33 {
 		t.Fatalf("netdevsim capacity = %d, want 33", capacity)
 	}
-	var hs []Handle
+	var hs []sa.Handle
 	for i := range capacity {
 		hs = append(hs, mustAdd(t, tb, gcmSpec(fmt.Sprintf("b%d", i), uint32(0x1000+i), "192.0.2.2")))
 	}
@@ -193,7 +194,7 @@ func TestCapacityExhaustionAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := mustAdd(t, tb, gcmSpec("extra", 0x9999, "192.0.2.2"))
-	if s, _ := tb.Snapshot().LookupIn(ESP, 0x9999, netip.MustParseAddr("192.0.2.2")); s == nil || tb.Snapshot().Bundle(h) == nil {
+	if s, _ := tb.Snapshot().LookupIn(sa.ESP, 0x9999, netip.MustParseAddr("192.0.2.2")); s == nil || tb.Snapshot().Bundle(h) == nil {
 		t.Error("bundle added after recovery is not in the snapshot")
 	}
 	// The freed slot's SPI can be reused as well.
@@ -301,12 +302,12 @@ func TestDeleteZeroesKeys(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []*SA{b.ESP, b.AH} {
+	for _, s := range []*sa.SA{b.ESP, b.AH} {
 		if !s.Suite.Closed() || !s.Expired() {
 			t.Errorf("%v SA after delete: suite closed=%v expired=%v", s.Proto, s.Suite.Closed(), s.Expired())
 		}
 	}
-	if s, _ := tb.Snapshot().LookupIn(ESP, 0x1000, netip.MustParseAddr("192.0.2.2")); s != nil {
+	if s, _ := tb.Snapshot().LookupIn(sa.ESP, 0x1000, netip.MustParseAddr("192.0.2.2")); s != nil {
 		t.Error("deleted SA still found by LookupIn")
 	}
 	if _, err := tb.Get("k", false); ErrorCode(err) != "not_found" {
@@ -331,7 +332,7 @@ func TestUpdateSA(t *testing.T) {
 
 	cases := []struct {
 		name string
-		h    Handle
+		h    sa.Handle
 		u    UpdateSpec
 		code string
 	}{
@@ -503,7 +504,7 @@ func TestLifetimes(t *testing.T) {
 	tb.CheckLifetimes(time.Now()) // no repeat
 
 	type key struct {
-		h      Handle
+		h      sa.Handle
 		typ    EventType
 		reason string
 	}
@@ -533,7 +534,7 @@ func TestLifetimes(t *testing.T) {
 		t.Errorf("unexpected events: %v", got)
 	}
 	// Hard-expired SAs stay until deleted (NDIS: the NIC must not drop them).
-	for _, h := range []Handle{hPk, hBy, hTm} {
+	for _, h := range []sa.Handle{hPk, hBy, hTm} {
 		info, err := tb.Get(fmt.Sprint(h), false)
 		if err != nil || !info.SAs[0].Expired || !info.SAs[0].SoftExpired {
 			t.Errorf("bundle %d after hard expiry: %+v, %v", h, info, err)
@@ -542,12 +543,12 @@ func TestLifetimes(t *testing.T) {
 	if info, _ := tb.Get("sq", false); !info.SAs[0].SeqExhausted {
 		t.Error("sequence exhaustion not shown")
 	}
-	if _, err := o.NextSeq(); !errors.Is(err, ErrSeqExhausted) {
+	if _, err := o.NextSeq(); !errors.Is(err, sa.ErrSeqExhausted) {
 		t.Errorf("NextSeq after exhaustion: %v", err)
 	}
 }
 
-func tableName(tb *Table, h Handle) string {
+func tableName(tb *Table, h sa.Handle) string {
 	info, err := tb.Get(fmt.Sprint(h), false)
 	if err != nil {
 		return fmt.Sprint(h)
@@ -575,15 +576,15 @@ func TestConcurrentAddDeleteLookup(t *testing.T) {
 				default:
 				}
 				snap := tb.Snapshot()
-				if s, b := snap.LookupIn(ESP, 0x100, dst); s == nil || b.Name != "fixed" {
+				if s, b := snap.LookupIn(sa.ESP, 0x100, dst); s == nil || b.Name != "fixed" {
 					t.Error("lookup of a bundle that is never deleted failed")
 					return
 				}
-				if r := snap.MatchOut(Flow{Src: dst, Dst: netip.MustParseAddr("10.1.2.3")}); r == nil || r.Action != Bypass {
+				if r := snap.MatchOut(sa.Flow{Src: dst, Dst: netip.MustParseAddr("10.1.2.3")}); r == nil || r.Action != Bypass {
 					t.Error("policy lookup failed during concurrent changes")
 					return
 				}
-				snap.LookupIn(ESP, 0x2000, dst)
+				snap.LookupIn(sa.ESP, 0x2000, dst)
 			}
 		}()
 	}

@@ -1,6 +1,6 @@
 //go:build race
 
-package sa
+package sadb
 
 // raceEnabled: the race detector multiplies memory and time; load tests
 // scale down under it.

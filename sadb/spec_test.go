@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secnic/secnic/sa"
 	"sigs.k8s.io/yaml"
 )
 
@@ -80,7 +81,7 @@ func TestBundleSpecValidation(t *testing.T) {
 		{"tunnel without endpoints", func(b *BundleSpec) { b.Mode, b.Src = "tunnel", "" }, "src"},
 		{"seq_high without esn", func(b *BundleSpec) { b.SeqHigh = 1 }, "seq_high"},
 		{"replay window too small", func(b *BundleSpec) { b.ReplayWindow = intp(16) }, "replay_window"},
-		{"replay window too large", func(b *BundleSpec) { b.ReplayWindow = intp(MaxReplayWindow + 1) }, "replay_window"},
+		{"replay window too large", func(b *BundleSpec) { b.ReplayWindow = intp(sa.MaxReplayWindow + 1) }, "replay_window"},
 		{"replay window outbound", func(b *BundleSpec) { b.Dir, b.ReplayWindow = "out", intp(64) }, "replay_window"},
 		{"bad df", func(b *BundleSpec) { b.Mode, b.DF = "tunnel", "maybe" }, "df"},
 		{"ttl in transport", func(b *BundleSpec) { b.TTL = 5 }, "ttl"},

@@ -1,5 +1,5 @@
 //go:build !race
 
-package sa
+package sadb
 
 const raceEnabled = false

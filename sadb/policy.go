@@ -1,9 +1,10 @@
-package sa
+package sadb
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/secnic/secnic/sa"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ type Selector struct {
 
 // Matches reports whether the selector matches f (a linear reference
 // implementation; the Snapshot uses hash lookups).
-func (s Selector) Matches(f Flow) bool {
+func (s Selector) Matches(f sa.Flow) bool {
 	if s.Src.IsValid() && !s.Src.Contains(f.Src) {
 		return false
 	}
@@ -88,14 +89,14 @@ func (s Selector) Matches(f Flow) bool {
 type Policy struct {
 	ID       uint32
 	Name     string
-	Dir      Direction
+	Dir      sa.Direction
 	Priority int
 	Sel      Selector
 	Action   Action
 	// Bundles are the linked bundles. Outbound protect: applied in order,
 	// innermost first ([transport, tunnel] = transport over tunnel).
 	// Inbound protect: the bundles a packet may have arrived through.
-	Bundles []Handle
+	Bundles []sa.Handle
 }
 
 // Resolved is the result of a policy lookup: the policy, its action and its
@@ -106,7 +107,7 @@ type Policy struct {
 type Resolved struct {
 	Policy  *Policy
 	Action  Action
-	Bundles []*Bundle
+	Bundles []*sa.Bundle
 }
 
 // Ref is a JSON value that may be written as a string or a number: a
@@ -277,7 +278,7 @@ func parsePrefix(field, s string) (netip.Prefix, error) {
 // resolved.
 type policyPlan struct {
 	spec   PolicySpec // normalized
-	dir    Direction
+	dir    sa.Direction
 	sel    Selector
 	action Action
 }
@@ -290,9 +291,9 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 	}
 	switch strings.ToLower(s.Dir) {
 	case "in", "inbound":
-		pp.dir, s.Dir = In, "in"
+		pp.dir, s.Dir = sa.In, "in"
 	case "out", "outbound":
-		pp.dir, s.Dir = Out, "out"
+		pp.dir, s.Dir = sa.Out, "out"
 	case "":
 		return nil, invalidf("dir", "is missing: give \"in\" or \"out\"")
 	default:
@@ -318,7 +319,7 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 	if proto != 0 {
 		s.Proto = Ref(ProtoName(proto))
 	}
-	if (s.SrcPort != 0 || s.DstPort != 0) && !HasPorts(proto) {
+	if (s.SrcPort != 0 || s.DstPort != 0) && !sa.HasPorts(proto) {
 		f := "src_port"
 		if s.SrcPort == 0 {
 			f = "dst_port"
@@ -337,7 +338,7 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 		if len(s.Bundles) == 0 {
 			return nil, invalidf("bundles", "a protect policy needs at least one bundle (name or handle); or use action bypass or discard")
 		}
-		if pp.dir == Out && len(s.Bundles) > 2 {
+		if pp.dir == sa.Out && len(s.Bundles) > 2 {
 			return nil, invalidf("bundles", "an outbound policy takes one bundle, or two for transport over tunnel (transport first, then tunnel), not %d", len(s.Bundles))
 		}
 	default:

@@ -1,6 +1,7 @@
-package sa
+package sadb
 
 import (
+	"github.com/secnic/secnic/sa"
 	"strings"
 	"testing"
 )
@@ -44,7 +45,7 @@ func TestCopyIntoKeepsHandles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, h := range []Handle{1, 2, 4} {
+	for _, h := range []sa.Handle{1, 2, 4} {
 		if err := src.Delete(h); err != nil {
 			t.Fatal(err)
 		}

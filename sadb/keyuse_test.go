@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/ledger"
+	"github.com/secnic/secnic/sa"
 )
 
 // gcmOut is an outbound ESP AES-GCM-128 tunnel bundle with key k.
@@ -44,7 +45,7 @@ func crash(tb *Table) {
 	tb.ledger.Close()
 }
 
-func outSA(t *testing.T, tb *Table, name string) *SA {
+func outSA(t *testing.T, tb *Table, name string) *sa.SA {
 	t.Helper()
 	h, err := tb.Resolve(name)
 	if err != nil {
@@ -54,19 +55,19 @@ func outSA(t *testing.T, tb *Table, name string) *SA {
 }
 
 // send takes n sequence numbers from s, waiting for reservations.
-func send(t *testing.T, s *SA, n int) (first, last uint64) {
+func send(t *testing.T, s *sa.SA, n int) (first, last uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < n; {
 		seq, r := s.TakeSeq()
 		switch r {
-		case ReasonNone:
+		case sa.ReasonNone:
 			if first == 0 {
 				first = seq
 			}
 			last = seq
 			i++
-		case OutSeqReserve:
+		case sa.OutSeqReserve:
 			if time.Now().After(deadline) {
 				t.Fatalf("no reservation after %d packets", i)
 			}
@@ -183,7 +184,7 @@ func TestCrashKeepsSequenceAndWindow(t *testing.T) {
 	_, lastOut := send(t, outSA(t, tb, "out"), initialOutMargin+5000)
 	in := outSA(t, tb, "in")
 	for seq := uint64(1); seq <= 3000; seq++ {
-		if r := in.AcceptSeq(seq); r != ReasonNone {
+		if r := in.AcceptSeq(seq); r != sa.ReasonNone {
 			t.Fatalf("accept %d: %v", seq, r)
 		}
 		if seq%500 == 0 {
@@ -214,7 +215,7 @@ func TestCrashKeepsSequenceAndWindow(t *testing.T) {
 	if top-3000 > MaxInMargin {
 		t.Errorf("restart window at %d: more than a margin above 3000", top)
 	}
-	if r := in2.AcceptSeq(top + 1); r != ReasonNone {
+	if r := in2.AcceptSeq(top + 1); r != sa.ReasonNone {
 		t.Errorf("new packet after the restart: %v", r)
 	}
 }
@@ -228,7 +229,7 @@ func TestCleanShutdownExact(t *testing.T) {
 	tb.Reconcile(state)
 	in := outSA(t, tb, "in")
 	for seq := uint64(1); seq <= 40; seq++ {
-		if r := in.AcceptSeq(seq); r != ReasonNone {
+		if r := in.AcceptSeq(seq); r != sa.ReasonNone {
 			t.Fatal(r)
 		}
 	}
@@ -254,7 +255,7 @@ func TestReservationNeverBehind(t *testing.T) {
 	for range 200 {
 		n := 0
 		for n < 2000 {
-			if _, r := s.TakeSeq(); r == ReasonNone {
+			if _, r := s.TakeSeq(); r == sa.ReasonNone {
 				n++
 			} else {
 				drops++
@@ -336,7 +337,7 @@ func TestNoNonceTwice(t *testing.T) {
 			}
 			for range 1 + rng.IntN(300) {
 				seq, r := s.TakeSeq()
-				if r != ReasonNone {
+				if r != sa.ReasonNone {
 					continue
 				}
 				if used[k][seq] {

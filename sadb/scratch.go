@@ -1,8 +1,9 @@
-package sa
+package sadb
 
 import (
 	"errors"
 	"fmt"
+	"github.com/secnic/secnic/sa"
 	"strconv"
 )
 
@@ -18,7 +19,7 @@ func (t *Table) CopyInto(dst *Table) error {
 		return fmt.Errorf("sa: CopyInto needs another table")
 	}
 	type bcopy struct {
-		h      Handle
+		h      sa.Handle
 		origin string
 		spec   BundleSpec
 	}
@@ -79,7 +80,7 @@ func (t *Table) CopyInto(dst *Table) error {
 
 // bundleRefLocked names bundle h for an error message: its handle, its
 // name and where it came from, so that an operator deletes the right one.
-func (t *Table) bundleRefLocked(h Handle) string {
+func (t *Table) bundleRefLocked(h sa.Handle) string {
 	s := "bundle " + strconv.FormatUint(uint64(h), 10)
 	be := t.bundles[h]
 	if be == nil {
@@ -103,8 +104,8 @@ func (t *Table) bundleRefLocked(h Handle) string {
 
 // exactSPIHolderLocked finds a bundle holding (dir, proto, spi) for a
 // specific destination (for an error message; linear, refusals only).
-func (t *Table) exactSPIHolderLocked(dir Direction, proto Protocol, spi SPI) (Handle, bool) {
-	var found Handle
+func (t *Table) exactSPIHolderLocked(dir sa.Direction, proto sa.Protocol, spi SPI) (sa.Handle, bool) {
+	var found sa.Handle
 	for k, h := range t.spis {
 		if k.dir == dir && k.proto == proto && k.spi == uint32(spi) && k.dst.IsValid() && (found == 0 || h < found) {
 			found = h

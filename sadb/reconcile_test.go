@@ -1,6 +1,7 @@
-package sa
+package sadb
 
 import (
+	"github.com/secnic/secnic/sa"
 	"net/netip"
 	"slices"
 	"testing"
@@ -76,7 +77,7 @@ func TestReconcile(t *testing.T) {
 	if info, _ := tb.Policy("web"); info.Spec.Priority != 5 {
 		t.Errorf("policy not replaced: %+v", info.Spec)
 	}
-	r := snap.MatchOut(Flow{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("10.1.1.1")})
+	r := snap.MatchOut(sa.Flow{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("10.1.1.1")})
 	if r == nil || len(r.Bundles) != 1 || r.Bundles[0].ESP != kept {
 		t.Errorf("policy after reconcile resolves to %+v", r)
 	}

@@ -1,10 +1,11 @@
-package sa
+package sadb
 
 import (
 	"net/netip"
 	"sort"
 
 	"github.com/secnic/secnic/internal/cow"
+	"github.com/secnic/secnic/sa"
 )
 
 // The read path
@@ -52,7 +53,7 @@ func addrHash(a netip.Addr) uint64 {
 // inKey indexes inbound SAs with a destination.
 type inKey struct {
 	spi   uint32
-	proto Protocol
+	proto sa.Protocol
 	dst   netip.Addr
 }
 
@@ -61,16 +62,16 @@ func (k inKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.prot
 // wildKey indexes inbound SAs whose destination is the wildcard.
 type wildKey struct {
 	spi   uint32
-	proto Protocol
+	proto sa.Protocol
 }
 
 func (k wildKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
 
-func handleHash(h Handle) uint64 { return cow.Mix64(uint64(h)) }
+func handleHash(h sa.Handle) uint64 { return cow.Mix64(uint64(h)) }
 
 type saRef struct {
-	sa *SA
-	b  *Bundle
+	sa *sa.SA
+	b  *sa.Bundle
 }
 
 // polKey is a policy's selector with the wildcard fields zeroed, tagged
@@ -154,7 +155,7 @@ func better(a, b *Policy) bool {
 	return a.ID < b.ID
 }
 
-func (c *classifier) match(f *Flow) *Resolved {
+func (c *classifier) match(f *sa.Flow) *Resolved {
 	fam := uint8(6)
 	if f.Src.Is4() {
 		fam = 4
@@ -206,7 +207,7 @@ type Snapshot struct {
 	gen     uint64
 	inExact cow.Map[inKey, saRef]
 	inWild  cow.Map[wildKey, saRef]
-	bundles cow.Map[Handle, *Bundle]
+	bundles cow.Map[sa.Handle, *sa.Bundle]
 	pol     [2]classifier // [0] inbound, [1] outbound
 }
 
@@ -220,7 +221,7 @@ func (s *Snapshot) Len() int { return s.bundles.Len() }
 // destination) in O(1): an SA for that destination, else one whose
 // destination is the wildcard. It returns nil, nil if there is none
 // (XfrmInNoStates).
-func (s *Snapshot) LookupIn(proto Protocol, spi uint32, dst netip.Addr) (*SA, *Bundle) {
+func (s *Snapshot) LookupIn(proto sa.Protocol, spi uint32, dst netip.Addr) (*sa.SA, *sa.Bundle) {
 	k := inKey{spi: spi, proto: proto, dst: dst}
 	if r, ok := s.inExact.Get(k.hash(), k); ok {
 		return r.sa, r.b
@@ -234,36 +235,36 @@ func (s *Snapshot) LookupIn(proto Protocol, spi uint32, dst netip.Addr) (*SA, *B
 
 // Bundle returns the bundle with handle h, or nil (NDIS: the OffloadHandle
 // of a send NET_BUFFER_LIST; unknown handle = NDIS_STATUS_FAILURE).
-func (s *Snapshot) Bundle(h Handle) *Bundle {
+func (s *Snapshot) Bundle(h sa.Handle) *sa.Bundle {
 	b, _ := s.bundles.Get(handleHash(h), h)
 	return b
 }
 
 // MatchOut returns the outbound policy for flow f, or nil if no policy
 // matches (the NIC's default action applies).
-func (s *Snapshot) MatchOut(f Flow) *Resolved { return s.pol[1].match(&f) }
+func (s *Snapshot) MatchOut(f sa.Flow) *Resolved { return s.pol[1].match(&f) }
 
 // MatchIn returns the inbound policy for flow f (the decapsulated packet,
 // for the RFC 4301 selector check, or an unprotected packet), or nil.
-func (s *Snapshot) MatchIn(f Flow) *Resolved { return s.pol[0].match(&f) }
+func (s *Snapshot) MatchIn(f sa.Flow) *Resolved { return s.pol[0].match(&f) }
 
 // Match is MatchIn or MatchOut by direction.
-func (s *Snapshot) Match(d Direction, f Flow) *Resolved {
-	if d == In {
+func (s *Snapshot) Match(d sa.Direction, f sa.Flow) *Resolved {
+	if d == sa.In {
 		return s.pol[0].match(&f)
 	}
 	return s.pol[1].match(&f)
 }
 
 // EachBundle calls fn for every bundle until it returns false.
-func (s *Snapshot) EachBundle(fn func(*Bundle) bool) {
-	s.bundles.Each(func(_ Handle, b *Bundle) bool { return fn(b) })
+func (s *Snapshot) EachBundle(fn func(*sa.Bundle) bool) {
+	s.bundles.Each(func(_ sa.Handle, b *sa.Bundle) bool { return fn(b) })
 }
 
 // Allows reports whether an inbound Resolved accepts packets that arrived
 // through bundle b (the RFC 4301 inbound selector check: a Protect policy
 // that lists b).
-func (r *Resolved) Allows(b *Bundle) bool {
+func (r *Resolved) Allows(b *sa.Bundle) bool {
 	if r == nil || r.Action != Protect || b == nil {
 		return false
 	}
@@ -275,8 +276,8 @@ func (r *Resolved) Allows(b *Bundle) bool {
 	return false
 }
 
-func dirIndex(d Direction) int {
-	if d == In {
+func dirIndex(d sa.Direction) int {
+	if d == sa.In {
 		return 0
 	}
 	return 1

@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/sa"
 )
 
 // PolicyResult is the outcome of one policy of an add request.
@@ -28,7 +29,7 @@ type PolicyInfo struct {
 	Created time.Time  `json:"created"`
 	Spec    PolicySpec `json:"spec"`
 	// Bundles are the handles the spec's bundle references resolve to now.
-	Bundles []Handle `json:"bundles,omitempty"`
+	Bundles []sa.Handle `json:"bundles,omitempty"`
 	// Complete is false when a linked bundle is missing: an outbound
 	// protect policy then drops its traffic (XfrmOutNoStates).
 	Complete bool `json:"complete"`
@@ -96,7 +97,7 @@ func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
 func (t *Table) refLocked(r Ref) *bundleEntry {
 	s := string(r)
 	if n, err := strconv.ParseUint(s, 0, 64); err == nil {
-		return t.bundles[Handle(n)]
+		return t.bundles[sa.Handle(n)]
 	}
 	if h, ok := t.names[s]; ok {
 		return t.bundles[h]
@@ -151,8 +152,8 @@ func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32)
 		}
 		linked = append(linked, be)
 	}
-	if pp.dir == Out && len(linked) == 2 {
-		if linked[0].b.Mode != Transport || linked[1].b.Mode != Tunnel {
+	if pp.dir == sa.Out && len(linked) == 2 {
+		if linked[0].b.Mode != sa.Transport || linked[1].b.Mode != sa.Tunnel {
 			return 0, invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
 		}
 		hw, cur := t.caps.Snapshot()
@@ -165,7 +166,7 @@ func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32)
 	}
 	if fam := selectorFamily(pp.sel); fam != 0 {
 		for i, be := range linked {
-			if be.b.Mode == Transport && be.b.IPv6 != (fam == 6) {
+			if be.b.Mode == sa.Transport && be.b.IPv6 != (fam == 6) {
 				return 0, invalidf(fmt.Sprintf("bundles[%d]", i), "transport-mode bundle %q is %s but the selector is IPv%d; a transport-mode SA protects packets of its own family", s.Bundles[i], famName(be.b.IPv6), fam)
 			}
 		}
@@ -291,8 +292,8 @@ func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 	res := &Resolved{Action: p.Action}
 	if p.Action == Protect {
 		complete := true
-		var hs []Handle
-		var bs []*Bundle
+		var hs []sa.Handle
+		var bs []*sa.Bundle
 		for _, r := range pe.spec.Bundles {
 			be := t.refLocked(r)
 			if be == nil || be.b.Dir != p.Dir {
@@ -302,7 +303,7 @@ func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 			hs = append(hs, be.b.Handle)
 			bs = append(bs, be.b)
 		}
-		if p.Dir == Out && !complete {
+		if p.Dir == sa.Out && !complete {
 			bs = nil
 		}
 		p.Bundles = hs
@@ -314,7 +315,7 @@ func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 }
 
 // rebindLocked re-resolves the policies that refer to handle h or name.
-func (t *Table) rebindLocked(x *tx, h Handle, name string) {
+func (t *Table) rebindLocked(x *tx, h sa.Handle, name string) {
 	keys := []string{"h:" + strconv.FormatUint(uint64(h), 10)}
 	if name != "" {
 		keys = append(keys, "n:"+name)
@@ -383,7 +384,7 @@ func (t *Table) deletePolicyLocked(x *tx, pe *polEntry) {
 func (pe *polEntry) info() PolicyInfo {
 	complete := pe.p.Action != Protect || len(pe.p.Bundles) == len(pe.spec.Bundles)
 	return PolicyInfo{ID: pe.p.ID, Origin: pe.origin, Created: pe.created, Spec: pe.spec.Clone(),
-		Bundles: append([]Handle(nil), pe.p.Bundles...), Complete: complete}
+		Bundles: append([]sa.Handle(nil), pe.p.Bundles...), Complete: complete}
 }
 
 // Policies lists the policies: inbound first, then outbound, each by

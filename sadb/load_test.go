@@ -1,4 +1,4 @@
-package sa
+package sadb
 
 import (
 	"encoding/binary"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/sa"
 )
 
 func heapInUse() uint64 {
@@ -80,7 +81,7 @@ func TestManySAsBoundedMemory(t *testing.T) {
 	for i := range lookups {
 		j := (i * 7919) % n
 		dst := netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)})
-		if s, _ := snap.LookupIn(ESP, uint32(0x1000+j), dst); s == nil {
+		if s, _ := snap.LookupIn(sa.ESP, uint32(0x1000+j), dst); s == nil {
 			t.Fatalf("SA %d not found", j)
 		}
 	}
@@ -102,7 +103,7 @@ func TestManySAsBoundedMemory(t *testing.T) {
 		t.Errorf("an SA beyond the capacity: %v", err)
 	}
 	// Deleting every SA gives the memory back.
-	var hs []Handle
+	var hs []sa.Handle
 	for _, bi := range tb.List(false) {
 		hs = append(hs, bi.Handle)
 	}
