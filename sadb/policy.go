@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/secnic/secnic/sa"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/secnic/secnic/sa"
 )
 
 // Action is what a policy does with matching traffic.

@@ -1,10 +1,11 @@
 package sadb
 
 import (
-	"github.com/secnic/secnic/sa"
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/secnic/secnic/sa"
 )
 
 func TestReconcile(t *testing.T) {

@@ -3,8 +3,9 @@ package sadb
 import (
 	"errors"
 	"fmt"
-	"github.com/secnic/secnic/sa"
 	"strconv"
+
+	"github.com/secnic/secnic/sa"
 )
 
 // CopyInto fills dst, an empty table, with copies of t's bundles and

@@ -1,9 +1,10 @@
 package sadb
 
 import (
-	"github.com/secnic/secnic/sa"
 	"strings"
 	"testing"
+
+	"github.com/secnic/secnic/sa"
 )
 
 func TestSPIClashNamesTheHolder(t *testing.T) {

@@ -2,10 +2,11 @@ package sadb
 
 import (
 	"fmt"
-	"github.com/secnic/secnic/sa"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/secnic/secnic/sa"
 )
 
 func TestLookupIn(t *testing.T) {
