@@ -21,8 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/secnic/secnic/ah"
-	"github.com/secnic/secnic/esp"
+	"github.com/secnic/secnic/bundle"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/tun"
@@ -276,8 +275,8 @@ func HostMTUFor(wireMTU int, snap *sa.Snapshot) int {
 			if b.Dir != sa.Out {
 				return true
 			}
-			o := bundleOverhead(b, wireMTU)
-			if bundleTunnel(b) {
+			o := bundle.Overhead(b, wireMTU)
+			if b.Mode == sa.Tunnel {
 				tunnel = max(tunnel, o)
 			} else {
 				transport = max(transport, o)
@@ -286,30 +285,6 @@ func HostMTUFor(wireMTU int, snap *sa.Snapshot) int {
 		})
 	}
 	return max(wireMTU-tunnel-transport, minMTU4)
-}
-
-// bundleOverhead is the worst-case growth of a datagram of innerLen bytes
-// through bundle b (ESP, then AH; in an AH+ESP bundle AH adds only its
-// header, behind the IP header ESP produced).
-func bundleOverhead(b *sa.Bundle, innerLen int) int {
-	o := 0
-	if b.ESP != nil {
-		o += esp.Overhead(b.ESP, innerLen)
-	}
-	switch {
-	case b.AH != nil && b.ESP != nil && b.AH.Mode == sa.Tunnel:
-		o += ah.Len(b.AH, !b.ESP.Dst.Is4()) // behind ESP's outer header
-	case b.AH != nil:
-		o += ah.Overhead(b.AH, innerLen+o)
-	}
-	return o
-}
-
-func bundleTunnel(b *sa.Bundle) bool {
-	if b.ESP != nil {
-		return b.ESP.Mode == sa.Tunnel
-	}
-	return b.AH != nil && b.AH.Mode == sa.Tunnel
 }
 
 // isClosed reports an error from a closed port.
