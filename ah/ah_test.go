@@ -573,19 +573,19 @@ func TestReplayBehaviour(t *testing.T) {
 	}
 	steps := []struct {
 		seq  int
-		want error
+		want sa.Reason
 	}{
-		{1, nil},
+		{1, sa.ReasonNone},
 		{1, sa.InStateSeqError},
-		{3, nil},
-		{2, nil},
+		{3, sa.ReasonNone},
+		{2, sa.ReasonNone},
 		{2, sa.InStateSeqError},
-		{100, nil},
-		{37, nil},
+		{100, sa.ReasonNone},
+		{37, sa.ReasonNone},
 		{36, sa.InStateSeqError},
 		{3, sa.InStateSeqError},
-		{200, nil},
-		{137, nil},
+		{200, sa.ReasonNone},
+		{137, sa.ReasonNone},
 		{136, sa.InStateSeqError},
 	}
 	for _, st := range steps {

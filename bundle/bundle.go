@@ -105,12 +105,12 @@ func CheckChain(chain []*sa.Bundle) error {
 	return nil
 }
 
-// AHOverESPTunnel reports whether b's AH SA goes over the outer header its
+// ahOverESPTunnel reports whether b's AH SA goes over the outer header its
 // tunnel-mode ESP SA builds (AH+ESP in tunnel mode): outbound AH is applied
 // in transport fashion behind that header (ah.EncapTransport), inbound it
 // is removed so (ah.DecapTransport), and it adds only its own header. This
 // is the one place that rule is written.
-func AHOverESPTunnel(b *sa.Bundle) bool {
+func ahOverESPTunnel(b *sa.Bundle) bool {
 	return b.AH != nil && b.ESP != nil && b.ESP.Mode == sa.Tunnel
 }
 
@@ -127,7 +127,7 @@ func ApplyOut(b *sa.Bundle, p *packet.Buf) sa.Reason {
 		}
 	}
 	if b.AH != nil {
-		if AHOverESPTunnel(b) {
+		if ahOverESPTunnel(b) {
 			return ah.EncapTransport(b.AH, p)
 		}
 		return ah.Encap(b.AH, p)
@@ -163,7 +163,7 @@ func applyIn(b *sa.Bundle, p *packet.Buf, r *Result) sa.Reason {
 	}
 	if b.AH != nil {
 		var reason sa.Reason
-		if AHOverESPTunnel(b) {
+		if ahOverESPTunnel(b) {
 			reason = ah.DecapTransport(b.AH, p)
 		} else {
 			reason = ah.Decap(b.AH, p)
@@ -243,7 +243,7 @@ func Overhead(b *sa.Bundle, innerLen int) int {
 		n += esp.Overhead(b.ESP, innerLen)
 	}
 	if b.AH != nil {
-		if AHOverESPTunnel(b) {
+		if ahOverESPTunnel(b) {
 			n += ah.Len(b.AH, !b.ESP.Dst.Is4())
 		} else {
 			n += ah.Overhead(b.AH, innerLen+n)

@@ -64,7 +64,7 @@ func Decap(snap *sa.Snapshot, p *packet.Buf, loc *packet.Loc, encapPort uint16) 
 		switch {
 		case s.Proto == sa.ESP:
 			r = esp.Decap(s, p, loc)
-		case AHOverESPTunnel(b):
+		case ahOverESPTunnel(b):
 			r = ah.DecapTransport(s, p)
 		default:
 			r = ah.Decap(s, p)
