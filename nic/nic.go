@@ -263,7 +263,7 @@ func (n *NIC) WireMTU() int { return n.wireMTU }
 func (n *NIC) HostMTU() int { return HostMTUFor(n.wireMTU, n.table.Snapshot()) }
 
 // HostMTUFor returns the host-port MTU that leaves room, within wireMTU,
-// for the worst-case overhead (esp.Overhead, ah.Overhead: headers, IV, ICV,
+// for the worst-case overhead (bundle.Overhead: headers, IV, ICV,
 // maximal padding, UDP encapsulation, outer header) of the outbound bundles
 // in snap. Since a policy may stack a transport bundle over a tunnel
 // bundle, the overhead is that of the costliest tunnel bundle plus that of
