@@ -82,9 +82,10 @@ func Overhead(s *sa.SA, innerLen int) int {
 }
 
 // Encap protects the IP datagram in p with the outbound AH SA s. On success
-// p holds the protected datagram, ready for the wire. On failure it returns
-// an sa.Reason (also counted on the SA) and p must be dropped.
-func Encap(s *sa.SA, p *packet.Buf) error {
+// p holds the protected datagram, ready for the wire, and Encap returns
+// sa.ReasonNone; otherwise it returns why (also counted on the SA) and p
+// must be dropped.
+func Encap(s *sa.SA, p *packet.Buf) sa.Reason {
 	return s.Outcome(encap(s, p, s.Mode))
 }
 
@@ -93,7 +94,7 @@ func Encap(s *sa.SA, p *packet.Buf) error {
 // tunnel mode (NDIS SA bundle order: ESP first, then AH), where the ESP SA
 // built the outer header and the AH SA, tunnel mode like the whole bundle,
 // protects that outer header without adding one of its own.
-func EncapTransport(s *sa.SA, p *packet.Buf) error {
+func EncapTransport(s *sa.SA, p *packet.Buf) sa.Reason {
 	return s.Outcome(encap(s, p, sa.Transport))
 }
 
@@ -195,9 +196,10 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 // datagram: the inner datagram in tunnel mode (with an outer CE mark
 // propagated, RFC 6040), the datagram without AH in transport mode (its IP
 // header as received: the mutable fields were zeroed only to compute the
-// ICV). On failure it returns an sa.Reason (also counted on the SA) and p
-// is unchanged apart from link-layer padding past the IP length.
-func Decap(s *sa.SA, p *packet.Buf) error {
+// ICV), and Decap returns sa.ReasonNone. Otherwise it returns why (also
+// counted on the SA) and p is unchanged apart from link-layer padding past
+// the IP length.
+func Decap(s *sa.SA, p *packet.Buf) sa.Reason {
 	return s.Outcome(decap(s, p, s.Mode))
 }
 
@@ -205,7 +207,7 @@ func Decap(s *sa.SA, p *packet.Buf) error {
 // removes AH from behind the IP header and keeps that header. It is the
 // inbound half of EncapTransport (AH+ESP bundle in tunnel mode: AH is
 // verified on the outer header first, then ESP removes the tunnel).
-func DecapTransport(s *sa.SA, p *packet.Buf) error {
+func DecapTransport(s *sa.SA, p *packet.Buf) sa.Reason {
 	return s.Outcome(decap(s, p, sa.Transport))
 }
 

@@ -51,11 +51,11 @@ func TestRoundTrip(t *testing.T) {
 					for _, n := range []int{0, 1, 13, 100, 1400} {
 						orig := f.datagram(n)
 						p := bufOf(orig)
-						if err := Encap(out, p); err != nil {
+						if err := Encap(out, p); err != sa.ReasonNone {
 							t.Fatalf("Encap(%d bytes): %v", n, err)
 						}
 						checkWire(t, p.Bytes(), out, orig, f)
-						if err := Decap(in, p); err != nil {
+						if err := Decap(in, p); err != sa.ReasonNone {
 							t.Fatalf("Decap(%d bytes): %v", n, err)
 						}
 						if !bytes.Equal(p.Bytes(), orig) {
@@ -163,7 +163,7 @@ func TestICVMatchesReference(t *testing.T) {
 						out.SetSeq(99)
 					}
 					p := bufOf(f.datagram(33))
-					if err := Encap(out, p); err != nil {
+					if err := Encap(out, p); err != sa.ReasonNone {
 						t.Fatal(err)
 					}
 					checkReference(t, a, key, p.Bytes(), out.LastSeq(), esn)
@@ -211,13 +211,13 @@ func TestMutableFieldsIPv4(t *testing.T) {
 					orig[1] = 0x2a // ECT(0), so a CE mark may be propagated
 					fixIPv4Checksum(orig)
 					p := bufOf(orig)
-					if err := Encap(out, p); err != nil {
+					if err := Encap(out, p); err != sa.ReasonNone {
 						t.Fatal(err)
 					}
 					e.edit(p.Bytes())
 					fixIPv4Checksum(p.Bytes())
 					want := clone(p.Bytes()[:20])
-					if err := Decap(in, p); err != nil {
+					if err := Decap(in, p); err != sa.ReasonNone {
 						t.Fatalf("mutable field %s changed in transit: %v", e.name, err)
 					}
 					got := p.Bytes()
@@ -282,7 +282,7 @@ func TestMutableFieldsIPv6(t *testing.T) {
 				out, in := newPair(t, a, pairOpts{mode: sa.Transport, outer6: true})
 				orig := withIPv6Ext(transportDatagram(true, 40), packet.ProtoHopByHop, ext, 32)
 				p := bufOf(orig)
-				if err := Encap(out, p); err != nil {
+				if err := Encap(out, p); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 				if off := ahOffset(t, p.Bytes()); off != 40+len(ext) {
@@ -292,12 +292,12 @@ func TestMutableFieldsIPv6(t *testing.T) {
 				want := clone(p.Bytes()[:40+len(ext)])
 				err := Decap(in, p)
 				if !e.ok {
-					if err == nil {
+					if err == sa.ReasonNone {
 						t.Fatalf("changing immutable byte %d went undetected", e.off)
 					}
 					return
 				}
-				if err != nil {
+				if err != sa.ReasonNone {
 					t.Fatalf("changing mutable byte %d: %v", e.off, err)
 				}
 				got := p.Bytes()
@@ -320,7 +320,7 @@ func TestTamper(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", a, f.name), func(t *testing.T) {
 				out, in := newPair(t, a, pairOpts{mode: f.mode, outer6: f.outer6, esn: true, window: -1})
 				p := bufOf(f.datagram(40))
-				if err := Encap(out, p); err != nil {
+				if err := Encap(out, p); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 				prot := clone(p.Bytes())
@@ -334,10 +334,10 @@ func TestTamper(t *testing.T) {
 						}
 						err := Decap(in, q)
 						if mutableBit(f.outer6, i, mask) {
-							if err != nil {
+							if err != sa.ReasonNone {
 								t.Fatalf("flipping mutable bit 0x%02x of byte %d: %v", mask, i, err)
 							}
-						} else if err == nil {
+						} else if err == sa.ReasonNone {
 							t.Fatalf("flipping bit 0x%02x of byte %d of %d went undetected", mask, i, len(prot))
 						}
 					}
@@ -384,7 +384,7 @@ func TestIPv4Options(t *testing.T) {
 			out, in := newPair(t, a, pairOpts{mode: sa.Transport, key: key, window: -1})
 			orig := withIPv4Options(transportDatagram(false, 30), opts)
 			p := bufOf(orig)
-			if err := Encap(out, p); err != nil {
+			if err := Encap(out, p); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 			prot := clone(p.Bytes())
@@ -407,7 +407,7 @@ func TestIPv4Options(t *testing.T) {
 				fixIPv4Checksum(q.Bytes())
 				want := clone(q.Bytes()[:44])
 				err := Decap(in, q)
-				if (err == nil) != c.ok {
+				if (err == sa.ReasonNone) != c.ok {
 					t.Fatalf("%s: got %v, want success %v", c.name, err, c.ok)
 				}
 				if c.ok {
@@ -438,7 +438,7 @@ func TestIPv4SourceRoute(t *testing.T) {
 			copy(d[16:20], hop1[:])
 			fixIPv4Checksum(d)
 			p := bufOf(d)
-			if err := Encap(out, p); err != nil {
+			if err := Encap(out, p); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 			if got := [4]byte(p.Bytes()[16:20]); got != hop1 {
@@ -457,7 +457,7 @@ func TestIPv4SourceRoute(t *testing.T) {
 			if got := [4]byte(h[16:20]); got != final {
 				t.Fatalf("simulated routing ended at %v", got)
 			}
-			if err := Decap(in, p); err != nil {
+			if err := Decap(in, p); err != sa.ReasonNone {
 				t.Fatalf("source-routed datagram at its final destination: %v", err)
 			}
 		})
@@ -525,7 +525,7 @@ func TestIPv6RoutingHeader(t *testing.T) {
 				d := withIPv6Ext(transportDatagram(true, 20), packet.ProtoRouting, c.rh, 0)
 				copy(d[24:40], c.first[:])
 				p := bufOf(d)
-				if err := Encap(out, p); err != nil {
+				if err := Encap(out, p); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(p.Bytes()[:40+len(c.rh)], d[:40+len(c.rh)]) && !onlyProtoLen(p.Bytes(), d, len(c.rh)) {
@@ -536,7 +536,7 @@ func TestIPv6RoutingHeader(t *testing.T) {
 					t.Fatalf("simulated routing ended at %x", p.Bytes()[24:40])
 				}
 				checkReference(t, a, key, p.Bytes(), out.LastSeq(), false)
-				if err := Decap(in, p); err != nil {
+				if err := Decap(in, p); err != sa.ReasonNone {
 					t.Fatalf("routed datagram at its final destination: %v", err)
 				}
 			})
@@ -566,26 +566,26 @@ func TestReplayBehaviour(t *testing.T) {
 	var pkts [][]byte
 	for range 200 {
 		p := bufOf(innerDatagram(false, 10))
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		pkts = append(pkts, clone(p.Bytes()))
 	}
 	steps := []struct {
 		seq  int
-		want error
+		want sa.Reason
 	}{
-		{1, nil},
+		{1, sa.ReasonNone},
 		{1, sa.InStateSeqError},
-		{3, nil},
-		{2, nil},
+		{3, sa.ReasonNone},
+		{2, sa.ReasonNone},
 		{2, sa.InStateSeqError},
-		{100, nil},
-		{37, nil},
+		{100, sa.ReasonNone},
+		{37, sa.ReasonNone},
 		{36, sa.InStateSeqError},
 		{3, sa.InStateSeqError},
-		{200, nil},
-		{137, nil},
+		{200, sa.ReasonNone},
+		{137, sa.ReasonNone},
 		{136, sa.InStateSeqError},
 	}
 	for _, st := range steps {
@@ -605,7 +605,7 @@ func TestReplayWindowNotMovedByForgery(t *testing.T) {
 	var pkts [][]byte
 	for range 3 {
 		p := bufOf(transportDatagram(false, 10))
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		pkts = append(pkts, clone(p.Bytes()))
@@ -619,7 +619,7 @@ func TestReplayWindowNotMovedByForgery(t *testing.T) {
 		t.Fatalf("window moved to %d by a forged packet", in.Replay.Top())
 	}
 	for i, pk := range pkts {
-		if err := Decap(in, bufOf(pk)); err != nil {
+		if err := Decap(in, bufOf(pk)); err != sa.ReasonNone {
 			t.Fatalf("packet %d after the forgery: %v", i+1, err)
 		}
 	}
@@ -636,14 +636,14 @@ func TestESNBoundary(t *testing.T) {
 			in.Replay.SetTop(start)
 			for i := range 12 {
 				p := bufOf(innerDatagram(false, 20))
-				if err := Encap(out, p); err != nil {
+				if err := Encap(out, p); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 				want := start + uint64(i) + 1
 				if got := binary.BigEndian.Uint32(p.Bytes()[28:]); got != uint32(want) {
 					t.Fatalf("wire seq %d, want the low half of %d", got, want)
 				}
-				if err := Decap(in, p); err != nil {
+				if err := Decap(in, p); err != sa.ReasonNone {
 					t.Fatalf("seq %d: %v", want, err)
 				}
 			}
@@ -664,14 +664,14 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := bufOf(transportDatagram(false, 20))
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		if err := Decap(in, p); err != sa.InStateProtoError {
 			t.Fatalf("%s: got %v, want XfrmInStateProtoError", a, err)
 		}
 		in.Replay.SetTop(5 << 32)
-		if err := Decap(in, p); err != nil {
+		if err := Decap(in, p); err != sa.ReasonNone {
 			t.Fatalf("%s with the right high half: %v", a, err)
 		}
 	}
@@ -687,7 +687,7 @@ func TestSequenceNeverWraps(t *testing.T) {
 		if err := out.SetSeq(max - 1); err != nil {
 			t.Fatal(err)
 		}
-		if err := Encap(out, bufOf(innerDatagram(false, 10))); err != nil {
+		if err := Encap(out, bufOf(innerDatagram(false, 10))); err != sa.ReasonNone {
 			t.Fatalf("last sequence number refused: %v", err)
 		}
 		for range 3 {
@@ -725,7 +725,7 @@ func TestFragmentsRefused(t *testing.T) {
 
 	// Inbound: a valid AH datagram that arrives as a fragment.
 	p := bufOf(transportDatagram(false, 30))
-	if err := Encap(out4, p); err != nil {
+	if err := Encap(out4, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	p.Bytes()[6] |= 0x20
@@ -734,7 +734,7 @@ func TestFragmentsRefused(t *testing.T) {
 		t.Fatalf("Decap IPv4 fragment: got %v, want SecnicInFragment", err)
 	}
 	p6 := bufOf(transportDatagram(true, 30))
-	if err := Encap(out6, p6); err != nil {
+	if err := Encap(out6, p6); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	f6 := withIPv6Ext(p6.Bytes(), packet.ProtoFragment, []byte{0, 0, 0, 1, 0, 0, 0, 9}, 0)
@@ -754,13 +754,13 @@ func TestMalformedInput(t *testing.T) {
 				t.Fatalf("short datagram: got %v", err)
 			}
 			p := bufOf(f.datagram(10))
-			if err := Encap(out, p); err != nil {
+			if err := Encap(out, p); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 			prot := clone(p.Bytes())
 			for cut := 0; cut < len(prot); cut++ {
 				q := bufOf(prot[:cut])
-				if err := Decap(in, q); err == nil {
+				if err := Decap(in, q); err == sa.ReasonNone {
 					t.Fatalf("truncated to %d bytes but accepted", cut)
 				}
 			}
@@ -772,7 +772,7 @@ func TestMalformedInput(t *testing.T) {
 				}
 				q := bufOf(prot)
 				q.Bytes()[ahOff+1] = byte(v)
-				if err := Decap(in, q); err == nil {
+				if err := Decap(in, q); err == sa.ReasonNone {
 					t.Fatalf("payload length %d accepted", v)
 				}
 			}
@@ -801,7 +801,7 @@ func TestAcceptsEightByteAlignedIPv4(t *testing.T) {
 	icv, _ := refICV(t, suite.AuthSHA256, key, prot, 1, false)
 	copy(h[12:], icv)
 	p := bufOf(prot)
-	if err := Decap(in4, p); err != nil {
+	if err := Decap(in4, p); err != sa.ReasonNone {
 		t.Fatalf("8-byte-aligned AH behind IPv4: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), d) {
@@ -812,7 +812,7 @@ func TestAcceptsEightByteAlignedIPv4(t *testing.T) {
 func TestMismatch(t *testing.T) {
 	out, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel})
 	p := bufOf(innerDatagram(false, 10))
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	prot := clone(p.Bytes())
@@ -847,7 +847,7 @@ func TestModeMismatch(t *testing.T) {
 	out, _ := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Transport, key: key})
 	in := newSA(t, suite.AuthSHA256, sa.In, pairOpts{mode: sa.Tunnel, key: key})
 	p := bufOf(transportDatagram(false, 10))
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	if err := Decap(in, p); err != sa.InStateModeError {
@@ -876,15 +876,15 @@ func TestDeletedSARefuses(t *testing.T) {
 	for _, a := range []suite.Auth{suite.AuthSHA256, suite.AuthGMAC128} {
 		out, in := newPair(t, a, pairOpts{mode: sa.Tunnel})
 		p := bufOf(innerDatagram(false, 10))
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		in.Close()
 		out.Close()
-		if err := Decap(in, p); err == nil {
+		if err := Decap(in, p); err == sa.ReasonNone {
 			t.Fatal("deleted inbound SA still verifies")
 		}
-		if err := Encap(out, bufOf(innerDatagram(false, 10))); err == nil {
+		if err := Encap(out, bufOf(innerDatagram(false, 10))); err == sa.ReasonNone {
 			t.Fatal("deleted outbound SA still signs")
 		}
 	}
@@ -901,7 +901,7 @@ func TestECNDecap(t *testing.T) {
 			fixIPv4Checksum(orig)
 		}
 		p := bufOf(orig)
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		if p.Bytes()[1] != 0x2a {
@@ -909,7 +909,7 @@ func TestECNDecap(t *testing.T) {
 		}
 		p.Bytes()[1] |= 3 // congestion experienced on the outer header
 		fixIPv4Checksum(p.Bytes())
-		if err := Decap(in, p); err != nil {
+		if err := Decap(in, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		tos, _ := packet.TOS(p.Bytes())
@@ -922,7 +922,7 @@ func TestECNDecap(t *testing.T) {
 		// CE on the outer header of a not-ECT inner datagram: dropped (RFC 6040).
 		notECT := innerDatagram(inner6, 10) // traffic class 0x28
 		q := bufOf(notECT)
-		if err := Encap(out, q); err != nil {
+		if err := Encap(out, q); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		q.Bytes()[1] |= 3
@@ -938,7 +938,7 @@ func TestTunnelOuterHeader(t *testing.T) {
 		out := newSA(t, suite.AuthSHA256, sa.Out, pairOpts{mode: sa.Tunnel, key: keyFor(t, suite.AuthSHA256)})
 		out.DF = df
 		p := bufOf(innerDatagram(false, 10)) // DF set inside
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		h := packet.IPv4(p.Bytes())
@@ -963,7 +963,7 @@ func TestBufferTooSmall(t *testing.T) {
 		t.Fatalf("no tailroom: got %v, want SecnicOutBufferError", err)
 	}
 	p = bufOf(d)
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	prot := clone(p.Bytes())
@@ -984,7 +984,7 @@ func TestFailedDecapLeavesPacket(t *testing.T) {
 		out, in := newPair(t, a, pairOpts{mode: sa.Transport, outer6: true})
 		hbh := []byte{0, 0, 0x3e, 4, 9, 9, 9, 9}
 		p := bufOf(withIPv6Ext(transportDatagram(true, 24), packet.ProtoHopByHop, hbh, 0))
-		if err := Encap(out, p); err != nil {
+		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		p.Bytes()[len(p.Bytes())-1] ^= 1
@@ -1002,11 +1002,11 @@ func TestLinkLayerPaddingIgnored(t *testing.T) {
 	out, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Transport})
 	orig := transportDatagram(false, 5)
 	p := bufOf(orig)
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	q := bufOf(append(clone(p.Bytes()), 0, 0, 0, 0, 0, 0)) // Ethernet minimum-frame padding
-	if err := Decap(in, q); err != nil {
+	if err := Decap(in, q); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(q.Bytes(), orig) {

@@ -230,7 +230,7 @@ func TestInteropScapy(t *testing.T) {
 					prot := mustHex(t, ans.Pkt)
 					mutateInTransit(prot)
 					p := bufOf(prot)
-					if err := Decap(in, p); err != nil {
+					if err := Decap(in, p); err != sa.ReasonNone {
 						t.Fatalf("secnic refused scapy's packet: %v\n%x", err, prot)
 					}
 					if !bytes.Equal(p.Bytes(), withMutated(orig, c.mode)) {
@@ -240,7 +240,7 @@ func TestInteropScapy(t *testing.T) {
 					// secnic -> scapy
 					out.SetSeq(uint64(hi)<<32 + 20)
 					p = bufOf(orig)
-					if err := Encap(out, p); err != nil {
+					if err := Encap(out, p); err != sa.ReasonNone {
 						t.Fatal(err)
 					}
 					sealed := clone(p.Bytes())
@@ -323,7 +323,7 @@ func TestInteropScapyRouting(t *testing.T) {
 	prot := mustHex(t, ans.Pkt)
 	route(prot)
 	p := bufOf(prot)
-	if err := Decap(in, p); err != nil {
+	if err := Decap(in, p); err != sa.ReasonNone {
 		t.Fatalf("secnic refused scapy's routed packet: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), delivered) {
@@ -331,7 +331,7 @@ func TestInteropScapyRouting(t *testing.T) {
 	}
 
 	p = bufOf(orig)
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	route(p.Bytes())
@@ -459,7 +459,7 @@ func TestKnownAnswer(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := bufOf(plain)
-			if err := Encap(out, p); err != nil {
+			if err := Encap(out, p); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 			got := clone(p.Bytes())
@@ -474,7 +474,7 @@ func TestKnownAnswer(t *testing.T) {
 				in.Replay.SetTop(v.Seq &^ 0xffffffff)
 			}
 			q := bufOf(mustHex(t, v.Protected))
-			if err := Decap(in, q); err != nil {
+			if err := Decap(in, q); err != sa.ReasonNone {
 				t.Fatalf("Decap: %v", err)
 			}
 			if !bytes.Equal(q.Bytes(), plain) {

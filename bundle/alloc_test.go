@@ -23,7 +23,7 @@ func TestNoAllocs(t *testing.T) {
 		out := func() {
 			copy(p.B[packet.Headroom:], d)
 			p.Off, p.Len = packet.Headroom, len(d)
-			if err := ApplyChainOut(outs[i], p); err != nil {
+			if err := ApplyChainOut(outs[i], p); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 		}
@@ -33,7 +33,7 @@ func TestNoAllocs(t *testing.T) {
 		in := func() {
 			copy(q.B[packet.Headroom:], prot)
 			q.Off, q.Len = packet.Headroom, len(prot)
-			if _, err := ApplyChainIn(ins[i], q); err != nil {
+			if _, err := ApplyChainIn(ins[i], q); err != sa.ReasonNone {
 				t.Fatal(err)
 			}
 		}
@@ -64,10 +64,10 @@ func BenchmarkBundle(b *testing.B) {
 			for range b.N {
 				copy(p.B[packet.Headroom:], d)
 				p.Off, p.Len = packet.Headroom, len(d)
-				if err := ApplyChainOut(outs[i], p); err != nil {
+				if err := ApplyChainOut(outs[i], p); err != sa.ReasonNone {
 					b.Fatal(err)
 				}
-				if _, err := ApplyChainIn(ins[i], p); err != nil {
+				if _, err := ApplyChainIn(ins[i], p); err != sa.ReasonNone {
 					b.Fatal(err)
 				}
 			}

@@ -19,8 +19,16 @@
 // wraps the result; inbound, the tunnel bundle is removed first, then the
 // transport bundle.
 //
-// Every function works in place on a packet.Buf and allocates nothing. A
-// refusal is an sa.Reason, already counted on the SA that refused.
+// Decap is the inbound engine of the receive path (nic and pcaptool): from
+// a located datagram it looks up each layer's SA by SPI and removes the
+// layers addressed to us, outermost first, enforcing the bundle order;
+// Admit is the RFC 4301 5.2 check of the result against the inbound
+// policies.
+//
+// Every function works in place on a packet.Buf and allocates nothing.
+// Per packet, each returns an sa.Reason: sa.ReasonNone when the packet
+// passed, otherwise why it was refused, already counted on the SA that
+// refused it.
 package bundle
 
 import (
@@ -98,21 +106,24 @@ func CheckChain(chain []*sa.Bundle) error {
 }
 
 // ahOverESPTunnel reports whether b's AH SA goes over the outer header its
-// tunnel-mode ESP SA builds.
+// tunnel-mode ESP SA builds (AH+ESP in tunnel mode): outbound AH is applied
+// in transport fashion behind that header (ah.EncapTransport), inbound it
+// is removed so (ah.DecapTransport), and it adds only its own header. This
+// is the one place that rule is written.
 func ahOverESPTunnel(b *sa.Bundle) bool {
-	return b.ESP != nil && b.ESP.Mode == sa.Tunnel
+	return b.AH != nil && b.ESP != nil && b.ESP.Mode == sa.Tunnel
 }
 
 // ApplyOut protects the datagram in p with the outbound bundle b (which
-// must pass Check): ESP first, then AH. On failure p must be dropped; the
-// error is the sa.Reason, counted on the SA that failed.
-func ApplyOut(b *sa.Bundle, p *packet.Buf) error {
+// must pass Check): ESP first, then AH. Unless it returns sa.ReasonNone, p
+// must be dropped; the reason is counted on the SA that refused.
+func ApplyOut(b *sa.Bundle, p *packet.Buf) sa.Reason {
 	if b.ESP == nil && b.AH == nil {
 		return sa.OutNoStates
 	}
 	if b.ESP != nil {
-		if err := esp.Encap(b.ESP, p); err != nil {
-			return err
+		if r := esp.Encap(b.ESP, p); r != sa.ReasonNone {
+			return r
 		}
 	}
 	if b.AH != nil {
@@ -121,7 +132,7 @@ func ApplyOut(b *sa.Bundle, p *packet.Buf) error {
 		}
 		return ah.Encap(b.AH, p)
 	}
-	return nil
+	return sa.ReasonNone
 }
 
 // Result says how far inbound processing got, for the NDIS receive
@@ -140,67 +151,88 @@ type Result struct {
 // Check) from the datagram in p: AH first, then ESP. On success p holds
 // the datagram the bundle protected. sa.InDummy from ESP marks a dummy
 // packet to discard silently.
-func ApplyIn(b *sa.Bundle, p *packet.Buf) (Result, error) {
+func ApplyIn(b *sa.Bundle, p *packet.Buf) (Result, sa.Reason) {
 	var r Result
-	err := applyIn(b, p, &r)
-	return r, err
+	reason := applyIn(b, p, &r)
+	return r, reason
 }
 
-func applyIn(b *sa.Bundle, p *packet.Buf, r *Result) error {
+func applyIn(b *sa.Bundle, p *packet.Buf, r *Result) sa.Reason {
 	if b.ESP == nil && b.AH == nil {
 		return sa.InNoStates
 	}
 	if b.AH != nil {
-		var err error
+		var reason sa.Reason
 		if ahOverESPTunnel(b) {
-			err = ah.DecapTransport(b.AH, p)
+			reason = ah.DecapTransport(b.AH, p)
 		} else {
-			err = ah.Decap(b.AH, p)
+			reason = ah.Decap(b.AH, p)
 		}
-		if err != nil {
+		if reason != sa.ReasonNone {
 			r.Failed, r.FailedIn = b.AH, b
-			return err
+			return reason
 		}
 		r.Done++
 	}
 	if b.ESP != nil {
-		if err := esp.Decap(b.ESP, p); err != nil {
+		if reason := decapESP(b.ESP, p); reason != sa.ReasonNone {
 			r.Failed, r.FailedIn = b.ESP, b
-			return err
+			return reason
 		}
 		r.Done++
 	}
-	return nil
+	return sa.ReasonNone
+}
+
+// decapESP locates the ESP header in p as the SA s expects it (UDP
+// encapsulated on its port, or not) and removes ESP.
+func decapESP(s *sa.SA, p *packet.Buf) sa.Reason {
+	var port uint16
+	if s.Encap != nil {
+		port = s.Encap.DstPort
+	}
+	loc, err := packet.Locate(p.Bytes(), port)
+	switch {
+	case err == packet.ErrFragment:
+		return s.Outcome(sa.InFragment)
+	case err != nil:
+		return s.Outcome(sa.InHdrError)
+	case loc.Kind == packet.NotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
+		// UDP-encapsulated ESP for an SA without udp_encap: Linux counts
+		// XfrmInStateMismatch (the encapsulation does not match the state).
+		return s.Outcome(sa.InStateMismatch)
+	}
+	return esp.Decap(s, p, &loc)
 }
 
 // ApplyChainOut protects the datagram in p with chain (innermost first;
 // see CheckChain): for transport over tunnel, the transport bundle first,
 // then the tunnel bundle.
-func ApplyChainOut(chain []*sa.Bundle, p *packet.Buf) error {
+func ApplyChainOut(chain []*sa.Bundle, p *packet.Buf) sa.Reason {
 	if len(chain) == 0 {
 		return sa.OutNoStates
 	}
 	for _, b := range chain {
-		if err := ApplyOut(b, p); err != nil {
-			return err
+		if r := ApplyOut(b, p); r != sa.ReasonNone {
+			return r
 		}
 	}
-	return nil
+	return sa.ReasonNone
 }
 
 // ApplyChainIn removes chain (innermost first, as for ApplyChainOut) from
 // the datagram in p: the tunnel bundle first, then the transport bundle.
-func ApplyChainIn(chain []*sa.Bundle, p *packet.Buf) (Result, error) {
+func ApplyChainIn(chain []*sa.Bundle, p *packet.Buf) (Result, sa.Reason) {
 	var r Result
 	if len(chain) == 0 {
 		return r, sa.InNoStates
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		if err := applyIn(chain[i], p, &r); err != nil {
-			return r, err
+		if reason := applyIn(chain[i], p, &r); reason != sa.ReasonNone {
+			return r, reason
 		}
 	}
-	return r, nil
+	return r, sa.ReasonNone
 }
 
 // Overhead returns the worst-case number of bytes ApplyOut adds to a

@@ -47,7 +47,7 @@ func TestAHESPTransport(t *testing.T) {
 						for _, n := range []int{0, 33, 1000} {
 							orig := udpDatagram(src, dst, n)
 							p := bufOf(orig)
-							if err := ApplyOut(out, p); err != nil {
+							if err := ApplyOut(out, p); err != sa.ReasonNone {
 								t.Fatal(err)
 							}
 							checkAHThenESP(t, p.Bytes(), out)
@@ -55,7 +55,7 @@ func TestAHESPTransport(t *testing.T) {
 								t.Fatalf("grew by %d, Overhead says at most %d", grew, Overhead(out, len(orig)))
 							}
 							r, err := ApplyIn(in, p)
-							if err != nil || r.Done != 2 || r.Failed != nil {
+							if err != sa.ReasonNone || r.Done != 2 || r.Failed != nil {
 								t.Fatalf("ApplyIn: %v (%+v)", err, r)
 							}
 							if !bytes.Equal(p.Bytes(), orig) {
@@ -105,7 +105,7 @@ func TestAHESPTunnel(t *testing.T) {
 						for _, n := range []int{0, 33, 1000} {
 							orig := udpDatagram(hs, hd, n)
 							p := bufOf(orig)
-							if err := ApplyOut(out, p); err != nil {
+							if err := ApplyOut(out, p); err != sa.ReasonNone {
 								t.Fatal(err)
 							}
 							pkt := p.Bytes()
@@ -124,7 +124,7 @@ func TestAHESPTunnel(t *testing.T) {
 								t.Fatalf("grew by %d, Overhead says at most %d", grew, Overhead(out, len(orig)))
 							}
 							r, err := ApplyIn(in, p)
-							if err != nil || r.Done != 2 {
+							if err != sa.ReasonNone || r.Done != 2 {
 								t.Fatalf("ApplyIn: %v (%+v)", err, r)
 							}
 							if !bytes.Equal(p.Bytes(), orig) {
@@ -148,7 +148,7 @@ func TestAHESPTunnelAuthenticatesOuterHeader(t *testing.T) {
 		ahD := &saDesc{proto: sa.AH, auth: suite.AuthSHA256, mode: sa.Tunnel, src: src, dst: dst, spi: 0x200, window: -1}
 		out, in := bundlePair(t, sa.Tunnel, espD, ahD)
 		p := bufOf(udpDatagram(i4a, i4b, 50))
-		if err := ApplyOut(out, p); err != nil {
+		if err := ApplyOut(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		prot := clone(p.Bytes())
@@ -159,7 +159,7 @@ func TestAHESPTunnelAuthenticatesOuterHeader(t *testing.T) {
 		q := bufOf(prot)
 		q.Bytes()[ttl]--
 		fixChecksum(q.Bytes())
-		if _, err := ApplyIn(in, q); err != nil {
+		if _, err := ApplyIn(in, q); err != sa.ReasonNone {
 			t.Fatalf("outer TTL decremented: %v", err)
 		}
 		q = bufOf(prot)
@@ -188,7 +188,7 @@ func TestESPFailureAfterAH(t *testing.T) {
 	espD.encKey = nil // the inbound ESP SA gets another key
 	_, in := bundlePair(t, sa.Transport, espD, &saDesc{proto: sa.AH, auth: suite.AuthSHA1, mode: sa.Transport, src: src, dst: dst, spi: 0x200, authKey: ahD.authKey})
 	p := bufOf(udpDatagram(src, dst, 20))
-	if err := ApplyOut(out, p); err != nil {
+	if err := ApplyOut(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	r, err := ApplyIn(in, p)
@@ -240,7 +240,7 @@ func TestTransportOverTunnel(t *testing.T) {
 					for _, n := range []int{0, 40, 1200} {
 						orig := udpDatagram(hs, hd, n)
 						p := bufOf(orig)
-						if err := ApplyChainOut(outChain, p); err != nil {
+						if err := ApplyChainOut(outChain, p); err != sa.ReasonNone {
 							t.Fatal(err)
 						}
 						pkt := p.Bytes()
@@ -255,10 +255,10 @@ func TestTransportOverTunnel(t *testing.T) {
 						if grew := p.Len - len(orig); grew > ChainOverhead(outChain, len(orig)) {
 							t.Fatalf("grew by %d, ChainOverhead says at most %d", grew, ChainOverhead(outChain, len(orig)))
 						}
-						r, err := ApplyChainIn(inChain, p)
+						r, reason := ApplyChainIn(inChain, p)
 						want := len(tIn.SAs()) + len(oIn.SAs())
-						if err != nil || r.Done != want {
-							t.Fatalf("ApplyChainIn: %v %+v (want %d SAs done)", err, r, want)
+						if reason != sa.ReasonNone || r.Done != want {
+							t.Fatalf("ApplyChainIn: %v %+v (want %d SAs done)", reason, r, want)
 						}
 						if !bytes.Equal(p.Bytes(), orig) {
 							t.Fatalf("round trip changed the datagram:\n got %x\nwant %x", p.Bytes(), orig)
@@ -267,10 +267,10 @@ func TestTransportOverTunnel(t *testing.T) {
 					// With AH inside, the inner AH is visible once the tunnel is removed.
 					if il.ah && !ol.esp {
 						p := bufOf(udpDatagram(hs, hd, 10))
-						if err := ApplyChainOut(outChain, p); err != nil {
+						if err := ApplyChainOut(outChain, p); err != sa.ReasonNone {
 							t.Fatal(err)
 						}
-						if _, err := ApplyIn(oIn, p); err != nil {
+						if _, err := ApplyIn(oIn, p); err != sa.ReasonNone {
 							t.Fatal(err)
 						}
 						if sp, _ := packet.SplitIP(p.Bytes()); sp.Proto != packet.ProtoAH {
@@ -293,7 +293,7 @@ func TestTransportOverTunnelInnerFailure(t *testing.T) {
 	tAh.authKey = nil
 	_, tIn := bundlePair(t, sa.Transport, nil, tAh)
 	p := bufOf(udpDatagram(i4a, i4b, 10))
-	if err := ApplyChainOut([]*sa.Bundle{tOut, oOut}, p); err != nil {
+	if err := ApplyChainOut([]*sa.Bundle{tOut, oOut}, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	r, err := ApplyChainIn([]*sa.Bundle{tIn, oIn}, p)
@@ -322,13 +322,13 @@ func TestSingleSA(t *testing.T) {
 					orig = udpDatagram(hs, hd, 77)
 				}
 				p := bufOf(orig)
-				if err := ApplyOut(out, p); err != nil {
+				if err := ApplyOut(out, p); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 				if sp, _ := packet.SplitIP(p.Bytes()); sp.Proto != uint8(proto) {
 					t.Fatalf("%v %v: outer protocol %d", mode, proto, sp.Proto)
 				}
-				if r, err := ApplyIn(in, p); err != nil || r.Done != 1 || !bytes.Equal(p.Bytes(), orig) {
+				if r, err := ApplyIn(in, p); err != sa.ReasonNone || r.Done != 1 || !bytes.Equal(p.Bytes(), orig) {
 					t.Fatalf("%v %v v6=%v: %v %+v", mode, proto, v6, err, r)
 				}
 			}

@@ -44,16 +44,17 @@ func Overhead(s *sa.SA, innerLen int) int {
 func outerLen(s *sa.SA) int { return s.OuterLen() }
 
 // Encap protects the IP datagram in p with the outbound SA s. On success p
-// holds the protected datagram, ready for the wire. On failure it returns
-// an sa.Reason (also counted on the SA) and p must be dropped.
-func Encap(s *sa.SA, p *packet.Buf) error {
+// holds the protected datagram, ready for the wire, and Encap returns
+// sa.ReasonNone. Otherwise it returns why (also counted on the SA) and p
+// must be dropped.
+func Encap(s *sa.SA, p *packet.Buf) sa.Reason {
 	return s.Outcome(encap(s, p, nil))
 }
 
 // EncapWithIV is Encap with an explicit IV instead of the one the suite
 // derives, for reproducing published test vectors (the offline packet tool).
 // Never use it for live traffic: the caller must not repeat an IV under a key.
-func EncapWithIV(s *sa.SA, p *packet.Buf, iv []byte) error {
+func EncapWithIV(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	if len(iv) != s.Suite.IVLen() {
 		return s.Outcome(sa.OutError)
 	}
@@ -203,33 +204,30 @@ func checksumOrFFFF(c uint16) uint16 {
 	return c
 }
 
-// Decap verifies and decrypts the ESP datagram in p with the inbound SA s
-// (found by the caller from the SPI, see packet.Locate). On success p holds
-// the original datagram: the inner datagram in tunnel mode, the rebuilt
-// datagram in transport mode. On failure it returns an sa.Reason (also
-// counted on the SA); sa.InDummy marks a dummy packet, to be discarded silently.
-func Decap(s *sa.SA, p *packet.Buf) error {
-	return s.Outcome(decap(s, p))
+// Decap verifies and decrypts the ESP datagram in p with the inbound SA s.
+// loc is where packet.Locate found the ESP header in p.Bytes() (the caller
+// located it to find s from the SPI; Decap does not parse the headers
+// again). On success p holds the original datagram: the inner datagram in
+// tunnel mode, the rebuilt datagram in transport mode; Decap returns
+// sa.ReasonNone and loc is stale. Otherwise it returns why (also counted
+// on the SA): sa.InDummy marks a dummy packet, to be discarded silently.
+func Decap(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
+	return s.Outcome(decap(s, p, loc))
 }
 
-func decap(s *sa.SA, p *packet.Buf) sa.Reason {
+func decap(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
 	if s.Expired() {
 		return sa.InStateExpired
 	}
 	pkt := p.Data()
-	var encapPort uint16
-	if s.Encap != nil {
-		encapPort = s.Encap.DstPort
-	}
-	loc, err := packet.Locate(pkt, encapPort)
 	switch {
-	case err == packet.ErrFragment:
-		return sa.InFragment
-	case err == packet.ErrNotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
+	case loc.Kind == packet.UDPESP && s.Encap == nil:
 		// UDP-encapsulated ESP for an SA without udp_encap: Linux counts
 		// XfrmInStateMismatch (the encapsulation does not match the state).
 		return sa.InStateMismatch
-	case err != nil:
+	case loc.Kind == packet.UDPESP && packet.UDP(pkt[loc.HdrLen:]).DstPort() != s.Encap.DstPort:
+		return sa.InHdrError // not on the SA's encapsulation port
+	case !loc.Kind.IsIPsec():
 		return sa.InHdrError
 	}
 	if packet.Version(pkt) == 4 && !packet.IPv4(pkt).ChecksumValid() {

@@ -225,7 +225,7 @@ func TestKATDecap(t *testing.T) {
 			esp := katESP(t, v)
 			wire := katWire(t, v, esp)
 			p := bufOf(wire)
-			if err := Decap(in, p); err != nil {
+			if err := decapBuf(in, p); err != sa.ReasonNone {
 				t.Fatalf("Decap of the published packet: %v", err)
 			}
 			data, next := v.payload(t)
@@ -254,7 +254,7 @@ func TestKATDecap(t *testing.T) {
 			if got := in.Stats.Packets.Load(); got != 1 {
 				t.Errorf("SA counted %d packets, want 1", got)
 			}
-			if err := Decap(in, bufOf(wire)); !errors.Is(err, sa.InStateSeqError) {
+			if err := decapBuf(in, bufOf(wire)); !errors.Is(err, sa.InStateSeqError) {
 				t.Errorf("Decap of the same packet again = %v, want %v", err, sa.InStateSeqError)
 			}
 
@@ -312,7 +312,7 @@ func TestKATEncapLayout(t *testing.T) {
 				packet.WriteIPv4(dgram, src, dst, next, len(dgram), 0, 64, false, 77)
 			}
 			p := bufOf(dgram)
-			if err := Encap(out, p); err != nil {
+			if err := Encap(out, p); err != sa.ReasonNone {
 				t.Fatalf("Encap: %v", err)
 			}
 			su := out.Suite
@@ -383,7 +383,7 @@ func TestEncapIVs(t *testing.T) {
 			seen := map[string]bool{}
 			for i := uint64(1); i <= 64; i++ {
 				p := bufOf(datagram(false, 40))
-				if err := Encap(out, p); err != nil {
+				if err := Encap(out, p); err != sa.ReasonNone {
 					t.Fatalf("Encap: %v", err)
 				}
 				w := p.Bytes()
@@ -401,7 +401,7 @@ func TestEncapIVs(t *testing.T) {
 						t.Fatalf("packet %d: IV %#x, want the sequence number %#x", i, got, start+i)
 					}
 				}
-				if err := Decap(in, p); err != nil {
+				if err := decapBuf(in, p); err != sa.ReasonNone {
 					t.Fatalf("Decap: %v", err)
 				}
 			}

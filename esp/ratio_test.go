@@ -54,7 +54,7 @@ func BenchmarkEncapVsRaw(b *testing.B) {
 					for range n {
 						copy(p.B[packet.Headroom:], hdr)
 						p.Off, p.Len = packet.Headroom, size
-						if err := Encap(out, p); err != nil {
+						if err := Encap(out, p); err != sa.ReasonNone {
 							b.Fatal(err)
 						}
 					}

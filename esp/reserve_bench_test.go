@@ -67,7 +67,7 @@ func BenchmarkEncapReservation(b *testing.B) {
 						copy(p.B[packet.Headroom:], d[:packet.IPv4MinLen+packet.UDPLen])
 						p.Off, p.Len = packet.Headroom, len(d)
 						err := Encap(s, p)
-						if err == nil {
+						if err == sa.ReasonNone {
 							break
 						}
 						if err != sa.OutSeqReserve {

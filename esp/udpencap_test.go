@@ -12,7 +12,7 @@ func udpESP(t *testing.T) []byte {
 	t.Helper()
 	out, _ := newPair(t, allAlgs()[0], pairOpts{mode: sa.Transport, encap: true})
 	p := bufOf(transportDatagram(false, 40))
-	if err := Encap(out, p); err != nil {
+	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	return append([]byte(nil), p.Bytes()...)
@@ -28,7 +28,7 @@ func TestUDPEncapLengthChecked(t *testing.T) {
 		if _, err := packet.Locate(b, 4500); err != packet.ErrUDPLength {
 			t.Errorf("UDP length %d (datagram %d): Locate = %v, want ErrUDPLength", n, real, err)
 		}
-		if err := Decap(in, bufOf(b)); err != sa.InHdrError {
+		if err := decapBuf(in, bufOf(b)); err != sa.InHdrError {
 			t.Errorf("UDP length %d: Decap = %v, want XfrmInHdrError", n, err)
 		}
 	}
@@ -41,7 +41,7 @@ func TestUDPEncapForSAWithoutEncapIsStateMismatch(t *testing.T) {
 	b := udpESP(t)
 	// Same SPI and keys do not matter: the mismatch is found first.
 	_, in := newPair(t, allAlgs()[0], pairOpts{mode: sa.Transport})
-	if err := Decap(in, bufOf(b)); err != sa.InStateMismatch {
+	if err := decapBuf(in, bufOf(b)); err != sa.InStateMismatch {
 		t.Errorf("UDP-encapsulated ESP for an SA without udp_encap: %v, want XfrmInStateMismatch", err)
 	}
 	if got := in.Stats.Snapshot().Drops[sa.InStateMismatch.String()]; got != 1 {

@@ -171,7 +171,7 @@ func TestScapyESP(t *testing.T) {
 				}
 				buf := packet.NewBuf(len(d) + 512)
 				buf.SetBytes(d)
-				if err := esp.Encap(out, buf); err != nil {
+				if err := esp.Encap(out, buf); err != sa.ReasonNone {
 					t.Fatalf("%s: Encap: %v", ci.Name, err)
 				}
 				r.plain = append(r.plain, d)
@@ -206,7 +206,15 @@ func TestScapyESP(t *testing.T) {
 				}
 				buf := packet.NewBuf(len(b) + 512)
 				buf.SetBytes(b)
-				if err := esp.Decap(r.inbound, buf); err != nil {
+				var port uint16
+				if r.inbound.Encap != nil {
+					port = r.inbound.Encap.DstPort
+				}
+				loc, err := packet.Locate(buf.Bytes(), port)
+				if err != nil {
+					t.Fatalf("scapy packet %d: %v\n%x", j, err, b)
+				}
+				if err := esp.Decap(r.inbound, buf, &loc); err != sa.ReasonNone {
 					t.Fatalf("secnic could not decrypt scapy packet %d: %v\n%x", j, err, b)
 				}
 				if !bytes.Equal(buf.Bytes(), r.plain[j]) {

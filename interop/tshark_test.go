@@ -20,6 +20,7 @@ import (
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/nic"
+	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
 )
 
@@ -111,7 +112,7 @@ func TestTsharkDecryptsESP(t *testing.T) {
 						}
 						p := packet.NewBuf(len(d) + 512)
 						p.SetBytes(d)
-						if err := esp.Encap(b.ESP, p); err != nil {
+						if err := esp.Encap(b.ESP, p); err != sa.ReasonNone {
 							t.Fatalf("%s: %v", name, err)
 						}
 						frames = append(frames, frame{name: name, spi: spi, inner: d})

@@ -28,18 +28,12 @@ import (
 	"errors"
 	"time"
 
-	"github.com/secnic/secnic/ah"
 	"github.com/secnic/secnic/bundle"
-	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
-
-// maxLayers bounds the IPsec layers removed from one packet (AH+ESP over
-// transport over tunnel is 3).
-const maxLayers = 4
 
 // ---------------------------------------------------------------------------
 // Transmit: host → wire.
@@ -174,17 +168,14 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 // answered with ICMP before any SA spends a sequence number on it.
 func (n *NIC) protect(t *txState, p *packet.Buf, bundles []*sa.Bundle) bool {
 	c := &n.tx
-	over := 0
-	for _, b := range bundles {
-		over += bundleOverhead(b, p.Len+over)
-	}
+	over := bundle.ChainOverhead(bundles, p.Len)
 	if p.Len+over > n.wireMTU && !mayFragment(p.Bytes(), bundles) {
 		n.sendTooBig(t, p, n.wireMTU-over)
 		return false
 	}
 	// Each bundle: ESP, then AH over the datagram ESP produced.
-	if err := bundle.ApplyChainOut(bundles, p); err != nil {
-		c.drop(reasonOf(err, sa.OutError))
+	if r := bundle.ApplyChainOut(bundles, p); r != sa.ReasonNone {
+		c.drop(dropReason(r))
 		return false
 	}
 	return true
@@ -449,90 +440,36 @@ func (n *NIC) receive(r *rxState, snap *sadb.Snapshot, p *packet.Buf) {
 	}
 
 	loc, err := packet.Locate(p.Bytes(), n.encapPort)
-	switch err {
-	case nil:
-	case packet.ErrNotIPsec:
+	switch {
+	case err == packet.ErrUDPLength:
+		c.drop(dropUDPLength)
+		return
+	case err != nil:
+		c.drop(dropReason(sa.InHdrError))
+		return
+	}
+	switch loc.Kind {
+	case packet.NotIPsec:
 		n.receivePlain(r, snap, p)
 		return
-	case packet.ErrNonESP: // IKE on the NAT-T port: the host's business
+	case packet.NonESP: // IKE on the NAT-T port: the host's business
 		c.ike.Add(1)
 		r.out = append(r.out, p)
 		return
-	case packet.ErrKeepalive:
+	case packet.Keepalive:
 		c.keepalives.Add(1)
 		return
-	case packet.ErrUDPLength:
-		c.drop(dropUDPLength)
-		return
-	default:
-		c.drop(dropReason(sa.InHdrError))
-		return
 	}
 
-	// Remove the IPsec layers addressed to us, outermost first.
-	var used [maxLayers]*sa.Bundle
-	nused := 0
-	var wantESP *sa.SA // after the AH of an AH+ESP bundle, that bundle's ESP must follow
-	for layer := 0; ; layer++ {
-		s, b := snap.LookupIn(sa.Protocol(loc.IPsec), loc.SPI, loc.Dst)
-		if wantESP != nil && s != wantESP {
-			c.drop(dropReason(sa.InTmplMismatch))
-			return
-		}
-		wantESP = nil
-		if s == nil {
-			if layer == 0 {
-				c.drop(dropReason(sa.InNoStates))
-				return
-			}
-			break // IPsec for someone else inside: the policy decides
-		}
-		if layer == maxLayers {
-			c.drop(dropReason(sa.InHdrError))
-			return
-		}
-		switch {
-		case s.Proto == sa.ESP:
-			err = esp.Decap(s, p)
-		case b.ESP != nil:
-			// AH of an AH+ESP bundle: it sits behind the IP header ESP
-			// wrote; that bundle's ESP must come next.
-			if err = ah.DecapTransport(s, p); err == nil {
-				wantESP = b.ESP
-			}
-		default:
-			err = ah.Decap(s, p)
-		}
-		if err != nil {
-			c.drop(reasonOf(err, sa.InHdrError))
-			return
-		}
-		if nused == 0 || used[nused-1] != b {
-			used[nused] = b
-			nused++
-		}
-		if loc, err = packet.Locate(p.Bytes(), n.encapPort); err != nil {
-			if wantESP != nil {
-				c.drop(dropReason(sa.InTmplMismatch))
-				return
-			}
-			break
-		}
+	// Remove the IPsec layers addressed to us, outermost first, then check
+	// the result against the inbound policy (RFC 4301 5.2).
+	used, reason := bundle.Decap(snap, p, &loc, n.encapPort)
+	if reason == sa.ReasonNone {
+		reason = snap.Admit(p.Bytes(), used.Bundles())
 	}
-
-	// RFC 4301 5.2: the decapsulated packet must match an inbound Protect
-	// policy that lists every bundle it came through.
-	flow, ok := sa.FlowOf(p.Bytes())
-	if !ok {
-		c.drop(dropReason(sa.InHdrError))
+	if reason != sa.ReasonNone {
+		c.drop(dropReason(reason))
 		return
-	}
-	pol := snap.MatchIn(flow)
-	for _, b := range used[:nused] {
-		if !pol.Allows(b) {
-			c.drop(dropReason(sa.InTmplMismatch))
-			return
-		}
 	}
 	c.protected.Add(1)
 	r.out = append(r.out, p)
@@ -642,14 +579,6 @@ func isFragment(pkt []byte) bool {
 		}
 	}
 	return false
-}
-
-// reasonOf maps an error of esp/ah to its drop counter.
-func reasonOf(err error, def sa.Reason) dropReason {
-	if r, ok := err.(sa.Reason); ok {
-		return dropReason(r)
-	}
-	return dropReason(def)
 }
 
 // rateLog logs a datapath error at most once every ten seconds.

@@ -21,8 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/secnic/secnic/ah"
-	"github.com/secnic/secnic/esp"
+	"github.com/secnic/secnic/bundle"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
@@ -265,7 +264,7 @@ func (n *NIC) WireMTU() int { return n.wireMTU }
 func (n *NIC) HostMTU() int { return HostMTUFor(n.wireMTU, n.table.Snapshot()) }
 
 // HostMTUFor returns the host-port MTU that leaves room, within wireMTU,
-// for the worst-case overhead (esp.Overhead, ah.Overhead: headers, IV, ICV,
+// for the worst-case overhead (bundle.Overhead: headers, IV, ICV,
 // maximal padding, UDP encapsulation, outer header) of the outbound bundles
 // in snap. Since a policy may stack a transport bundle over a tunnel
 // bundle, the overhead is that of the costliest tunnel bundle plus that of
@@ -277,8 +276,8 @@ func HostMTUFor(wireMTU int, snap *sadb.Snapshot) int {
 			if b.Dir != sa.Out {
 				return true
 			}
-			o := bundleOverhead(b, wireMTU)
-			if bundleTunnel(b) {
+			o := bundle.Overhead(b, wireMTU)
+			if b.Mode == sa.Tunnel {
 				tunnel = max(tunnel, o)
 			} else {
 				transport = max(transport, o)
@@ -287,30 +286,6 @@ func HostMTUFor(wireMTU int, snap *sadb.Snapshot) int {
 		})
 	}
 	return max(wireMTU-tunnel-transport, minMTU4)
-}
-
-// bundleOverhead is the worst-case growth of a datagram of innerLen bytes
-// through bundle b (ESP, then AH; in an AH+ESP bundle AH adds only its
-// header, behind the IP header ESP produced).
-func bundleOverhead(b *sa.Bundle, innerLen int) int {
-	o := 0
-	if b.ESP != nil {
-		o += esp.Overhead(b.ESP, innerLen)
-	}
-	switch {
-	case b.AH != nil && b.ESP != nil && b.AH.Mode == sa.Tunnel:
-		o += ah.Len(b.AH, !b.ESP.Dst.Is4()) // behind ESP's outer header
-	case b.AH != nil:
-		o += ah.Overhead(b.AH, innerLen+o)
-	}
-	return o
-}
-
-func bundleTunnel(b *sa.Bundle) bool {
-	if b.ESP != nil {
-		return b.ESP.Mode == sa.Tunnel
-	}
-	return b.AH != nil && b.AH.Mode == sa.Tunnel
 }
 
 // isClosed reports an error from a closed port.

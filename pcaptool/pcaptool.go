@@ -286,6 +286,14 @@ func reasonName(err error) string {
 	return err.Error()
 }
 
+// reasonError is nil for sa.ReasonNone and the reason otherwise.
+func reasonError(r sa.Reason) error {
+	if r == sa.ReasonNone {
+		return nil
+	}
+	return r
+}
+
 func (t *Tool) encap(r *Result, n int, p *packet.Buf) error {
 	chain, err := t.chainFor(p.Bytes())
 	if err != nil {
@@ -302,9 +310,9 @@ func (t *Tool) encap(r *Result, n int, p *packet.Buf) error {
 		if len(chain) != 1 || first.AH != nil || first.ESP == nil {
 			return errors.New("explicit IVs work with single-SA ESP bundles only")
 		}
-		return esp.EncapWithIV(first.ESP, p, t.opts.IVs[n-1])
+		return reasonError(esp.EncapWithIV(first.ESP, p, t.opts.IVs[n-1]))
 	}
-	return bundle.ApplyChainOut(chain, p)
+	return reasonError(bundle.ApplyChainOut(chain, p))
 }
 
 // chainFor picks the outbound bundles for a datagram: the policies of the
@@ -338,53 +346,43 @@ func (t *Tool) chainFor(d []byte) ([]*sa.Bundle, error) {
 	return nil, fmt.Errorf("no outbound bundle for %v -> %v; add policies to the SA file", f.Src, f.Dst)
 }
 
-// decap removes IPsec layers for as long as the datagram carries ESP or AH
-// with an SPI of the file (transport over tunnel has two).
+// decap removes the IPsec layers of the file's SAs with the receive path's
+// engine (bundle.Decap), for as long as the datagram carries ESP or AH with
+// an SPI of the file (transport over tunnel has two). There is no
+// selector check: the file's inbound policies are not loaded.
 func (t *Tool) decap(r *Result, p *packet.Buf) error {
-	for layer := 0; ; layer++ {
-		loc, err := packet.Locate(p.Bytes(), t.opts.EncapPort)
-		if err != nil {
-			if layer > 0 && errors.Is(err, packet.ErrNotIPsec) {
-				return nil
-			}
-			switch {
-			case errors.Is(err, packet.ErrFragment):
-				return sa.InFragment
-			case errors.Is(err, packet.ErrNotIPsec):
-				return errors.New("not an ESP or AH packet")
-			case errors.Is(err, packet.ErrUDPLength):
-				return explained{sa.InHdrError, "the UDP length field disagrees with the datagram"}
-			}
-			return sa.InHdrError
-		}
-		s, b := t.table.Snapshot().LookupIn(sa.Protocol(loc.IPsec), loc.SPI, loc.Dst)
-		if s == nil {
-			if layer > 0 {
-				return nil // an inner IPsec layer that is not ours
-			}
-			r.SPI = loc.SPI
-			return sa.InNoStates
-		}
-		if loc.UDP && s.Encap == nil {
-			r.SPI = loc.SPI
-			return explained{sa.InStateMismatch, "this packet is UDP-encapsulated; the SA has no udp_encap"}
-		}
-		if !loc.UDP && s.Encap != nil && loc.IPsec == packet.ProtoESP {
-			r.SPI = loc.SPI
-			return explained{sa.InStateMismatch, "this packet is not UDP-encapsulated; the SA has udp_encap"}
-		}
-		if layer == 0 {
-			r.SPI = loc.SPI
-			off := loc.Off + 4
-			if loc.IPsec == packet.ProtoAH {
-				off = loc.Off + 8
-			}
-			r.Seq = s.Replay.Infer(binary.BigEndian.Uint32(p.Bytes()[off:]), s.ESN)
-		}
-		if _, err := bundle.ApplyIn(b, p); err != nil {
-			return err
-		}
+	loc, err := packet.Locate(p.Bytes(), t.opts.EncapPort)
+	switch {
+	case errors.Is(err, packet.ErrFragment):
+		return sa.InFragment
+	case errors.Is(err, packet.ErrUDPLength):
+		return explained{sa.InHdrError, "the UDP length field disagrees with the datagram"}
+	case err != nil:
+		return sa.InHdrError
+	case loc.Kind == packet.NotIPsec:
+		return errors.New("not an ESP or AH packet")
+	case !loc.Kind.IsIPsec(): // a NAT-keepalive or IKE
+		return sa.InHdrError
 	}
+	snap := t.table.Snapshot()
+	r.SPI = loc.SPI
+	s, _ := snap.LookupIn(sa.Protocol(loc.IPsec), loc.SPI, loc.Dst)
+	if s == nil {
+		return sa.InNoStates
+	}
+	if loc.UDP && s.Encap == nil {
+		return explained{sa.InStateMismatch, "this packet is UDP-encapsulated; the SA has no udp_encap"}
+	}
+	if !loc.UDP && s.Encap != nil && loc.IPsec == packet.ProtoESP {
+		return explained{sa.InStateMismatch, "this packet is not UDP-encapsulated; the SA has udp_encap"}
+	}
+	off := loc.Off + 4
+	if loc.IPsec == packet.ProtoAH {
+		off = loc.Off + 8
+	}
+	r.Seq = s.Replay.Infer(binary.BigEndian.Uint32(p.Bytes()[off:]), s.ESN)
+	_, reason := bundle.Decap(snap, p, &loc, t.opts.EncapPort)
+	return reasonError(reason)
 }
 
 // Run processes the capture inPath into outPath.

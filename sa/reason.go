@@ -4,8 +4,10 @@ import "sync/atomic"
 
 // Reason says why a packet was dropped. Reasons are named after Linux's
 // /proc/net/xfrm_stat counters where one fits, and prefixed Secnic where
-// Linux has no counter of that meaning. A Reason is an error, so the
-// datapath returns it without allocating.
+// Linux has no counter of that meaning. The datapath (esp, ah, bundle)
+// returns a Reason per packet, ReasonNone for a packet that passed. A
+// Reason other than ReasonNone is also an error, for the tools and the
+// control plane that report one.
 type Reason uint8
 
 // Drop reasons.
@@ -129,12 +131,11 @@ func (r Reason) Error() string {
 }
 
 // Outcome finishes a per-packet operation on s: a drop reason is counted on
-// the SA and returned as the error; ReasonNone returns nil.
-func (s *SA) Outcome(r Reason) error {
-	if r == ReasonNone {
-		return nil
+// the SA; r is returned either way.
+func (s *SA) Outcome(r Reason) Reason {
+	if r != ReasonNone {
+		s.Stats.Drop(r)
 	}
-	s.Stats.Drop(r)
 	return r
 }
 

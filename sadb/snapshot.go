@@ -282,3 +282,22 @@ func dirIndex(d sa.Direction) int {
 	}
 	return 1
 }
+
+// Admit is the RFC 4301 5.2 inbound selector check of a datagram that
+// came through bundles (outermost first): it must match an inbound Protect
+// policy that lists every one of them. It returns sa.InHdrError for a
+// datagram without a readable flow, sa.InTmplMismatch when no such policy
+// admits it.
+func (s *Snapshot) Admit(pkt []byte, bundles []*sa.Bundle) sa.Reason {
+	flow, ok := sa.FlowOf(pkt)
+	if !ok {
+		return sa.InHdrError
+	}
+	pol := s.MatchIn(flow)
+	for _, b := range bundles {
+		if !pol.Allows(b) {
+			return sa.InTmplMismatch
+		}
+	}
+	return sa.ReasonNone
+}

@@ -10,11 +10,6 @@ import (
 var (
 	ErrMalformed = errors.New("packet: malformed or truncated IP datagram")
 	ErrFragment  = errors.New("packet: IP fragment")
-	ErrNotIPsec  = errors.New("packet: not an ESP or AH packet")
-	// ErrNonESP is an RFC 3948 non-ESP marker: an IKE packet on the NAT-T port.
-	ErrNonESP = errors.New("packet: non-ESP marker (IKE) on the UDP encapsulation port")
-	// ErrKeepalive is an RFC 3948 NAT-keepalive (one byte 0xFF).
-	ErrKeepalive = errors.New("packet: NAT-keepalive")
 	// ErrUDPLength is a datagram on the UDP encapsulation port whose UDP
 	// length field is not the length of the UDP datagram the IP header
 	// gives.
@@ -87,10 +82,47 @@ func SplitIP(b []byte) (Split, error) {
 	return Split{}, ErrMalformed
 }
 
+// Kind classifies a received datagram by what Locate found in it.
+type Kind uint8
+
+// Kinds of received datagrams.
+const (
+	// NotIPsec is an ordinary datagram: neither ESP nor AH, nor UDP to the
+	// encapsulation port.
+	NotIPsec Kind = iota
+	// ESP is an ESP header right behind the IP header (and extension headers).
+	ESP
+	// AH is an AH header right behind the IP header (and extension headers).
+	AH
+	// UDPESP is RFC 3948 UDP-encapsulated ESP on the encapsulation port.
+	UDPESP
+	// Keepalive is an RFC 3948 NAT-keepalive (one byte 0xFF) on the
+	// encapsulation port.
+	Keepalive
+	// NonESP is a non-ESP marker on the encapsulation port: IKE, the
+	// host's business.
+	NonESP
+)
+
+// IsIPsec reports ESP, AH or UDP-encapsulated ESP: a kind with an SPI.
+func (k Kind) IsIPsec() bool { return k == ESP || k == AH || k == UDPESP }
+
+var kindNames = [...]string{NotIPsec: "not IPsec", ESP: "ESP", AH: "AH", UDPESP: "UDP-encapsulated ESP", Keepalive: "NAT-keepalive", NonESP: "non-ESP (IKE)"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown kind"
+}
+
 // Loc locates the outermost IPsec header of a received datagram.
 type Loc struct {
 	Split
-	// Proto is ProtoESP or ProtoAH.
+	// Kind says what the datagram carries; the fields below it are set
+	// for ESP, AH and UDPESP only.
+	Kind Kind
+	// IPsec is ProtoESP or ProtoAH.
 	IPsec uint8
 	// Off is the offset of the ESP or AH header.
 	Off int
@@ -101,10 +133,13 @@ type Loc struct {
 	Src, Dst netip.Addr
 }
 
-// Locate parses a received datagram and finds its ESP or AH header. With
-// encapPort non-zero, UDP datagrams to that port are RFC 3948 encapsulated
-// ESP: a non-ESP marker yields ErrNonESP, a NAT-keepalive ErrKeepalive
-// and a UDP length field other than the datagram's length ErrUDPLength.
+// Locate parses a received datagram, classifies it (Loc.Kind) and finds
+// its ESP or AH header. With encapPort non-zero, UDP datagrams to that port
+// are RFC 3948 encapsulated ESP, NAT-keepalives or non-ESP (IKE). The
+// errors are for datagrams that are not what they claim: ErrMalformed,
+// ErrFragment (reassemble first) and, on the encapsulation port, a UDP
+// length field other than the datagram's length (ErrUDPLength). For an
+// ordinary datagram (NotIPsec) Loc.Split describes its headers.
 func Locate(b []byte, encapPort uint16) (Loc, error) {
 	s, err := SplitIP(b)
 	if err != nil {
@@ -136,11 +171,13 @@ func Locate(b []byte, encapPort uint16) (Loc, error) {
 	}
 	l.Split = s
 	switch s.Proto {
-	case ProtoESP, ProtoAH:
-		l.IPsec, l.Off = s.Proto, s.HdrLen
+	case ProtoESP:
+		l.Kind, l.IPsec, l.Off = ESP, ProtoESP, s.HdrLen
+	case ProtoAH:
+		l.Kind, l.IPsec, l.Off = AH, ProtoAH, s.HdrLen
 	case ProtoUDP:
 		if encapPort == 0 || s.HdrLen+UDPLen > len(b) || UDP(b[s.HdrLen:]).DstPort() != encapPort {
-			return l, ErrNotIPsec
+			return l, nil // NotIPsec
 		}
 		l.UDP, l.IPsec, l.Off = true, ProtoESP, s.HdrLen+UDPLen
 		if UDP(b[s.HdrLen:]).Length() != len(b)-s.HdrLen {
@@ -148,13 +185,16 @@ func Locate(b []byte, encapPort uint16) (Loc, error) {
 		}
 		rest := b[l.Off:]
 		if len(rest) == 1 && rest[0] == 0xff {
-			return l, ErrKeepalive
+			l.UDP, l.IPsec, l.Off, l.Kind = false, 0, 0, Keepalive
+			return l, nil
 		}
 		if len(rest) >= 4 && binary.BigEndian.Uint32(rest) == 0 {
-			return l, ErrNonESP
+			l.UDP, l.IPsec, l.Off, l.Kind = false, 0, 0, NonESP
+			return l, nil
 		}
+		l.Kind = UDPESP
 	default:
-		return l, ErrNotIPsec
+		return l, nil // NotIPsec
 	}
 	if l.IPsec == ProtoESP {
 		if l.Off+8 > len(b) {

@@ -321,6 +321,7 @@ func TestLocate(t *testing.T) {
 		off       int
 		spi       uint32
 		udp       bool
+		kind      Kind // for the cases without ipsec
 		src, dst  netip.Addr
 		checkAddr bool
 	}{
@@ -338,15 +339,15 @@ func TestLocate(t *testing.T) {
 		{name: "udp-length-short", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(9); return ipv4(5, ProtoUDP, 0, d) }(), port: 4500, wantErr: ErrUDPLength},
 		{name: "udp-length-long", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(65535); return ipv4(5, ProtoUDP, 0, d) }(), port: 4500, wantErr: ErrUDPLength},
 		{name: "ipv6-udp-length-long", b: func() []byte { d := udp(4500, espHdr); UDP(d).SetLength(100); return ipv6(nil, ProtoUDP, d) }(), port: 4500, wantErr: ErrUDPLength},
-		{name: "non-esp-marker", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0, 0, 0, 0, 0x21, 0x22})), port: 4500, wantErr: ErrNonESP},
-		{name: "nat-keepalive", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0xff})), port: 4500, wantErr: ErrKeepalive},
+		{name: "non-esp-marker", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0, 0, 0, 0, 0x21, 0x22})), port: 4500, kind: NonESP},
+		{name: "nat-keepalive", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0xff})), port: 4500, kind: Keepalive},
 		{name: "one-byte-not-keepalive", b: ipv4(5, ProtoUDP, 0, udp(4500, []byte{0xfe})), port: 4500, wantErr: ErrMalformed},
 		{name: "udp-esp-truncated", b: ipv4(5, ProtoUDP, 0, udp(4500, espHdr[:6])), port: 4500, wantErr: ErrMalformed},
 		{name: "udp-empty", b: ipv4(5, ProtoUDP, 0, udp(4500, nil)), port: 4500, wantErr: ErrMalformed},
-		{name: "udp-other-port", b: ipv4(5, ProtoUDP, 0, udp(53, espHdr)), port: 4500, wantErr: ErrNotIPsec},
-		{name: "udp-without-encap", b: ipv4(5, ProtoUDP, 0, udp(4500, espHdr)), port: 0, wantErr: ErrNotIPsec},
-		{name: "udp-header-truncated", b: ipv4(5, ProtoUDP, 0, []byte{0x11, 0x94, 0x11}), port: 4500, wantErr: ErrNotIPsec},
-		{name: "tcp", b: ipv4(5, ProtoTCP, 0, make([]byte, 20)), wantErr: ErrNotIPsec},
+		{name: "udp-other-port", b: ipv4(5, ProtoUDP, 0, udp(53, espHdr)), port: 4500, kind: NotIPsec},
+		{name: "udp-without-encap", b: ipv4(5, ProtoUDP, 0, udp(4500, espHdr)), port: 0, kind: NotIPsec},
+		{name: "udp-header-truncated", b: ipv4(5, ProtoUDP, 0, []byte{0x11, 0x94, 0x11}), port: 4500, kind: NotIPsec},
+		{name: "tcp", b: ipv4(5, ProtoTCP, 0, make([]byte, 20)), kind: NotIPsec},
 		{name: "esp-truncated", b: ipv4(5, ProtoESP, 0, espHdr[:7]), wantErr: ErrMalformed},
 		{name: "esp-cut-by-total-length", b: cutLen, wantErr: ErrMalformed},
 		{name: "ah-truncated", b: ipv4(5, ProtoAH, 0, ah[:11]), wantErr: ErrMalformed},
@@ -362,6 +363,18 @@ func TestLocate(t *testing.T) {
 			}
 			if err != nil {
 				return
+			}
+			want := c.kind
+			switch {
+			case c.udp:
+				want = UDPESP
+			case c.ipsec == ProtoESP:
+				want = ESP
+			case c.ipsec == ProtoAH:
+				want = AH
+			}
+			if l.Kind != want {
+				t.Fatalf("Locate kind = %v, want %v", l.Kind, want)
 			}
 			if l.IPsec != c.ipsec || l.Off != c.off || l.SPI != c.spi || l.UDP != c.udp {
 				t.Fatalf("Locate = IPsec %d Off %d SPI %#x UDP %v, want %d %d %#x %v", l.IPsec, l.Off, l.SPI, l.UDP, c.ipsec, c.off, c.spi, c.udp)
@@ -517,12 +530,21 @@ func FuzzLocate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, port uint16) {
 		l, err := Locate(b, port)
 		if err != nil {
-			for _, known := range []error{ErrMalformed, ErrFragment, ErrNotIPsec, ErrNonESP, ErrKeepalive, ErrUDPLength} {
+			for _, known := range []error{ErrMalformed, ErrFragment, ErrUDPLength} {
 				if errors.Is(err, known) {
 					return
 				}
 			}
 			t.Fatalf("Locate returned an unknown error %v", err)
+		}
+		if !l.Kind.IsIPsec() {
+			if l.IPsec != 0 || l.UDP || l.SPI != 0 {
+				t.Fatalf("Locate kind %v with IPsec fields set: %+v", l.Kind, l)
+			}
+			return
+		}
+		if l.UDP != (l.Kind == UDPESP) {
+			t.Fatalf("Locate kind %v, UDP %v", l.Kind, l.UDP)
 		}
 		checkSplit(t, b, l.Split)
 		if l.UDP && UDP(b[l.HdrLen:]).Length() != l.Len-l.HdrLen {
