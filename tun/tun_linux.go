@@ -435,8 +435,11 @@ func (t *TUN) ioError(op string, err error) error {
 // slice for buffers carved from a shared array). Write does not change the
 // slice headers in bufs.
 //
-// On error n counts the batches of BatchSize() packets fully written before the
-// failing one; some packets after bufs[n] may have been written as well.
+// Write tries every packet, as Port says. Without offloads each packet is one
+// write(2), so n is exact. With offloads packets go to the device in groups of
+// BatchSize() (coalesced where they can be); when a write of a group fails, n
+// counts none of that group's packets, though some may have been delivered,
+// and Write goes on with the next group.
 func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	if err := checkWriteArgs(bufs, offset, t.MinOffset()); err != nil {
 		return 0, err
@@ -446,11 +449,23 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 			return 0, fmt.Errorf("%w: bufs[%d] holds an empty packet (offset %d equals its length)", ErrOffset, i, offset)
 		}
 	}
+	n := 0
+	var first error
 	if !t.vnetHdr {
-		if _, err := t.dev.Write(bufs, offset); err != nil {
-			return 0, t.ioError("write", err)
+		for i := range bufs {
+			if _, err := t.dev.Write(bufs[i:i+1], offset); err != nil {
+				err = t.ioError("write", err)
+				if errors.Is(err, os.ErrClosed) {
+					return n, err
+				}
+				if first == nil {
+					first = err
+				}
+				continue
+			}
+			n++
 		}
-		return len(bufs), nil
+		return n, first
 	}
 	// The wireguard writer may swap and extend the slice headers it is given
 	// while coalescing; hand it a copy so the caller's bufs stay as they were.
@@ -460,12 +475,20 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 		s := t.scratch[:copy(t.scratch, bufs[done:])]
 		_, err := t.dev.Write(s, offset)
 		clear(s)
-		if err != nil {
-			return done, t.ioError("write", err)
-		}
 		done += len(s)
+		if err != nil {
+			err = t.ioError("write", err)
+			if errors.Is(err, os.ErrClosed) {
+				return n, err
+			}
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		n += len(s)
 	}
-	return len(bufs), nil
+	return n, first
 }
 
 // SetReadDeadline sets a deadline for pending and future Read calls; a Read
