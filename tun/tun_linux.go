@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -17,9 +16,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // Defaults used by Open for zero Config fields.
@@ -110,7 +110,7 @@ func Open(cfg Config) (*TUN, error) {
 		return nil, err
 	}
 	var t *TUN
-	err := inNetns(cfg.NetnsPath, func() error {
+	err := netns.Do(cfg.NetnsPath, func() error {
 		var err error
 		t, err = create(&cfg)
 		return err
@@ -170,34 +170,6 @@ func unmapBits(a netip.Addr) int {
 		return 96
 	}
 	return 0
-}
-
-// inNetns runs fn with the calling thread's network namespace set to the one
-// at path, or directly when path is "". It switches namespaces on a fresh
-// goroutine locked to its OS thread and lets that goroutine exit still locked,
-// so the runtime discards the thread instead of reusing it in the wrong
-// namespace. File descriptors and sockets opened by fn stay in the namespace
-// and can be used from any goroutine afterwards.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("tun: open network namespace %s: %w (create it first, e.g. with `ip netns add`)", path, err)
-	}
-	defer ns.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine.
-		if err := netns.Set(ns); err != nil {
-			done <- fmt.Errorf("tun: enter network namespace %s: %w (needs CAP_SYS_ADMIN)", path, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // create opens and configures the device in the calling thread's namespace.

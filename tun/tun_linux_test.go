@@ -11,14 +11,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // skipOrFail skips the test, or fails it when CI=true, where a missing
@@ -49,46 +50,22 @@ func requireRoot(t *testing.T) {
 func newNetns(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("secnic-tun-%08x", rand.Uint32())
-	done := make(chan error, 1)
-	go func() {
-		// netns.NewNamed moves the calling thread into the new namespace;
-		// the goroutine exits locked so that the thread is discarded.
-		runtime.LockOSThread()
-		h, err := netns.NewNamed(name)
-		if err == nil {
-			h.Close()
-		}
-		done <- err
-	}()
-	if err := <-done; err != nil {
+	path, err := netlab.NewNamespace(name)
+	if err != nil {
 		skipOrFail(t, "cannot create network namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
+		if err := netlab.DeleteNamespace(name); err != nil {
 			t.Errorf("delete network namespace %s: %v", name, err)
 		}
 	})
-	path := "/run/netns/" + name
-	nl := nlHandle(t, path)
-	lo, err := nl.LinkByName("lo")
-	if err == nil {
-		err = nl.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("bring lo up in %s: %v", name, err)
-	}
 	return path
 }
 
 // nlHandle returns a netlink handle bound to the namespace at path.
 func nlHandle(t *testing.T, path string) *netlink.Handle {
 	t.Helper()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	defer ns.Close()
-	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	nl, err := netns.Handle(path)
 	if err != nil {
 		t.Fatalf("netlink handle in %s: %v", path, err)
 	}
@@ -100,7 +77,7 @@ func nlHandle(t *testing.T, path string) *netlink.Handle {
 func listenUDP(t *testing.T, path string, addr netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	err := inNetns(path, func() (err error) {
+	err := netns.Do(path, func() (err error) {
 		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		return err
 	})
