@@ -496,6 +496,60 @@ func testTUN(t *testing.T, fam family, offloads bool) {
 		})
 	}
 
+	t.Run("TUN to host/a bad packet in the middle", func(t *testing.T) {
+		// The kernel refuses a packet that is neither IPv4 nor IPv6. Write
+		// goes on with the others, and each of them arrives exactly once.
+		const packets, bad = 8, 3
+		src := netip.AddrPortFrom(fam.remote, 4001)
+		offset := MinOffset(dev)
+		bufs := make([][]byte, packets)
+		var want [][]byte
+		for i := range bufs {
+			payload := []byte(fmt.Sprintf("mid-batch %s packet %d", fam.name, i))
+			b := make([]byte, offset+1500)
+			n := buildUDP(b[offset:], src, sockAddr, uint16(i), payload)
+			bufs[i] = b[: offset+n : offset+n]
+			if i == bad {
+				b[offset] &^= 0xf0 // IP version 0
+				continue
+			}
+			want = append(want, payload)
+		}
+		n, err := dev.Write(bufs, offset)
+		if err == nil {
+			t.Fatal("Write of a batch with a bad packet succeeded")
+		}
+		// Without offloads n is exact; with them the failed chunk is not
+		// counted (n never overstates).
+		if wantN := packets - 1; (!offloads && n != wantN) || (offloads && n > wantN) {
+			t.Errorf("Write = %d, %v; want %d (offloads %v)", n, err, wantN, offloads)
+		}
+		buf := make([]byte, 2000)
+		got := map[string]int{}
+		for range want {
+			if err := sock.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			k, _, err := sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("received %d of %d packets: %v", len(got), len(want), err)
+			}
+			got[string(buf[:k])]++
+		}
+		// Nothing more arrives: no packet twice.
+		if err := sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if k, _, err := sock.ReadFromUDPAddrPort(buf); err == nil {
+			t.Fatalf("an extra packet arrived: %q", buf[:k])
+		}
+		for _, w := range want {
+			if got[string(w)] != 1 {
+				t.Errorf("packet %q arrived %d times, want once", w, got[string(w)])
+			}
+		}
+	})
+
 	t.Run("argument errors", func(t *testing.T) {
 		pkt := make([]byte, 64)
 		pktLen := buildUDP(pkt[VirtioNetHdrLen:], netip.AddrPortFrom(fam.remote, 1), sockAddr, 0, []byte("x"))
