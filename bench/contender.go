@@ -26,6 +26,7 @@ import (
 
 	"github.com/secnic/secnic/daemon"
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/internal/twonic"
 )
@@ -101,7 +102,7 @@ func addInner(p *netlab.Pair, route bool) error {
 		me, peer  netip.Prefix
 		peerUnder netip.Addr
 	}{{p.A, innerA, innerB, p.B.V4}, {p.B, innerB, innerA, p.A.V4}} {
-		h, err := netlab.Handle(s.side.Path)
+		h, err := netns.Handle(s.side.Path)
 		if err != nil {
 			return err
 		}
@@ -495,7 +496,7 @@ func randomBytes(n int) []byte {
 
 func xfrmHandle(ns string) (*netlink.Handle, error) {
 	var h *netlink.Handle
-	err := netlab.Do(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		h, err = netlink.NewHandle(unix.NETLINK_XFRM)
 		return err
 	})

@@ -19,7 +19,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // The traffic generator runs in this process: its sockets are opened
@@ -119,7 +119,7 @@ const chunk = 128 * 1024
 // listen opens a listener inside ns.
 func listenTCP(ns string, addr netip.Addr) (net.Listener, error) {
 	var ln net.Listener
-	err := netlab.Do(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		return err
 	})
@@ -128,7 +128,7 @@ func listenTCP(ns string, addr netip.Addr) (net.Listener, error) {
 
 func dialTCP(ctx context.Context, ns string, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := netlab.Do(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		d := net.Dialer{Timeout: 5 * time.Second}
 		c, err = d.DialContext(ctx, "tcp", addr)
 		return err
@@ -254,7 +254,7 @@ const udpHeader = 24
 
 func openUDP(ns string, laddr string) (*net.UDPConn, error) {
 	var c *net.UDPConn
-	err := netlab.Do(ns, func() error {
+	err := netns.Do(ns, func() error {
 		a, err := net.ResolveUDPAddr("udp", laddr)
 		if err != nil {
 			return err
@@ -273,7 +273,7 @@ func openUDP(ns string, laddr string) (*net.UDPConn, error) {
 // of a connected UDP socket).
 func PathMTU(p Path) (int, error) {
 	var mtu int
-	err := netlab.Do(p.Client, func() error {
+	err := netns.Do(p.Client, func() error {
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.Dst, 9)))
 		if err != nil {
 			return err
@@ -332,7 +332,7 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 			}
 		}
 		var cli *net.UDPConn
-		err := netlab.Do(p.Client, func() (err error) {
+		err := netns.Do(p.Client, func() (err error) {
 			// Flows may share a source port (towards different
 			// destination ports): SO_REUSEADDR lets their sockets bind.
 			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {

@@ -27,11 +27,12 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
-	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
+	"github.com/secnic/secnic/wire"
 )
 
 // Options configure Start beyond the configuration file.
@@ -269,7 +270,7 @@ func wipeState(s *sadb.State) {
 }
 
 // openWire opens the configured wire port.
-func (d *Daemon) openWire(cfg *Config) (nic.WirePort, error) {
+func (d *Daemon) openWire(cfg *Config) (tun.Port, error) {
 	w := cfg.Wire
 	switch w.Type {
 	case WireUDP:
@@ -289,7 +290,7 @@ func (d *Daemon) openWire(cfg *Config) (nic.WirePort, error) {
 			d.log.Warn("wire.mtu is larger than the path to the udp peer carries in one datagram: bigger packets will be refused (message too long); lower wire.mtu or raise the interface MTU",
 				"wire_mtu", mtu, "fits", room, "peer", p)
 		}
-		port, err := nic.OpenUDP(nic.UDPConfig{Local: l, Peer: p, MTU: mtu, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
+		port, err := wire.OpenUDP(wire.UDPConfig{Local: l, Peer: p, MTU: mtu, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
 		if err != nil {
 			return nil, fmt.Errorf("daemon: wire port: %w", err)
 		}
@@ -302,7 +303,7 @@ func (d *Daemon) openWire(cfg *Config) (nic.WirePort, error) {
 		case cfg.EncapPort > 0:
 			encap = uint16(cfg.EncapPort)
 		}
-		port, err := nic.OpenLink(nic.LinkConfig{Interface: w.Interface, EncapPort: encap, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
+		port, err := wire.OpenLink(wire.LinkConfig{Interface: w.Interface, EncapPort: encap, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
 		if err != nil {
 			return nil, fmt.Errorf("daemon: wire port: %w", err)
 		}
@@ -391,7 +392,7 @@ func (d *Daemon) followMTU() {
 }
 
 func (d *Daemon) setTUNMTU(mtu int) error {
-	h, err := netlab.Handle(d.cfg.Netns)
+	h, err := netns.Handle(d.cfg.Netns)
 	if err != nil {
 		return err
 	}
@@ -429,7 +430,7 @@ func (d *Daemon) startControl(path string) error {
 
 func (d *Daemon) startMetrics(addr, netnsPath string) error {
 	var l net.Listener
-	err := netlab.Do(netnsPath, func() (err error) {
+	err := netns.Do(netnsPath, func() (err error) {
 		l, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -590,7 +591,7 @@ func (l *levelHandler) WithGroup(name string) slog.Handler {
 // without fragmentation: the MTU of the route towards it (the route's own
 // MTU metric, else its interface's) minus the IP and UDP headers.
 func udpRoom(netnsPath string, peer netip.Addr) (int, error) {
-	h, err := netlab.Handle(netnsPath)
+	h, err := netns.Handle(netnsPath)
 	if err != nil {
 		return 0, err
 	}

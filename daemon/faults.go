@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -59,7 +58,7 @@ func (f *FaultsConfig) problems(field string) []string {
 }
 
 // injectFaults wraps the wire port when wire.faults is set.
-func (d *Daemon) injectFaults(f *FaultsConfig, wire nic.WirePort) nic.WirePort {
+func (d *Daemon) injectFaults(f *FaultsConfig, wire tun.Port) tun.Port {
 	if f == nil {
 		return wire
 	}

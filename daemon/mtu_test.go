@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/sadb"
 )
 
@@ -71,7 +72,7 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 	}
 	defer d.Close()
 	linkMTU := func() int {
-		h, err := netlab.Handle(nsPath)
+		h, err := netns.Handle(nsPath)
 		if err != nil {
 			t.Fatal(err)
 		}

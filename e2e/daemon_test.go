@@ -10,7 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/twonic"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
@@ -22,7 +22,7 @@ func TestShutdown(t *testing.T) {
 	l := startLab(t, twonic.Scenario{SocketDir: t.TempDir()})
 	mustPing(t, l, "a", false)
 	name, sock := l.A.HostName(), l.A.ControlSocket()
-	h, err := netlab.Handle(l.Pair.A.Path)
+	h, err := netns.Handle(l.Pair.A.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
+	"github.com/secnic/secnic/wire"
 )
 
 // linkNIC is a running secnic NIC in namespace A of a netlab pair: its wire
@@ -51,11 +52,11 @@ func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []sadb.BundleSpec, po
 		}
 	}
 	host, app := tun.NewMemPair(64, 1500)
-	wire, err := nic.OpenLink(nic.LinkConfig{Interface: pair.A.Veth, NetnsPath: pair.A.Path})
+	port, err := wire.OpenLink(wire.LinkConfig{Interface: pair.A.Veth, NetnsPath: pair.A.Path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := nic.New(nic.Config{Name: "interop"}, table, host, wire, slog.New(slog.DiscardHandler))
+	n, err := nic.New(nic.Config{Name: "interop"}, table, host, port, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

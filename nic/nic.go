@@ -1,5 +1,6 @@
 // Package nic is the secnic NIC: a host port (a TUN device, or memory), a
-// wire port (UDP cable, real Linux link, or memory), and between them the
+// wire port (package wire's UDP cable or real Linux link, or memory), both
+// of them tun.Port, and between them the
 // datapath that does IPsec packet offload: policy lookup, ESP/AH
 // encapsulation and decapsulation in place, sequence numbers and
 // anti-replay, the RFC 4301 inbound selector check, MTU handling with ICMP
@@ -78,7 +79,7 @@ type NIC struct {
 	cfg       Config
 	table     SnapshotSource
 	host      tun.Port
-	wire      WirePort
+	wire      tun.Port
 	log       *slog.Logger
 	encapPort uint16
 	wireMTU   int
@@ -102,7 +103,7 @@ type NIC struct {
 // New builds a NIC between host and wire over the SA table. The NIC owns
 // both ports from now on: Close (or the end of Run) closes them. logger
 // may be nil (slog.Default).
-func New(cfg Config, table SnapshotSource, host tun.Port, wire WirePort, logger *slog.Logger) (*NIC, error) {
+func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Logger) (*NIC, error) {
 	if table == nil || host == nil || wire == nil {
 		return nil, errors.New("nic: New needs an SA table, a host port and a wire port")
 	}

@@ -174,34 +174,30 @@ func (p *MemPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write queues bufs[i][offset:] for each i for the peer to read and returns
-// the number of packets queued. It validates the whole batch first: if any
-// packet is larger than MTU(), nothing is queued and the error matches
-// ErrPacketTooBig. In blocking mode (the default) Write waits until every
-// packet is queued; with DropWhenFull it queues what fits, counts the rest in
-// Dropped and returns without error. Write does not modify bufs.
+// the number of packets queued. A packet larger than MTU() is skipped and the
+// others are queued; the error then matches ErrPacketTooBig. In blocking mode
+// (the default) Write waits until every packet is queued; with DropWhenFull it
+// queues what fits, counts the rest in Dropped and returns without error.
+// Write does not modify bufs.
 func (p *MemPort) Write(bufs [][]byte, offset int) (int, error) {
 	if err := checkWriteArgs(bufs, offset, 0); err != nil {
 		return 0, err
 	}
-	for i, b := range bufs {
-		if len(b)-offset > p.mtu {
-			return 0, fmt.Errorf("%w: bufs[%d] holds a %d-byte packet, MTU of %s is %d", ErrPacketTooBig, i, len(b)-offset, p.name, p.mtu)
-		}
-	}
+	var tooBig error
 	r := p.out
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	size := r.mask + 1
-	done := 0
-	for done < len(bufs) {
+	queued, i := 0, 0
+	for i < len(bufs) {
 		if r.closed.Load() {
-			return done, p.errClosed
+			return queued, p.errClosed
 		}
 		tail := r.tail.Load()
 		free := size - (tail - r.head.Load())
 		if free == 0 {
 			if p.drop {
-				p.dropped.Add(uint64(len(bufs) - done))
+				p.dropped.Add(uint64(len(bufs) - i))
 				break
 			}
 			r.mu.Lock()
@@ -211,18 +207,29 @@ func (p *MemPort) Write(bufs [][]byte, offset int) (int, error) {
 			r.mu.Unlock()
 			continue
 		}
-		n := min(free, uint64(len(bufs)-done))
-		for i := range n {
-			s := (tail + i) & r.mask
-			r.lens[s] = copy(r.slots[s], bufs[done+int(i)][offset:])
+		k := uint64(0)
+		for ; k < free && i < len(bufs); i++ {
+			b := bufs[i][offset:]
+			if len(b) > p.mtu {
+				if tooBig == nil {
+					tooBig = fmt.Errorf("%w: bufs[%d] holds a %d-byte packet, MTU of %s is %d", ErrPacketTooBig, i, len(b), p.name, p.mtu)
+				}
+				continue
+			}
+			s := (tail + k) & r.mask
+			r.lens[s] = copy(r.slots[s], b)
+			k++
 		}
-		r.tail.Store(tail + n)
-		done += int(n)
+		if k == 0 {
+			continue
+		}
+		r.tail.Store(tail + k)
+		queued += int(k)
 		r.mu.Lock()
 		r.readable.Broadcast()
 		r.mu.Unlock()
 	}
-	return done, nil
+	return queued, tooBig
 }
 
 // Close closes both ends of the pair and wakes every blocked Read and Write.

@@ -134,11 +134,16 @@ func TestMemPortArgErrors(t *testing.T) {
 			wantErr: ErrOffset,
 		},
 		{
-			name: "write packet above MTU queues nothing",
+			name: "write packet above MTU skips it and queues the others",
 			op: func(a, b *MemPort) error {
-				_, err := a.Write([][]byte{make([]byte, 10), make([]byte, mtu+1)}, 0)
-				if b.Queued() != 0 {
-					return fmt.Errorf("%d packets queued after a rejected batch", b.Queued())
+				n, err := a.Write([][]byte{make([]byte, 10), make([]byte, mtu+1), make([]byte, 20)}, 0)
+				if n != 2 || b.Queued() != 2 {
+					return fmt.Errorf("Write = %d with %d packets queued, want 2 and 2 (the packet above the MTU skipped)", n, b.Queued())
+				}
+				got := makeBufs(4, 0, mtu)
+				sizes := make([]int, len(got))
+				if k, rerr := b.Read(got, sizes, 0); rerr != nil || k != 2 || sizes[0] != 10 || sizes[1] != 20 {
+					return fmt.Errorf("Read = %d %v, sizes %v, want the 10- and 20-byte packets", k, rerr, sizes[:2])
 				}
 				return err
 			},

@@ -1,8 +1,10 @@
-// Package tun holds the host-side ports of the secnic NIC: a Linux TUN device
-// with batched I/O and kernel segmentation offloads, and an in-memory port pair
-// for tests and benchmarks that need no privileges.
+// Package tun holds the port interface of the secnic NIC and its host-side
+// ports: a Linux TUN device with batched I/O and kernel segmentation offloads,
+// an in-memory port pair for tests and benchmarks that need no privileges (it
+// also serves as an in-memory wire), and a fault-injecting wrapper. The wire
+// ports (UDP cable, Linux link) are in package wire.
 //
-// Both kinds implement Port, a batched packet interface in the style of
+// Every port implements Port, a batched packet interface in the style of
 // golang.zx2c4.com/wireguard/tun: a call moves a whole batch of packets, and an
 // offset leaves headroom in front of every packet so that the NIC can prepend
 // outer headers in place without copying.
@@ -13,13 +15,23 @@ import (
 	"fmt"
 )
 
-// Port is a batched packet port. Read fills bufs[i][offset:] with packets and
-// sizes[i] with their lengths and returns the count; Write sends bufs[i][offset:]
-// for each i.
+// Port is a batched packet port: the host side of the NIC (a TUN device) and
+// its wire side (the ports of package wire) alike. Read fills bufs[i][offset:]
+// with packets and sizes[i] with their lengths and returns the count; Write
+// sends bufs[i][offset:] for each i.
 //
 // Read blocks until at least one packet is available. It needs
 // len(sizes) >= len(bufs); see the concrete types for how many buffers and how
-// much room in each they require. Write returns the number of packets accepted.
+// much room in each they require. A packet larger than the buffer may be
+// reported with size 0 (the wire ports do).
+//
+// Write tries every packet: one it cannot send is skipped, the others still go
+// out, and the error describes what failed. It returns the number of packets
+// sent; a port that cannot tell which packets of a failed group went out counts
+// none of them, so n never overstates. A caller must not write the batch, or
+// part of it, again after an error: that could deliver a packet twice. Only
+// invalid arguments (ErrOffset) make Write refuse the whole batch.
+//
 // After Close, Read and Write return an error that matches os.ErrClosed with
 // errors.Is.
 //

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -17,9 +16,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // Defaults used by Open for zero Config fields.
@@ -110,7 +110,7 @@ func Open(cfg Config) (*TUN, error) {
 		return nil, err
 	}
 	var t *TUN
-	err := inNetns(cfg.NetnsPath, func() error {
+	err := netns.Do(cfg.NetnsPath, func() error {
 		var err error
 		t, err = create(&cfg)
 		return err
@@ -170,34 +170,6 @@ func unmapBits(a netip.Addr) int {
 		return 96
 	}
 	return 0
-}
-
-// inNetns runs fn with the calling thread's network namespace set to the one
-// at path, or directly when path is "". It switches namespaces on a fresh
-// goroutine locked to its OS thread and lets that goroutine exit still locked,
-// so the runtime discards the thread instead of reusing it in the wrong
-// namespace. File descriptors and sockets opened by fn stay in the namespace
-// and can be used from any goroutine afterwards.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("tun: open network namespace %s: %w (create it first, e.g. with `ip netns add`)", path, err)
-	}
-	defer ns.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine.
-		if err := netns.Set(ns); err != nil {
-			done <- fmt.Errorf("tun: enter network namespace %s: %w (needs CAP_SYS_ADMIN)", path, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // create opens and configures the device in the calling thread's namespace.
@@ -435,8 +407,11 @@ func (t *TUN) ioError(op string, err error) error {
 // slice for buffers carved from a shared array). Write does not change the
 // slice headers in bufs.
 //
-// On error n counts the batches of BatchSize() packets fully written before the
-// failing one; some packets after bufs[n] may have been written as well.
+// Write tries every packet, as Port says. Without offloads each packet is one
+// write(2), so n is exact. With offloads packets go to the device in groups of
+// BatchSize() (coalesced where they can be); when a write of a group fails, n
+// counts none of that group's packets, though some may have been delivered,
+// and Write goes on with the next group.
 func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	if err := checkWriteArgs(bufs, offset, t.MinOffset()); err != nil {
 		return 0, err
@@ -446,11 +421,23 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 			return 0, fmt.Errorf("%w: bufs[%d] holds an empty packet (offset %d equals its length)", ErrOffset, i, offset)
 		}
 	}
+	n := 0
+	var first error
 	if !t.vnetHdr {
-		if _, err := t.dev.Write(bufs, offset); err != nil {
-			return 0, t.ioError("write", err)
+		for i := range bufs {
+			if _, err := t.dev.Write(bufs[i:i+1], offset); err != nil {
+				err = t.ioError("write", err)
+				if errors.Is(err, os.ErrClosed) {
+					return n, err
+				}
+				if first == nil {
+					first = err
+				}
+				continue
+			}
+			n++
 		}
-		return len(bufs), nil
+		return n, first
 	}
 	// The wireguard writer may swap and extend the slice headers it is given
 	// while coalescing; hand it a copy so the caller's bufs stay as they were.
@@ -460,12 +447,20 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 		s := t.scratch[:copy(t.scratch, bufs[done:])]
 		_, err := t.dev.Write(s, offset)
 		clear(s)
-		if err != nil {
-			return done, t.ioError("write", err)
-		}
 		done += len(s)
+		if err != nil {
+			err = t.ioError("write", err)
+			if errors.Is(err, os.ErrClosed) {
+				return n, err
+			}
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		n += len(s)
 	}
-	return len(bufs), nil
+	return n, first
 }
 
 // SetReadDeadline sets a deadline for pending and future Read calls; a Read

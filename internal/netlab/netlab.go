@@ -24,57 +24,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	secnetns "github.com/secnic/secnic/internal/netns"
 )
 
 // NetnsDir is where named network namespaces are mounted (as by
 // `ip netns add`).
 const NetnsDir = "/run/netns"
-
-// Do runs fn with the calling thread in the network namespace at path, or
-// directly when path is "". It switches on a fresh goroutine locked to its
-// OS thread and lets that goroutine end still locked, so that the Go
-// runtime discards the thread instead of reusing it in the wrong
-// namespace. Sockets and devices fn opens stay in the namespace and may be
-// used from any goroutine afterwards.
-func Do(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer ns.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine.
-		if err := netns.Set(ns); err != nil {
-			done <- fmt.Errorf("enter network namespace %s: %w (needs CAP_SYS_ADMIN)", path, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
-
-// Handle returns a netlink handle working in the namespace at path ("" =
-// the caller's). Close it after use.
-func Handle(path string) (*netlink.Handle, error) {
-	if path == "" {
-		return netlink.NewHandle(unix.NETLINK_ROUTE)
-	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", path, err)
-	}
-	return h, nil
-}
 
 // NewNamespace creates a named network namespace (mounted at
 // /run/netns/NAME) with its loopback up, and returns its path.
@@ -95,7 +51,7 @@ func NewNamespace(name string) (string, error) {
 		return "", fmt.Errorf("create network namespace %s: %w", name, err)
 	}
 	path := filepath.Join(NetnsDir, name)
-	h, err := Handle(path)
+	h, err := secnetns.Handle(path)
 	if err == nil {
 		var lo netlink.Link
 		if lo, err = h.LinkByName("lo"); err == nil {
@@ -186,12 +142,12 @@ func NewPair(cfg PairConfig) (_ *Pair, err error) {
 	if p.B.Path, err = NewNamespace(p.B.Name); err != nil {
 		return nil, err
 	}
-	ha, err := Handle(p.A.Path)
+	ha, err := secnetns.Handle(p.A.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer ha.Close()
-	hb, err := Handle(p.B.Path)
+	hb, err := secnetns.Handle(p.B.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // Echo sends ICMP (ICMPv6) echo requests from inside the namespace to dst
@@ -45,7 +46,7 @@ func Echo(ctx context.Context, ns netlab.Side, dst netip.Addr, o PingOptions) (P
 		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
 	}
 	var conn *icmp.PacketConn
-	err := netlab.Do(ns.Path, func() (err error) {
+	err := netns.Do(ns.Path, func() (err error) {
 		conn, err = icmp.ListenPacket(network, "")
 		return err
 	})

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 )
 
 // PingResult is what ping(8) reported.
@@ -111,7 +112,7 @@ func (t Transfer) Mbps() float64 {
 // ends' SHA-256 digests.
 func TCPTransfer(ctx context.Context, server netlab.Side, serverAddr netip.Addr, client netlab.Side, n int64) (Transfer, error) {
 	var ln net.Listener
-	err := netlab.Do(server.Path, func() (err error) {
+	err := netns.Do(server.Path, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(serverAddr, 0).String())
 		return err
 	})
@@ -149,7 +150,7 @@ func TCPTransfer(ctx context.Context, server netlab.Side, serverAddr netip.Addr,
 
 	var conn net.Conn
 	start := time.Now()
-	err = netlab.Do(client.Path, func() (err error) {
+	err = netns.Do(client.Path, func() (err error) {
 		d := net.Dialer{Deadline: deadline}
 		conn, err = d.DialContext(ctx, "tcp", ln.Addr().String())
 		return err
@@ -185,7 +186,7 @@ func TCPTransfer(ctx context.Context, server netlab.Side, serverAddr netip.Addr,
 // (a raw IPPROTO_RAW socket, header included), so that they reach the
 // other side's wire as if a peer had sent them.
 func InjectIPv4(ns netlab.Side, pkts ...[]byte) error {
-	return netlab.Do(ns.Path, func() error {
+	return netns.Do(ns.Path, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
 			return fmt.Errorf("raw socket: %w", err)

@@ -1,28 +1,24 @@
-package nic
+package wire
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -117,107 +113,23 @@ type vethEnv struct {
 	ifA, ifB string
 }
 
-func newNamedNetns(t *testing.T, name string) string {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // exits locked: NewNamed moved this thread
-		h, err := netns.NewNamed(name)
-		if err == nil {
-			h.Close()
-		}
-		done <- err
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("create network namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete network namespace %s: %v", name, err)
-		}
-	})
-	return "/run/netns/" + name
-}
-
-func nlAt(t *testing.T, path string) *netlink.Handle {
-	t.Helper()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
 	requireRoot(t)
-	sfx := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	e := &vethEnv{
-		nsA: newNamedNetns(t, "secnic-nic-"+sfx+"-a"),
-		nsB: newNamedNetns(t, "secnic-nic-"+sfx+"-b"),
-		ifA: "sna" + sfx, ifB: "snb" + sfx,
-	}
-	ha, hb := nlAt(t, e.nsA), nlAt(t, e.nsB)
-	nsB, err := netns.GetFromPath(e.nsB)
+	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-wire", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nsB.Close()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: e.ifA, MTU: 1500}, PeerName: e.ifB, PeerNamespace: netlink.NsFd(int(nsB))}
-	if err := ha.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth pair: %v", err)
-	}
-	for _, s := range []struct {
-		h      *netlink.Handle
-		ifname string
-		v4, v6 netip.Addr
-	}{{ha, e.ifA, out4A, out6A}, {hb, e.ifB, out4B, out6B}} {
-		l, err := s.h.LinkByName(s.ifname)
-		if err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
 		}
-		for _, a := range []*netlink.Addr{
-			{IPNet: &net.IPNet{IP: s.v4.AsSlice(), Mask: net.CIDRMask(24, 32)}},
-			{IPNet: &net.IPNet{IP: s.v6.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD},
-		} {
-			if err := s.h.AddrAdd(l, a); err != nil {
-				t.Fatalf("add %v to %s: %v", a, s.ifname, err)
-			}
-		}
-		if err := s.h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-		if lo, err := s.h.LinkByName("lo"); err == nil {
-			_ = s.h.LinkSetUp(lo)
-		}
-	}
-	// Wait (watchdog-bounded) until both ends report carrier.
-	for _, s := range []struct {
-		h      *netlink.Handle
-		ifname string
-	}{{ha, e.ifA}, {hb, e.ifB}} {
-		for i := 0; ; i++ {
-			l, err := s.h.LinkByName(s.ifname)
-			if err == nil && l.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if i > 2000 {
-				t.Fatalf("%s did not come up", s.ifname)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	return e
+	})
+	return &vethEnv{nsA: p.A.Path, nsB: p.B.Path, ifA: p.A.Veth, ifB: p.B.Veth}
 }
 
 // collect reads a wire port on its own goroutine and hands out copies.
-func collect(t *testing.T, p WirePort) <-chan []byte {
+func collect(t *testing.T, p tun.Port) <-chan []byte {
 	ch := make(chan []byte, 1024)
 	go func() {
 		bufs := make([][]byte, p.BatchSize())
@@ -257,7 +169,7 @@ func next(t *testing.T, ch <-chan []byte) []byte {
 func snmp(t *testing.T, ns string) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		for _, f := range []string{"/proc/thread-self/net/snmp", "/proc/thread-self/net/snmp6"} {
 			b, err := os.ReadFile(f)
 			if err != nil {
@@ -349,15 +261,10 @@ func TestLinkPort(t *testing.T) {
 	}
 	// A protected datagram sent as two fragments arrives as two fragments.
 	big := esp(out4A, out4B, 2000)
-	bp := packet.NewBuf(len(big))
-	_ = bp.SetBytes(big)
-	frags, ok := fragment4(bp, 1500, newSpares(2, 1500), []*packet.Buf{bp})
-	if !ok || len(frags) != 2 {
-		t.Fatal("fragment4 failed")
-	}
-	send(pA, frags[0].Bytes(), frags[1].Bytes())
+	frags := fragments4(big, 1480)
+	send(pA, frags...)
 	got := [][]byte{next(t, rxB), next(t, rxB)}
-	if !(bytes.Equal(got[0], frags[0].Bytes()) && bytes.Equal(got[1], frags[1].Bytes())) && !(bytes.Equal(got[1], frags[0].Bytes()) && bytes.Equal(got[0], frags[1].Bytes())) {
+	if !(bytes.Equal(got[0], frags[0]) && bytes.Equal(got[1], frags[1])) && !(bytes.Equal(got[1], frags[0]) && bytes.Equal(got[0], frags[1])) {
 		t.Fatal("fragments did not arrive intact")
 	}
 
@@ -389,7 +296,7 @@ func TestLinkPort(t *testing.T) {
 
 	// An IKE daemon on B can still bind the encapsulation port (with
 	// SO_REUSEADDR, as the absorber does).
-	if err := inNetns(e.nsB, func() error {
+	if err := netns.Do(e.nsB, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
 		}}
@@ -407,91 +314,5 @@ func TestLinkPort(t *testing.T) {
 	send(pB, w)
 	if got := next(t, rxA); !bytes.Equal(got, w) {
 		t.Fatalf("A received % x first, want B's packet", got[:min(48, len(got))])
-	}
-}
-
-// TestNICsOverLink runs two NICs whose wire ports are the two ends of a
-// veth pair in two namespaces: real ESP on a real (virtual) link.
-func TestNICsOverLink(t *testing.T) {
-	e := newVethEnv(t)
-	for _, tp := range []topo{
-		{mode: "tunnel", alg: algGCM},
-		{mode: "tunnel", alg: algCBC, v6: true},
-		{mode: "tunnel", alg: algGCM, encap: true},
-		{mode: "transport", alg: algGCM, ah: "hmac-sha256-128"},
-	} {
-		t.Run(tp.String(), func(t *testing.T) {
-			mk := func(ns, ifname string, me, peer netip.Addr, outSPI, inSPI uint32, outSeed, inSeed byte, myNet, peerNet string) (*side, *LinkPort) {
-				tb, err := sadb.NewTable(sadb.TableConfig{Logger: quietLogger()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
-					if _, err := tb.Add(s); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for _, p := range []sadb.PolicySpec{
-					{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
-					{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
-				} {
-					if _, err := tb.AddPolicy(p); err != nil {
-						t.Fatal(err)
-					}
-				}
-				wire, err := OpenLink(LinkConfig{Interface: ifname, EncapPort: 4500, NetnsPath: ns})
-				if err != nil {
-					t.Fatal(err)
-				}
-				host, app := tun.NewMemPair(64, 9000)
-				n, err := New(Config{}, tb, host, wire, quietLogger())
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := &side{nic: n, table: tb, app: app}
-				s.run(t)
-				return s, wire
-			}
-			ea, eb := tp.ends()
-			na, nb := tp.nets()
-			a, _ := mk(e.nsA, e.ifA, ea, eb, 0x1000, 0x2000, 1, 2, na, nb)
-			b, _ := mk(e.nsB, e.ifB, eb, ea, 0x2000, 0x1000, 2, 1, nb, na)
-			ha, hb := tp.hosts()
-			var ab, ba [][]byte
-			for i := range 50 {
-				ab = append(ab, udp(ha, hb, 1, 2, (i*61)%1300, uint32(i), false))
-				ba = append(ba, udp(hb, ha, 2, 1, (i*61)%1300, uint32(i), false))
-			}
-			if !tp.v6 {
-				ab = append(ab, udp(ha, hb, 1, 2, 4000, 99, false)) // fragmented on the wire
-			}
-			write(t, a.app, ab...)
-			mustEqualPackets(t, readN(t, b.app, len(ab)), ab)
-			write(t, b.app, ba...)
-			mustEqualPackets(t, readN(t, a.app, len(ba)), ba)
-			if st := b.nic.Stats(); st.RX.Dropped != 0 || (!tp.v6 && st.Reassembled != 1) {
-				t.Fatalf("B stats %+v", st)
-			}
-
-			if tp.encap {
-				// IKE from A's kernel to B's port 4500 reaches B's host untouched.
-				var c *net.UDPConn
-				if err := inNetns(e.nsA, func() (err error) {
-					c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(out4B, 4500)))
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				ike := append([]byte{0, 0, 0, 0}, []byte("IKE_SA_INIT")...)
-				if _, err := c.Write(ike); err != nil {
-					t.Fatal(err)
-				}
-				got := readN(t, b.app, 1)[0]
-				if !bytes.HasSuffix(got, ike) || b.nic.Stats().IKEPassthrough != 1 {
-					t.Fatalf("IKE packet not passed through: % x", got)
-				}
-			}
-		})
 	}
 }

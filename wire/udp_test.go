@@ -1,4 +1,4 @@
-package nic
+package wire
 
 import (
 	"bytes"
@@ -8,9 +8,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"github.com/secnic/secnic/sadb"
-	"github.com/secnic/secnic/tun"
 )
 
 // loopbackPair opens two UDP wire ports on random loopback addresses
@@ -100,57 +97,5 @@ func TestUDPPort(t *testing.T) {
 	}
 	if _, err := b.Write(bufs[:1], off); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Close: %v", err)
-	}
-}
-
-// TestNICsOverUDP runs two NICs whose wire is the UDP cable over loopback.
-func TestNICsOverUDP(t *testing.T) {
-	wa, wb := loopbackPair(t, 1400)
-	tp := topo{alg: algGCM}
-	mk := func(wire WirePort, me, peer netip.Addr, outSPI, inSPI uint32, outSeed, inSeed byte, myNet, peerNet string) (*NIC, *tun.MemPort) {
-		tb, err := sadb.NewTable(sadb.TableConfig{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
-			s.Mode = "tunnel"
-			if _, err := tb.Add(s); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, p := range []sadb.PolicySpec{
-			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
-			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
-		} {
-			if _, err := tb.AddPolicy(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		host, app := tun.NewMemPair(64, 9000)
-		n, err := New(Config{}, tb, host, wire, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, app
-	}
-	na, appA := mk(wa, out4A, out4B, 0x1000, 0x2000, 1, 2, "10.1.0.0/16", "10.2.0.0/16")
-	nb, appB := mk(wb, out4B, out4A, 0x2000, 0x1000, 2, 1, "10.2.0.0/16", "10.1.0.0/16")
-	(&side{nic: na}).run(t)
-	(&side{nic: nb}).run(t)
-	var want [][]byte
-	for i := range 200 {
-		want = append(want, udp(in4A, in4B, 1, 2, (i*31)%1300, uint32(i), false))
-	}
-	// Loopback UDP does not lose datagrams unless a socket buffer overflows;
-	// send in modest batches so that it does not.
-	for i := 0; i < len(want); i += 20 {
-		write(t, appA, want[i:i+20]...)
-		mustEqualPackets(t, readN(t, appB, 20), want[i:i+20])
-	}
-	if st := nb.Stats(); st.RX.Protected != 200 || st.RX.Dropped != 0 {
-		t.Fatalf("B stats %+v", st.RX)
-	}
-	if got := na.Stats().WirePort; got != wa.Name() {
-		t.Fatalf("wire port name %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package nic
+package wire
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package nic
+package wire
 
 import (
 	"errors"
@@ -11,7 +11,9 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/tun"
 )
 
 // LinkConfig configures a LinkPort.
@@ -76,7 +78,7 @@ type LinkPort struct {
 
 // OpenLink opens a LinkPort on cfg.Interface. It needs CAP_NET_RAW.
 func OpenLink(cfg LinkConfig) (p *LinkPort, err error) {
-	err = inNetns(cfg.NetnsPath, func() error {
+	err = netns.Do(cfg.NetnsPath, func() error {
 		p, err = openLink(cfg)
 		return err
 	})
@@ -85,11 +87,11 @@ func OpenLink(cfg LinkConfig) (p *LinkPort, err error) {
 
 func openLink(cfg LinkConfig) (_ *LinkPort, err error) {
 	if cfg.Interface == "" {
-		return nil, errors.New("nic: the link wire port needs an interface name, e.g. interface: eth0")
+		return nil, errors.New("wire: the link wire port needs an interface name, e.g. interface: eth0")
 	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("nic: link wire port: %w (does interface %q exist in this network namespace?)", err, cfg.Interface)
+		return nil, fmt.Errorf("wire: link wire port: %w (does interface %q exist in this network namespace?)", err, cfg.Interface)
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 64
@@ -128,7 +130,7 @@ func (p *LinkPort) openRX(cfg LinkConfig) error {
 	// Protocol 0 at creation: no packet is queued before the filter is in place.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("nic: link %s: AF_PACKET socket: %w", p.ifname, permHint(err))
+		return fmt.Errorf("wire: link %s: AF_PACKET socket: %w", p.ifname, permHint(err))
 	}
 	prog, err := linkFilter(cfg.EncapPort)
 	if err != nil {
@@ -137,14 +139,14 @@ func (p *LinkPort) openRX(cfg LinkConfig) error {
 	}
 	if err := attachFilter(fd, prog); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("nic: link %s: attach BPF filter: %w", p.ifname, err)
+		return fmt.Errorf("wire: link %s: attach BPF filter: %w", p.ifname, err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.SocketBuffer)
 	sll := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.ifindex}
 	if err := unix.Bind(fd, sll); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("nic: link %s: bind AF_PACKET socket: %w", p.ifname, err)
+		return fmt.Errorf("wire: link %s: bind AF_PACKET socket: %w", p.ifname, err)
 	}
 	f := os.NewFile(uintptr(fd), "secnic-link-rx-"+p.ifname)
 	rc, err := f.SyscallConn()
@@ -160,11 +162,11 @@ func (p *LinkPort) openTX(cfg LinkConfig) error {
 	open := func(family int) (*os.File, *mmsg, error) {
 		fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nic: link %s: raw IP socket: %w", p.ifname, permHint(err))
+			return nil, nil, fmt.Errorf("wire: link %s: raw IP socket: %w", p.ifname, permHint(err))
 		}
 		if err := unix.BindToDevice(fd, p.ifname); err != nil {
 			unix.Close(fd)
-			return nil, nil, fmt.Errorf("nic: link %s: SO_BINDTODEVICE: %w", p.ifname, err)
+			return nil, nil, fmt.Errorf("wire: link %s: SO_BINDTODEVICE: %w", p.ifname, err)
 		}
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, cfg.SocketBuffer)
 		if family == unix.AF_INET6 {
@@ -230,12 +232,12 @@ func (p *LinkPort) openAbsorbers(cfg LinkConfig) error {
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		for _, proto := range []int{packet.ProtoESP, packet.ProtoAH} {
 			if err := add(fam, unix.SOCK_RAW, proto, 0); err != nil {
-				return fmt.Errorf("nic: link %s: absorber raw socket for protocol %d: %w", p.ifname, proto, err)
+				return fmt.Errorf("wire: link %s: absorber raw socket for protocol %d: %w", p.ifname, proto, err)
 			}
 		}
 		if cfg.EncapPort != 0 {
 			if err := add(fam, unix.SOCK_DGRAM, unix.IPPROTO_UDP, cfg.EncapPort); err != nil {
-				return fmt.Errorf("nic: link %s: bind UDP port %d to absorb NAT-T packets: %w (another program without SO_REUSEADDR holds it?)", p.ifname, cfg.EncapPort, err)
+				return fmt.Errorf("wire: link %s: bind UDP port %d to absorb NAT-T packets: %w (another program without SO_REUSEADDR holds it?)", p.ifname, cfg.EncapPort, err)
 			}
 		}
 	}
@@ -249,9 +251,9 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 
 func (p *LinkPort) closedErr(err error) error {
 	if p.closed.Load() || errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("nic: link port %s is closed: %w", p.ifname, os.ErrClosed)
+		return fmt.Errorf("wire: link port %s is closed: %w", p.ifname, os.ErrClosed)
 	}
-	return fmt.Errorf("nic: link port %s: %w", p.ifname, err)
+	return fmt.Errorf("wire: link port %s: %w", p.ifname, err)
 }
 
 // Read receives up to len(bufs) IP datagrams that passed the filter.
@@ -363,7 +365,7 @@ func (p *LinkPort) Close() error {
 	return nil
 }
 
-var _ WirePort = (*LinkPort)(nil)
+var _ tun.Port = (*LinkPort)(nil)
 
 // linkFilter builds the receive filter of the link port. The packet
 // socket is SOCK_DGRAM, so offsets are relative to the IP header.
@@ -478,7 +480,7 @@ func (a *asm) assemble() ([]bpf.RawInstruction, error) {
 		}
 		t, ok := a.labels[in.target]
 		if !ok || t <= i {
-			return nil, fmt.Errorf("nic: bpf: bad jump target %q", in.target)
+			return nil, fmt.Errorf("wire: bpf: bad jump target %q", in.target)
 		}
 		skip := t - i - 1
 		if in.uncond {
@@ -486,7 +488,7 @@ func (a *asm) assemble() ([]bpf.RawInstruction, error) {
 			continue
 		}
 		if skip > 255 {
-			return nil, fmt.Errorf("nic: bpf: jump to %q too far", in.target)
+			return nil, fmt.Errorf("wire: bpf: jump to %q too far", in.target)
 		}
 		out[i] = bpf.JumpIf{Cond: in.cond, Val: in.val, SkipTrue: uint8(skip)}
 	}

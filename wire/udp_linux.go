@@ -1,4 +1,4 @@
-package nic
+package wire
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secnic/secnic/internal/netns"
+	"github.com/secnic/secnic/tun"
 )
 
 // UDPConfig configures a UDPPort.
@@ -46,13 +49,13 @@ type UDPPort struct {
 // OpenUDP binds cfg.Local and connects to cfg.Peer.
 func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 	if !cfg.Local.IsValid() || !cfg.Peer.IsValid() {
-		return nil, errors.New("nic: the udp wire port needs a local and a peer address with ports, e.g. local 127.0.0.1:4789 peer 127.0.0.1:4790")
+		return nil, errors.New("wire: the udp wire port needs a local and a peer address with ports, e.g. local 127.0.0.1:4789 peer 127.0.0.1:4790")
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
 	if cfg.MTU < 576 || cfg.MTU > 65507 {
-		return nil, fmt.Errorf("nic: udp wire MTU %d is outside 576..65507", cfg.MTU)
+		return nil, fmt.Errorf("wire: udp wire MTU %d is outside 576..65507", cfg.MTU)
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 64
@@ -65,19 +68,19 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 		network = "udp6"
 	}
 	var c *net.UDPConn
-	err := inNetns(cfg.NetnsPath, func() (err error) {
+	err := netns.Do(cfg.NetnsPath, func() (err error) {
 		c, err = net.DialUDP(network, net.UDPAddrFromAddrPort(cfg.Local), net.UDPAddrFromAddrPort(cfg.Peer))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("nic: udp wire port %v -> %v: %w (is the local address configured and the port free?)", cfg.Local, cfg.Peer, err)
+		return nil, fmt.Errorf("wire: udp wire port %v -> %v: %w (is the local address configured and the port free?)", cfg.Local, cfg.Peer, err)
 	}
 	_ = c.SetReadBuffer(cfg.SocketBuffer)
 	_ = c.SetWriteBuffer(cfg.SocketBuffer)
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("nic: udp wire port: %w", err)
+		return nil, fmt.Errorf("wire: udp wire port: %w", err)
 	}
 	// The emulated link does its own fragmentation: never let the kernel
 	// fragment a datagram (loopback would not anyway).
@@ -97,9 +100,9 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 
 func (p *UDPPort) closedErr(err error) error {
 	if p.closed.Load() || errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("nic: %s is closed: %w", p.name, os.ErrClosed)
+		return fmt.Errorf("wire: %s is closed: %w", p.name, os.ErrClosed)
 	}
-	return fmt.Errorf("nic: %s: %w", p.name, err)
+	return fmt.Errorf("wire: %s: %w", p.name, err)
 }
 
 // Read receives up to len(bufs) datagrams (at most BatchSize) into
@@ -165,4 +168,4 @@ func (p *UDPPort) Close() error {
 	return p.conn.Close()
 }
 
-var _ WirePort = (*UDPPort)(nil)
+var _ tun.Port = (*UDPPort)(nil)

@@ -1,0 +1,102 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/secnic/secnic/internal/packet"
+)
+
+// requireRoot skips a test that needs root, or fails it under CI=true.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test needs root (CI=true: not skipping)")
+	}
+	t.Skip("needs root")
+}
+
+// The outer (wire) addresses of the two sides, as in package nic's tests.
+var (
+	out4A = netip.MustParseAddr("192.0.2.1")
+	out4B = netip.MustParseAddr("192.0.2.2")
+	out6A = netip.MustParseAddr("2001:db8::1")
+	out6B = netip.MustParseAddr("2001:db8::2")
+)
+
+// udp builds an IPv4 or IPv6 UDP datagram with a payload of n bytes
+// (a recognisable pattern that starts with seq).
+func udp(src, dst netip.Addr, sport, dport uint16, n int, seq uint32, df bool) []byte {
+	payload := make([]byte, n)
+	for i := range payload {
+		payload[i] = byte(i*13 + int(seq))
+	}
+	if n >= 4 {
+		binary.BigEndian.PutUint32(payload, seq)
+	}
+	return udpWith(src, dst, sport, dport, payload, df)
+}
+
+func udpWith(src, dst netip.Addr, sport, dport uint16, payload []byte, df bool) []byte {
+	hl := packet.IPv4MinLen
+	if src.Is6() {
+		hl = packet.IPv6Len
+	}
+	b := make([]byte, hl+packet.UDPLen+len(payload))
+	u := packet.UDP(b[hl:])
+	u.SetSrcPort(sport)
+	u.SetDstPort(dport)
+	u.SetLength(packet.UDPLen + len(payload))
+	copy(b[hl+packet.UDPLen:], payload)
+	if src.Is4() {
+		packet.WriteIPv4(b, src, dst, packet.ProtoUDP, len(b), 0, 64, df, 0x1234)
+	} else {
+		packet.WriteIPv6(b, src, dst, packet.ProtoUDP, len(b)-hl, 0, 64)
+	}
+	c := packet.TransportChecksum(src, dst, packet.ProtoUDP, b[hl:])
+	if c == 0 {
+		c = 0xffff
+	}
+	u.SetChecksum(c)
+	return b
+}
+
+// fragments4 splits an IPv4 datagram without options into fragments of at
+// most size payload bytes (a multiple of 8), each with a valid checksum.
+func fragments4(pkt []byte, size int) [][]byte {
+	h := packet.IPv4(pkt)
+	payload := pkt[packet.IPv4MinLen:]
+	var out [][]byte
+	for off := 0; off < len(payload); off += size {
+		end := min(off+size, len(payload))
+		f := make([]byte, packet.IPv4MinLen+end-off)
+		copy(f[packet.IPv4MinLen:], payload[off:end])
+		flags := 0
+		if end < len(payload) {
+			flags = 0x2000 // more fragments
+		}
+		packet.WriteIPv4(f, h.Src(), h.Dst(), pkt[9], len(f), 0, 64, false, 0x4242)
+		packet.IPv4(f).SetFlagsFrag(uint16(flags | off/8))
+		packet.IPv4(f).UpdateChecksum()
+		out = append(out, f)
+	}
+	return out
+}
+
+func mustEqualPackets(t testing.TB, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d packets, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d differs:\n got % x\nwant % x", i, got[i][:min(80, len(got[i]))], want[i][:min(80, len(want[i]))])
+		}
+	}
+}
