@@ -48,13 +48,13 @@ func (t *Table) AddBundles(specs []BundleSpec) ([]AddResult, error) {
 
 func (t *Table) addBundles(specs []BundleSpec, origin string) ([]AddResult, error) {
 	if len(specs) == 0 {
-		return nil, invalidf("sas", "the request has no bundles; give at least one")
+		return nil, Invalidf("sas", "the request has no bundles; give at least one")
 	}
 	res := make([]AddResult, len(specs))
-	plans := make([]*bundlePlan, len(specs))
+	plans := make([]*BundlePlan, len(specs))
 	for i, s := range specs {
 		res[i] = AddResult{Index: i, Name: s.Name}
-		p, err := s.plan()
+		p, err := s.Plan()
 		if err != nil {
 			res[i].Err = err
 			continue
@@ -118,7 +118,7 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 			continue
 		}
 		if len(errs) > 1 {
-			e = wrapField(fmt.Sprintf("%s[%d]", prefix, i), e)
+			e = WrapField(fmt.Sprintf("%s[%d]", prefix, i), e)
 			*ep = e
 		}
 		if first == nil {
@@ -138,33 +138,33 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 		kind = e.Kind
 	}
 	failed := len(msgs)
-	if failed > maxErrorsListed {
-		msgs = append(msgs[:maxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-maxErrorsListed))
+	if failed > MaxErrorsListed {
+		msgs = append(msgs[:MaxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-MaxErrorsListed))
 	}
 	return failed, &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
 }
 
 // addLocked validates p against the table and the capabilities and inserts
 // the bundle; handle 0 allocates a new handle.
-func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle sa.Handle) (sa.Handle, error) {
-	if err := t.caps.Check(p.req); err != nil {
+func (t *Table) addLocked(x *tx, p *BundlePlan, origin string, handle sa.Handle) (sa.Handle, error) {
+	if err := t.caps.Check(p.Req); err != nil {
 		return 0, capError("", err)
 	}
-	s := &p.spec
+	s := &p.Spec
 	if s.Name != "" {
 		if h, dup := t.names[s.Name]; dup {
 			return 0, &Error{Kind: ErrConflict, Field: "name", Msg: fmt.Sprintf("bundle name %q is already used by handle %d; choose another name or delete that bundle first", s.Name, h)}
 		}
 	}
-	for _, c := range p.sas() {
-		if err := t.checkSPILocked(p.dir, c.proto, c.spec.SPI, p.dst, c.field); err != nil {
+	for _, c := range planSAs(p) {
+		if err := t.checkSPILocked(p.Dir, c.proto, c.spec.SPI, p.Dst, c.field); err != nil {
 			return 0, err
 		}
 	}
 	u := t.usage
 	u.Bundles++
-	n := uint32(len(p.sas()))
-	if p.dir == sa.In {
+	n := uint32(len(planSAs(p)))
+	if p.Dir == sa.In {
 		u.InboundSAs += n
 	} else {
 		u.OutboundSAs += n
@@ -187,7 +187,7 @@ func (t *Table) addLocked(x *tx, p *bundlePlan, origin string, handle sa.Handle)
 		return 0, err
 	}
 	x.built = append(x.built, b)
-	be := &bundleEntry{b: b, spec: p.spec, plan: p, origin: origin, created: time.Now()}
+	be := &bundleEntry{b: b, spec: p.Spec, plan: p, origin: origin, created: time.Now()}
 	t.insertLocked(x, be)
 	x.events = append(x.events, bundleEvent(EventSAAdded, b))
 	t.log.Info("SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
@@ -200,13 +200,13 @@ type planSA struct {
 	field string
 }
 
-func (p *bundlePlan) sas() []planSA {
+func planSAs(p *BundlePlan) []planSA {
 	var out []planSA
-	if p.spec.ESP != nil {
-		out = append(out, planSA{sa.ESP, p.spec.ESP, "esp"})
+	if p.Spec.ESP != nil {
+		out = append(out, planSA{sa.ESP, p.Spec.ESP, "esp"})
 	}
-	if p.spec.AH != nil {
-		out = append(out, planSA{sa.AH, p.spec.AH, "ah"})
+	if p.Spec.AH != nil {
+		out = append(out, planSA{sa.AH, p.Spec.AH, "ah"})
 	}
 	return out
 }
@@ -236,11 +236,11 @@ func (t *Table) checkSPILocked(dir sa.Direction, proto sa.Protocol, spi SPI, dst
 }
 
 // build creates the suites and SAs of a bundle.
-func (t *Table) build(p *bundlePlan, h sa.Handle) (*sa.Bundle, error) {
-	b := &sa.Bundle{Handle: h, Name: p.spec.Name, Dir: p.dir, Mode: p.mode, IPv6: p.ipv6, PacketOffload: p.packet}
+func (t *Table) build(p *BundlePlan, h sa.Handle) (*sa.Bundle, error) {
+	b := &sa.Bundle{Handle: h, Name: p.Spec.Name, Dir: p.Dir, Mode: p.Mode, IPv6: p.IPv6, PacketOffload: p.Packet}
 	mk := func(ps planSA) (*sa.SA, error) {
 		sp := ps.spec
-		sp2 := suite.Params{Auth: suite.Auth(sp.Auth), ICVLen: sp.ICVLen, AuthKey: sp.AuthKey.Bytes(), AllowLegacy: p.spec.AllowLegacy}
+		sp2 := suite.Params{Auth: suite.Auth(sp.Auth), ICVLen: sp.ICVLen, AuthKey: sp.AuthKey.Bytes(), AllowLegacy: p.Spec.AllowLegacy}
 		if ps.proto == sa.ESP {
 			sp2.Enc, sp2.EncKey = suite.Enc(sp.Enc), sp.EncKey.Bytes()
 		}
@@ -249,15 +249,15 @@ func (t *Table) build(p *bundlePlan, h sa.Handle) (*sa.Bundle, error) {
 			return nil, suiteError(ps.field, err)
 		}
 		params := sa.Params{
-			SPI: uint32(sp.SPI), Proto: ps.proto, Dir: p.dir, Mode: p.mode,
-			Src: p.src, Dst: p.dst, ESN: p.spec.ESN, SeqHigh: p.spec.SeqHigh,
-			TTL: p.spec.TTL, DF: p.df, TFCPad: p.spec.TFCPad, Soft: p.soft, Hard: p.hard,
+			SPI: uint32(sp.SPI), Proto: ps.proto, Dir: p.Dir, Mode: p.Mode,
+			Src: p.Src, Dst: p.Dst, ESN: p.Spec.ESN, SeqHigh: p.Spec.SeqHigh,
+			TTL: p.Spec.TTL, DF: p.DF, TFCPad: p.Spec.TFCPad, Soft: p.Soft, Hard: p.Hard,
 		}
-		if p.dir == sa.In {
-			params.ReplayWindow = p.window
+		if p.Dir == sa.In {
+			params.ReplayWindow = p.Window
 		}
 		if ps.proto == sa.ESP {
-			params.Encap = p.encap
+			params.Encap = p.Encap
 		}
 		s, err := sa.New(params, su)
 		if err != nil {
@@ -267,7 +267,7 @@ func (t *Table) build(p *bundlePlan, h sa.Handle) (*sa.Bundle, error) {
 		s.OnExpire = t.expireHook(b)
 		return s, nil
 	}
-	for _, ps := range p.sas() {
+	for _, ps := range planSAs(p) {
 		s, err := mk(ps)
 		if err != nil {
 			if b.ESP != nil {
@@ -312,7 +312,7 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		t.names[b.Name] = b.Handle
 	}
 	x.onUndo(func() { t.removeLocked(x, be) })
-	dst := be.plan.dst
+	dst := be.plan.Dst
 	for _, s := range b.SAs() {
 		t.unretireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out {
@@ -351,7 +351,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		delete(t.names, b.Name)
 	}
 	x.onUndo(func() { t.insertLocked(x, be) })
-	dst := be.plan.dst
+	dst := be.plan.Dst
 	for _, s := range b.SAs() {
 		t.retireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out && t.live[u.fp] == b.Handle {
@@ -396,7 +396,7 @@ func (t *Table) Resolve(ref string) (sa.Handle, error) {
 func (t *Table) lookupLocked(ref string) (*bundleEntry, error) {
 	r := strings.TrimSpace(ref)
 	if r == "" {
-		return nil, invalidf("", "no bundle given: give a handle or a name")
+		return nil, Invalidf("", "no bundle given: give a handle or a name")
 	}
 	if n, err := strconv.ParseUint(r, 0, 64); err == nil {
 		if be := t.bundles[sa.Handle(n)]; be != nil {
@@ -468,7 +468,7 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 	case "ah":
 		proto = sa.AH
 	default:
-		return invalidf("proto", "%q is not an IPsec protocol: give esp or ah, or leave it out to update every ESN SA of the bundle", u.Proto)
+		return Invalidf("proto", "%q is not an IPsec protocol: give esp or ah, or leave it out to update every ESN SA of the bundle", u.Proto)
 	}
 	var targets []*sa.SA
 	for _, s := range be.b.SAs() {
@@ -486,7 +486,7 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 		}
 	}
 	if !esn {
-		return invalidf("seq_high", "bundle %d does not use extended sequence numbers; UPDATE_SA only applies to ESN SAs (NDIS_STATUS_INVALID_PARAMETER)", h)
+		return Invalidf("seq_high", "bundle %d does not use extended sequence numbers; UPDATE_SA only applies to ESN SAs (NDIS_STATUS_INVALID_PARAMETER)", h)
 	}
 	for _, s := range targets {
 		if !s.ESN {

@@ -54,12 +54,12 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind}
 }
 
-func invalidf(field, format string, args ...any) *Error {
+func Invalidf(field, format string, args ...any) *Error {
 	return &Error{Kind: ErrInvalid, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// wrapField returns err with field prefixed to its path.
-func wrapField(prefix string, err error) error {
+// WrapField returns err with field prefixed to its path.
+func WrapField(prefix string, err error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		c := *e
@@ -71,4 +71,39 @@ func wrapField(prefix string, err error) error {
 		return &c
 	}
 	return &Error{Kind: ErrInvalid, Field: prefix, Msg: err.Error(), Err: err}
+}
+
+// ErrKeyReuse: an outbound SA would use key material that another outbound
+// SA uses or used (a repeated (key, nonce) pair).
+var ErrKeyReuse = errors.New("key reuse")
+
+// ErrState: the state directory could not record a reservation, so the
+// change was not made.
+var ErrState = errors.New("state directory")
+
+// ErrorCode maps an error of this package (or of capabilities) onto a
+// short code for APIs: invalid, not_found, conflict, capacity, disabled,
+// not_supported, or internal.
+func ErrorCode(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrKeyReuse):
+		return "key_reuse"
+	case errors.Is(err, ErrState):
+		return "state"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	case errors.Is(err, ErrCapacity):
+		return "capacity"
+	case errors.Is(err, capabilities.ErrDisabled):
+		return "disabled"
+	case errors.Is(err, capabilities.ErrNotSupported):
+		return "not_supported"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	}
+	return "internal"
 }

@@ -2,7 +2,6 @@ package sadb
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -10,10 +9,6 @@ import (
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
 )
-
-// ErrKeyReuse: an outbound SA would use key material that another outbound
-// SA uses or used (a repeated (key, nonce) pair).
-var ErrKeyReuse = errors.New("key reuse")
 
 // Reservation margins, in sequence numbers. A new SA starts with the
 // initial margin; the reserver then adapts each SA's margin to its packet
@@ -109,7 +104,7 @@ func ledgerDir(d sa.Direction) ledger.Dir {
 // (inbound) of an SA seen before, and stages the reservations, which
 // commit makes durable before the bundle is published. On error nothing
 // is staged.
-func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *bundlePlan, handle sa.Handle) error {
+func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *BundlePlan, handle sa.Handle) error {
 	type claim struct {
 		s     *sa.SA
 		u     *keyUse
@@ -118,21 +113,21 @@ func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *bundlePlan, handle sa.Handle
 		known bool          // the ledger knew the key
 	}
 	var claims []claim
-	for _, ps := range p.sas() {
+	for _, ps := range planSAs(p) {
 		s := b.ESP
 		if ps.proto == sa.AH {
 			s = b.AH
 		}
 		var dst []byte
-		if p.dst.IsValid() {
-			dst = p.dst.AsSlice()
+		if p.Dst.IsValid() {
+			dst = p.Dst.AsSlice()
 		}
 		parts := keyParts(b.Dir, s.SPI, dst, ps.spec.EncKey.Bytes(), ps.spec.AuthKey.Bytes())
 		if parts == nil {
 			continue
 		}
 		fp := t.ledger.Fingerprint(ledgerDir(b.Dir), parts...)
-		rec := ledger.Record{FP: fp, Dir: ledgerDir(b.Dir), Proto: uint8(s.Proto), SPI: s.SPI, Src: p.src, Dst: p.dst, Enc: ps.spec.Enc, Auth: ps.spec.Auth}
+		rec := ledger.Record{FP: fp, Dir: ledgerDir(b.Dir), Proto: uint8(s.Proto), SPI: s.SPI, Src: p.Src, Dst: p.Dst, Enc: ps.spec.Enc, Auth: ps.spec.Auth}
 		old, known := x.ltx.Get(fp)
 		u := &keyUse{fp: fp, persistent: t.ledger.Persistent()}
 		if b.Dir == sa.Out {

@@ -6,10 +6,10 @@ import (
 	"unicode/utf8"
 )
 
-// maxErrorsListed is how many per-entry errors the message of a refused
+// MaxErrorsListed is how many per-entry errors the message of a refused
 // request of several entries lists before it summarizes the rest; each
 // entry's own error is in its result.
-const maxErrorsListed = 10
+const MaxErrorsListed = 10
 
 // quoteBytes is the most of a piece of bad input an error quotes.
 const quoteBytes = 32

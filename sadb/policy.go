@@ -85,32 +85,6 @@ func (s Selector) Matches(f sa.Flow) bool {
 	return true
 }
 
-// Policy is an installed policy. Lower Priority values win (as in Linux
-// XFRM); between equal priorities the lower ID wins.
-type Policy struct {
-	ID       uint32
-	Name     string
-	Dir      sa.Direction
-	Priority int
-	Sel      Selector
-	Action   Action
-	// Bundles are the linked bundles. Outbound protect: applied in order,
-	// innermost first ([transport, tunnel] = transport over tunnel).
-	// Inbound protect: the bundles a packet may have arrived through.
-	Bundles []sa.Handle
-}
-
-// Resolved is the result of a policy lookup: the policy, its action and its
-// bundles. For an outbound Protect policy, an empty Bundles means a linked
-// bundle is missing (deleted, or not yet added): drop the packet with
-// OutNoStates. For an inbound Protect policy, Bundles lists the linked
-// bundles that exist. A Resolved is immutable.
-type Resolved struct {
-	Policy  *Policy
-	Action  Action
-	Bundles []*sa.Bundle
-}
-
 // Ref is a JSON value that may be written as a string or a number: a
 // bundle reference (name or handle) or a protocol (name or number).
 type Ref string
@@ -257,48 +231,48 @@ func parsePrefix(field, s string) (netip.Prefix, error) {
 		var err error
 		p, err = netip.ParsePrefix(t)
 		if err != nil {
-			return netip.Prefix{}, invalidf(field, "%s is not a prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or an address", quoteInput(s))
+			return netip.Prefix{}, Invalidf(field, "%s is not a prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or an address", quoteInput(s))
 		}
 	} else {
 		a, err := netip.ParseAddr(t)
 		if err != nil {
-			return netip.Prefix{}, invalidf(field, "%s is not an address or prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or 192.0.2.1", quoteInput(s))
+			return netip.Prefix{}, Invalidf(field, "%s is not an address or prefix: give e.g. 10.0.0.0/24, 2001:db8::/64 or 192.0.2.1", quoteInput(s))
 		}
 		if a.Zone() != "" {
-			return netip.Prefix{}, invalidf(field, "%s has a zone; selectors take no zone", quoteInput(s))
+			return netip.Prefix{}, Invalidf(field, "%s has a zone; selectors take no zone", quoteInput(s))
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	if p.Addr().Is4In6() {
-		return netip.Prefix{}, invalidf(field, "%s is IPv4-mapped IPv6; write the IPv4 prefix", quoteInput(s))
+		return netip.Prefix{}, Invalidf(field, "%s is IPv4-mapped IPv6; write the IPv4 prefix", quoteInput(s))
 	}
 	return p.Masked(), nil
 }
 
-// policyPlan is a validated PolicySpec, before bundle references are
+// PolicyPlan is a validated PolicySpec, before bundle references are
 // resolved.
-type policyPlan struct {
-	spec   PolicySpec // normalized
-	dir    sa.Direction
-	sel    Selector
-	action Action
+type PolicyPlan struct {
+	Spec   PolicySpec // normalized
+	Dir    sa.Direction
+	Sel    Selector
+	Action Action
 }
 
-func (p PolicySpec) plan() (*policyPlan, error) {
-	pp := &policyPlan{spec: p.Clone()}
-	s := &pp.spec
+func (p PolicySpec) Plan() (*PolicyPlan, error) {
+	pp := &PolicyPlan{Spec: p.Clone()}
+	s := &pp.Spec
 	if err := checkName("name", s.Name); err != nil {
 		return nil, err
 	}
 	switch strings.ToLower(s.Dir) {
 	case "in", "inbound":
-		pp.dir, s.Dir = sa.In, "in"
+		pp.Dir, s.Dir = sa.In, "in"
 	case "out", "outbound":
-		pp.dir, s.Dir = sa.Out, "out"
+		pp.Dir, s.Dir = sa.Out, "out"
 	case "":
-		return nil, invalidf("dir", "is missing: give \"in\" or \"out\"")
+		return nil, Invalidf("dir", "is missing: give \"in\" or \"out\"")
 	default:
-		return nil, invalidf("dir", "%s is not a direction: give \"in\" or \"out\"", quoteInput(s.Dir))
+		return nil, Invalidf("dir", "%s is not a direction: give \"in\" or \"out\"", quoteInput(s.Dir))
 	}
 	src, err := parsePrefix("src", s.Src)
 	if err != nil {
@@ -309,12 +283,12 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 		return nil, err
 	}
 	if src.IsValid() && dst.IsValid() && src.Addr().Is4() != dst.Addr().Is4() {
-		return nil, invalidf("dst", "%s and src %s are of different families; a selector matches one family", dst, src)
+		return nil, Invalidf("dst", "%s and src %s are of different families; a selector matches one family", dst, src)
 	}
 	s.Src, s.Dst = prefixString(src), prefixString(dst)
 	proto, err := ParseProto(string(s.Proto))
 	if err != nil {
-		return nil, invalidf("proto", "%v", err)
+		return nil, Invalidf("proto", "%v", err)
 	}
 	s.Proto = ""
 	if proto != 0 {
@@ -325,36 +299,36 @@ func (p PolicySpec) plan() (*policyPlan, error) {
 		if s.SrcPort == 0 {
 			f = "dst_port"
 		}
-		return nil, invalidf(f, "needs proto tcp, udp, sctp or udplite (or icmp/icmpv6, where src_port is the type and dst_port the code)")
+		return nil, Invalidf(f, "needs proto tcp, udp, sctp or udplite (or icmp/icmpv6, where src_port is the type and dst_port the code)")
 	}
 	act := Protect
 	if s.Action != "" {
 		if act, err = ParseAction(s.Action); err != nil {
-			return nil, invalidf("action", "%v", err)
+			return nil, Invalidf("action", "%v", err)
 		}
 	}
 	s.Action = act.String()
 	switch act {
 	case Protect:
 		if len(s.Bundles) == 0 {
-			return nil, invalidf("bundles", "a protect policy needs at least one bundle (name or handle); or use action bypass or discard")
+			return nil, Invalidf("bundles", "a protect policy needs at least one bundle (name or handle); or use action bypass or discard")
 		}
-		if pp.dir == sa.Out && len(s.Bundles) > 2 {
-			return nil, invalidf("bundles", "an outbound policy takes one bundle, or two for transport over tunnel (transport first, then tunnel), not %d", len(s.Bundles))
+		if pp.Dir == sa.Out && len(s.Bundles) > 2 {
+			return nil, Invalidf("bundles", "an outbound policy takes one bundle, or two for transport over tunnel (transport first, then tunnel), not %d", len(s.Bundles))
 		}
 	default:
 		if len(s.Bundles) > 0 {
-			return nil, invalidf("bundles", "only protect policies link bundles; remove them or use action protect")
+			return nil, Invalidf("bundles", "only protect policies link bundles; remove them or use action protect")
 		}
 	}
 	for i, r := range s.Bundles {
 		if strings.TrimSpace(string(r)) == "" {
-			return nil, invalidf(fmt.Sprintf("bundles[%d]", i), "is empty: give a bundle name or handle")
+			return nil, Invalidf(fmt.Sprintf("bundles[%d]", i), "is empty: give a bundle name or handle")
 		}
 		s.Bundles[i] = Ref(strings.TrimSpace(string(r)))
 	}
-	pp.sel = Selector{Src: src, Dst: dst, Proto: proto, SrcPort: s.SrcPort, DstPort: s.DstPort}
-	pp.action = act
+	pp.Sel = Selector{Src: src, Dst: dst, Proto: proto, SrcPort: s.SrcPort, DstPort: s.DstPort}
+	pp.Action = act
 	return pp, nil
 }
 
@@ -371,15 +345,15 @@ func prefixString(p netip.Prefix) string {
 // Validate checks the spec on its own (bundle references are checked when
 // the policy is added).
 func (p PolicySpec) Validate() error {
-	_, err := p.plan()
+	_, err := p.Plan()
 	return err
 }
 
 // Normalized returns the spec in canonical form.
 func (p PolicySpec) Normalized() (PolicySpec, error) {
-	pp, err := p.plan()
+	pp, err := p.Plan()
 	if err != nil {
 		return PolicySpec{}, err
 	}
-	return pp.spec, nil
+	return pp.Spec, nil
 }

@@ -11,6 +11,32 @@ import (
 	"github.com/secnic/secnic/sa"
 )
 
+// Policy is an installed policy. Lower Priority values win (as in Linux
+// XFRM); between equal priorities the lower ID wins.
+type Policy struct {
+	ID       uint32
+	Name     string
+	Dir      sa.Direction
+	Priority int
+	Sel      Selector
+	Action   Action
+	// Bundles are the linked bundles. Outbound protect: applied in order,
+	// innermost first ([transport, tunnel] = transport over tunnel).
+	// Inbound protect: the bundles a packet may have arrived through.
+	Bundles []sa.Handle
+}
+
+// Resolved is the result of a policy lookup: the policy, its action and its
+// bundles. For an outbound Protect policy, an empty Bundles means a linked
+// bundle is missing (deleted, or not yet added): drop the packet with
+// OutNoStates. For an inbound Protect policy, Bundles lists the linked
+// bundles that exist. A Resolved is immutable.
+type Resolved struct {
+	Policy  *Policy
+	Action  Action
+	Bundles []*sa.Bundle
+}
+
 // PolicyResult is the outcome of one policy of an add request.
 type PolicyResult struct {
 	Index int    `json:"index"`
@@ -48,13 +74,13 @@ func (t *Table) AddPolicy(spec PolicySpec) (uint32, error) {
 // succeeds if any policy was added; the results report each one.
 func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
 	if len(specs) == 0 {
-		return nil, invalidf("policies", "the request has no policies; give at least one")
+		return nil, Invalidf("policies", "the request has no policies; give at least one")
 	}
 	res := make([]PolicyResult, len(specs))
-	plans := make([]*policyPlan, len(specs))
+	plans := make([]*PolicyPlan, len(specs))
 	for i, s := range specs {
 		res[i] = PolicyResult{Index: i, Name: s.Name}
-		p, err := s.plan()
+		p, err := s.Plan()
 		if err != nil {
 			res[i].Err = err
 			continue
@@ -125,8 +151,8 @@ func selectorFamily(s Selector) uint8 {
 
 // addPolicyLocked validates pp against the table and installs it. id 0
 // means the spec's ID, or a new one.
-func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32) (uint32, error) {
-	s := &pp.spec
+func (t *Table) addPolicyLocked(x *tx, pp *PolicyPlan, origin string, id uint32) (uint32, error) {
+	s := &pp.Spec
 	if id == 0 {
 		id = s.ID
 	}
@@ -147,14 +173,14 @@ func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32)
 		if be == nil {
 			return 0, &Error{Kind: ErrNotFound, Field: f, Msg: fmt.Sprintf("no bundle has the name or handle %q; add the bundle first (see `secnic sa list`)", r)}
 		}
-		if be.b.Dir != pp.dir {
-			return 0, invalidf(f, "bundle %q is %s but the policy is %s; link bundles of the policy's direction", r, be.b.Dir, pp.dir)
+		if be.b.Dir != pp.Dir {
+			return 0, Invalidf(f, "bundle %q is %s but the policy is %s; link bundles of the policy's direction", r, be.b.Dir, pp.Dir)
 		}
 		linked = append(linked, be)
 	}
-	if pp.dir == sa.Out && len(linked) == 2 {
+	if pp.Dir == sa.Out && len(linked) == 2 {
 		if linked[0].b.Mode != sa.Transport || linked[1].b.Mode != sa.Tunnel {
-			return 0, invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
+			return 0, Invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
 		}
 		hw, cur := t.caps.Snapshot()
 		if !hw.TransportTunnelCombined {
@@ -164,10 +190,10 @@ func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32)
 			return 0, &Error{Kind: capabilities.ErrDisabled, Field: "bundles", Msg: "transport over tunnel is disabled in the current configuration: switch on the feature transport_tunnel_combined"}
 		}
 	}
-	if fam := selectorFamily(pp.sel); fam != 0 {
+	if fam := selectorFamily(pp.Sel); fam != 0 {
 		for i, be := range linked {
 			if be.b.Mode == sa.Transport && be.b.IPv6 != (fam == 6) {
-				return 0, invalidf(fmt.Sprintf("bundles[%d]", i), "transport-mode bundle %q is %s but the selector is IPv%d; a transport-mode SA protects packets of its own family", s.Bundles[i], famName(be.b.IPv6), fam)
+				return 0, Invalidf(fmt.Sprintf("bundles[%d]", i), "transport-mode bundle %q is %s but the selector is IPv%d; a transport-mode SA protects packets of its own family", s.Bundles[i], famName(be.b.IPv6), fam)
 			}
 		}
 	}
@@ -185,13 +211,13 @@ func (t *Table) addPolicyLocked(x *tx, pp *policyPlan, origin string, id uint32)
 	}
 	s.ID = id
 	pe := &polEntry{
-		p:       Policy{ID: id, Name: s.Name, Dir: pp.dir, Priority: s.Priority, Sel: pp.sel, Action: pp.action},
+		p:       Policy{ID: id, Name: s.Name, Dir: pp.Dir, Priority: s.Priority, Sel: pp.Sel, Action: pp.Action},
 		spec:    *s,
 		origin:  origin,
 		created: time.Now(),
 	}
 	t.insertPolicyLocked(x, pe)
-	x.events = append(x.events, Event{Type: EventPolicyAdded, PolicyID: id, PolicyName: s.Name, Dir: pp.dir.String()})
+	x.events = append(x.events, Event{Type: EventPolicyAdded, PolicyID: id, PolicyName: s.Name, Dir: pp.Dir.String()})
 	return id, nil
 }
 
@@ -348,7 +374,7 @@ func (t *Table) ResolvePolicy(ref string) (uint32, error) {
 func (t *Table) policyLocked(ref string) (*polEntry, error) {
 	r := strings.TrimSpace(ref)
 	if r == "" {
-		return nil, invalidf("", "no policy given: give a policy ID or name")
+		return nil, Invalidf("", "no policy given: give a policy ID or name")
 	}
 	if n, err := strconv.ParseUint(r, 0, 32); err == nil {
 		if pe := t.policies[uint32(n)]; pe != nil {

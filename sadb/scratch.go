@@ -54,7 +54,7 @@ func (t *Table) CopyInto(dst *Table) error {
 	x := dst.begin()
 	var errs []error
 	for _, c := range bs {
-		p, err := c.spec.plan()
+		p, err := c.spec.Plan()
 		if err == nil {
 			_, err = dst.addLocked(x, p, c.origin, c.h)
 		}
@@ -63,7 +63,7 @@ func (t *Table) CopyInto(dst *Table) error {
 		}
 	}
 	for _, c := range ps {
-		pp, err := c.spec.plan()
+		pp, err := c.spec.Plan()
 		if err == nil {
 			_, err = dst.addPolicyLocked(x, pp, c.origin, c.id)
 		}

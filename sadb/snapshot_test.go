@@ -144,8 +144,8 @@ func TestPolicyMatchAgainstReference(t *testing.T) {
 			t.Fatalf("policy %d (%s): %v", i, spec, err)
 		}
 		info, _ := tb.Policy(fmt.Sprint(id))
-		pp, _ := info.Spec.plan()
-		installed[id] = Policy{ID: id, Dir: pp.dir, Priority: spec.Priority, Sel: pp.sel, Action: pp.action}
+		pp, _ := info.Spec.Plan()
+		installed[id] = Policy{ID: id, Dir: pp.Dir, Priority: spec.Priority, Sel: pp.Sel, Action: pp.Action}
 		// Delete some on the way, to exercise head replacement and shapes.
 		if rng.IntN(5) == 0 {
 			for victim := range installed {

@@ -49,7 +49,7 @@ type TableConfig struct {
 type bundleEntry struct {
 	b       *sa.Bundle
 	spec    BundleSpec // normalized, keys included; wiped on delete
-	plan    *bundlePlan
+	plan    *BundlePlan
 	origin  string
 	created time.Time
 }
@@ -178,33 +178,6 @@ func (t *Table) Usage() capabilities.Usage {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.usage
-}
-
-// ErrorCode maps an error of this package (or of capabilities) onto a
-// short code for APIs: invalid, not_found, conflict, capacity, disabled,
-// not_supported, or internal.
-func ErrorCode(err error) string {
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrKeyReuse):
-		return "key_reuse"
-	case errors.Is(err, ErrState):
-		return "state"
-	case errors.Is(err, ErrConflict):
-		return "conflict"
-	case errors.Is(err, ErrCapacity):
-		return "capacity"
-	case errors.Is(err, capabilities.ErrDisabled):
-		return "disabled"
-	case errors.Is(err, capabilities.ErrNotSupported):
-		return "not_supported"
-	case errors.Is(err, ErrInvalid):
-		return "invalid"
-	}
-	return "internal"
 }
 
 // capError turns a capabilities refusal into an *Error keeping its kind.

@@ -1,8 +1,6 @@
 package sadb
 
 import (
-	"errors"
-
 	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
@@ -31,10 +29,6 @@ type tx struct {
 	undoing bool
 	built   []*sa.Bundle
 }
-
-// ErrState: the state directory could not record a reservation, so the
-// change was not made.
-var ErrState = errors.New("state directory")
 
 func (t *Table) begin() *tx {
 	old := t.snap.Load()
