@@ -12,7 +12,7 @@ import (
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/internal/twonic"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // SA scale (--tunnels N): besides the base tunnel (which protects all
@@ -72,15 +72,15 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 	added := 0
 	for lo := 1; lo < tunnels; lo += batch {
 		hi := min(lo+batch, tunnels)
-		var outA, inB, outB, inA []sadb.BundleSpec
-		var polA, polB []sadb.PolicySpec
+		var outA, inB, outB, inA []saspec.BundleSpec
+		var polA, polB []saspec.PolicySpec
 		for i := lo; i < hi; i++ {
 			sp, dp := tunnelPorts(i)
 			ab, ba := fmt.Sprintf("t%d-a-to-b", i), fmt.Sprintf("t%d-b-to-a", i)
-			mk := func(name string, spi uint32, src, dst string) (sadb.BundleSpec, sadb.BundleSpec) {
+			mk := func(name string, spi uint32, src, dst string) (saspec.BundleSpec, saspec.BundleSpec) {
 				k := randomBytes(enc.KeyLen)
-				s := sadb.BundleSpec{Name: name, Mode: "tunnel", Src: src, Dst: dst,
-					ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: e.opts.Alg, EncKey: sadb.KeyOf(k)}}
+				s := saspec.BundleSpec{Name: name, Mode: "tunnel", Src: src, Dst: dst,
+					ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: e.opts.Alg, EncKey: saspec.KeyOf(k)}}
 				clear(k)
 				out, in := s.Clone(), s
 				out.Dir, in.Dir = "out", "in"
@@ -92,15 +92,15 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 			outB, inA = append(outB, o), append(inA, in)
 			hA, hB := a.Host4.Addr().String(), b.Host4.Addr().String()
 			polA = append(polA,
-				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ab)}},
-				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ba)}})
+				saspec.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []saspec.Ref{saspec.Ref(ab)}},
+				saspec.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []saspec.Ref{saspec.Ref(ba)}})
 			polB = append(polB,
-				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ba)}},
-				sadb.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []sadb.Ref{sadb.Ref(ab)}})
+				saspec.PolicySpec{Name: "t" + fmt.Sprint(i) + "-out", Dir: "out", Priority: -10, Src: hB, Dst: hA, Proto: "udp", SrcPort: dp, DstPort: sp, Action: "protect", Bundles: []saspec.Ref{saspec.Ref(ba)}},
+				saspec.PolicySpec{Name: "t" + fmt.Sprint(i) + "-in", Dir: "in", Priority: -10, Src: hA, Dst: hB, Proto: "udp", SrcPort: sp, DstPort: dp, Action: "protect", Bundles: []saspec.Ref{saspec.Ref(ab)}})
 		}
 		for _, step := range []struct {
 			c     *control.Client
-			specs []sadb.BundleSpec
+			specs []saspec.BundleSpec
 		}{{ca, append(outA, inA...)}, {cb, append(outB, inB...)}} {
 			t0 := time.Now()
 			r, err := step.c.AddSAs(ctx, step.specs)
@@ -118,7 +118,7 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 		}
 		for _, step := range []struct {
 			c   *control.Client
-			pol []sadb.PolicySpec
+			pol []saspec.PolicySpec
 		}{{ca, polA}, {cb, polB}} {
 			r, err := step.c.AddPolicies(ctx, step.pol)
 			if err != nil {

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // BenchmarkAPIAddSA measures adding one bundle per request through the
@@ -14,13 +14,13 @@ func BenchmarkAPIAddSA(b *testing.B) {
 	capacity := uint32(1 << 22)
 	c, tb, _, _ := testServer(b, capabilities.Config{Hardware: capabilities.Overrides{SaOffloadCapacity: &capacity}})
 	ctx := context.Background()
-	key := sadb.KeyOf(make([]byte, 20))
+	key := saspec.KeyOf(make([]byte, 20))
 	b.ReportAllocs()
 	spi := uint32(0x1000)
 	for b.Loop() {
 		spi++
-		spec := sadb.BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: "aes-gcm-128", EncKey: key}}
-		if _, err := c.AddSAs(ctx, []sadb.BundleSpec{spec}); err != nil {
+		spec := saspec.BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: key}}
+		if _, err := c.AddSAs(ctx, []saspec.BundleSpec{spec}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -36,14 +36,14 @@ func BenchmarkAPIAddSABatch(b *testing.B) {
 	capacity := uint32(1 << 22)
 	c, _, _, _ := testServer(b, capabilities.Config{Hardware: capabilities.Overrides{SaOffloadCapacity: &capacity}})
 	ctx := context.Background()
-	key := sadb.KeyOf(make([]byte, 20))
+	key := saspec.KeyOf(make([]byte, 20))
 	b.ReportAllocs()
 	spi := uint32(0x1000)
-	specs := make([]sadb.BundleSpec, 100)
+	specs := make([]saspec.BundleSpec, 100)
 	for b.Loop() {
 		for i := range specs {
 			spi++
-			specs[i] = sadb.BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: "aes-gcm-128", EncKey: key}}
+			specs[i] = saspec.BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: key}}
 		}
 		if r, err := c.AddSAs(ctx, specs); err != nil || r.Offloaded != len(specs) {
 			b.Fatal(r, err)

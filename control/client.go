@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // APIError is an error answered by the API.
@@ -162,7 +163,7 @@ func (c *Client) SetOffload(ctx context.Context, req OffloadRequest) (OffloadRes
 
 // AddSAs offloads bundles. With several bundles the request succeeds if any
 // was offloaded; the results say which failed.
-func (c *Client) AddSAs(ctx context.Context, specs []sadb.BundleSpec) (AddSAsResponse, error) {
+func (c *Client) AddSAs(ctx context.Context, specs []saspec.BundleSpec) (AddSAsResponse, error) {
 	var out AddSAsResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas", map[string]any{"sas": specs}, &out)
 	return out, err
@@ -201,7 +202,7 @@ func (c *Client) ShowSA(ctx context.Context, ref string, keys bool) (sadb.Bundle
 func (c *Client) DeleteSAs(ctx context.Context, refs ...string) (DeleteSAsResponse, error) {
 	req := DeleteSAsRequest{}
 	for _, r := range refs {
-		req.Refs = append(req.Refs, sadb.Ref(r))
+		req.Refs = append(req.Refs, saspec.Ref(r))
 	}
 	var out DeleteSAsResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/delete", req, &out)
@@ -209,14 +210,14 @@ func (c *Client) DeleteSAs(ctx context.Context, refs ...string) (DeleteSAsRespon
 }
 
 // UpdateSA pushes new ESN high-order bits (NDIS UPDATE_SA).
-func (c *Client) UpdateSA(ctx context.Context, ref string, u sadb.UpdateSpec) (sadb.BundleInfo, error) {
+func (c *Client) UpdateSA(ctx context.Context, ref string, u saspec.UpdateSpec) (sadb.BundleInfo, error) {
 	var out sadb.BundleInfo
 	err := c.do(ctx, http.MethodPost, APIVersion+"/sas/"+url.PathEscape(ref)+"/update", u, &out)
 	return out, err
 }
 
 // AddPolicies installs policies.
-func (c *Client) AddPolicies(ctx context.Context, specs []sadb.PolicySpec) (AddPoliciesResponse, error) {
+func (c *Client) AddPolicies(ctx context.Context, specs []saspec.PolicySpec) (AddPoliciesResponse, error) {
 	var out AddPoliciesResponse
 	err := c.do(ctx, http.MethodPost, APIVersion+"/policies", map[string]any{"policies": specs}, &out)
 	return out, err

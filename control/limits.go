@@ -16,7 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // The API's bounds on requests. A request that exceeds one is refused with
@@ -103,7 +103,7 @@ func Quote(s string) string {
 func pathRef(r *http.Request) (string, error) {
 	v := r.PathValue("ref")
 	if len(v) > MaxFieldBytes {
-		return "", badRequest("the reference %s is %d bytes; give a handle or a name of at most %d characters", Quote(v), len(v), sadb.MaxNameLen)
+		return "", badRequest("the reference %s is %d bytes; give a handle or a name of at most %d characters", Quote(v), len(v), saspec.MaxNameLen)
 	}
 	return v, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // emptyEntries is a JSON list of n empty objects, the body that once took
@@ -122,10 +123,10 @@ func TestRefusedBatchListsTenErrors(t *testing.T) {
 		t.Errorf("results: %d entries, %v", len(res), err)
 	}
 	// A request at the limit of real size is accepted.
-	specs := make([]sadb.BundleSpec, 0, MaxEntries)
+	specs := make([]saspec.BundleSpec, 0, MaxEntries)
 	for i := range MaxEntries {
 		s := gcm(fmt.Sprintf("b%d", i), uint32(0x1000+i))
-		s.ESP.Enc, s.ESP.EncKey = "aes-gcm-256", sadb.KeyOf(bytes.Repeat([]byte{byte(i) | 1}, 36))
+		s.ESP.Enc, s.ESP.EncKey = "aes-gcm-256", saspec.KeyOf(bytes.Repeat([]byte{byte(i) | 1}, 36))
 		specs = append(specs, s)
 	}
 	body, err := json.MarshalIndent(map[string]any{"sas": specs}, "", "    ")
@@ -288,7 +289,7 @@ func TestEventStreamOutlivesRequestTimeouts(t *testing.T) {
 		t.Fatalf("first event %v", e.Type)
 	}
 	time.Sleep(700 * time.Millisecond) // longer than every timeout
-	if _, err := client.AddSAs(ctx, []sadb.BundleSpec{gcm("late", 0x500)}); err != nil {
+	if _, err := client.AddSAs(ctx, []saspec.BundleSpec{gcm("late", 0x500)}); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -22,6 +22,7 @@ import (
 	"github.com/secnic/secnic/internal/keyfile"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // StatsSource supplies the NIC's statistics for GET /v1/stats. Stats must
@@ -256,9 +257,9 @@ func errorResponse(err error) (int, ErrorResponse) {
 	if errors.As(err, &he) {
 		return he.status, he.resp
 	}
-	code := sadb.ErrorCode(err)
+	code := saspec.ErrorCode(err)
 	resp := ErrorResponse{Error: err.Error(), Code: code}
-	var se *sadb.Error
+	var se *saspec.Error
 	if errors.As(err, &se) {
 		resp.Field = se.Field
 	}
@@ -355,7 +356,7 @@ func (s *Server) offload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req OffloadRequest
-	if err := sadb.DecodeJSONStrict(body, &req); err != nil {
+	if err := saspec.DecodeJSONStrict(body, &req); err != nil {
 		return err
 	}
 	changed, err := s.applyOffload(req)
@@ -373,7 +374,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 	var p capabilities.OffloadParameters
 	for _, f := range []struct {
 		name string
-		v    sadb.Ref
+		v    saspec.Ref
 		dst  *capabilities.IPsecV2Setting
 	}{{"ipsec_v2", req.IPsecV2, &p.IPsecV2}, {"ipsec_v2_ipv4", req.IPsecV2IPv4, &p.IPsecV2IPv4}} {
 		if f.v == "" {
@@ -381,7 +382,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 		}
 		v, err := ParseSetting(string(f.v))
 		if err != nil {
-			return false, &sadb.Error{Kind: sadb.ErrInvalid, Field: f.name, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
+			return false, &saspec.Error{Kind: saspec.ErrInvalid, Field: f.name, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 		}
 		*f.dst = v
 	}
@@ -419,7 +420,7 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 			_, err = scratch.SetLinuxFeature(t.Ethtool, t.On)
 		}
 		if n != 1 {
-			return false, &sadb.Error{Kind: sadb.ErrInvalid, Field: field, Msg: "give exactly one of feature, encryption, integrity or ethtool"}
+			return false, &saspec.Error{Kind: saspec.ErrInvalid, Field: field, Msg: "give exactly one of feature, encryption, integrity or ethtool"}
 		}
 		if err != nil {
 			return false, toSAError(field, err)
@@ -437,13 +438,13 @@ func (s *Server) applyOffload(req OffloadRequest) (bool, error) {
 }
 
 func toSAError(field string, err error) error {
-	kind := sadb.ErrInvalid
+	kind := saspec.ErrInvalid
 	for _, k := range []error{capabilities.ErrNotSupported, capabilities.ErrDisabled, capabilities.ErrCapacity} {
 		if errors.Is(err, k) {
 			kind = k
 		}
 	}
-	return &sadb.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
+	return &saspec.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 }
 
 func (s *Server) listSAs(w http.ResponseWriter, r *http.Request) error {
@@ -460,7 +461,7 @@ func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	specs, err := sadb.DecodeBundleSpecs(body)
+	specs, err := saspec.DecodeBundleSpecs(body)
 	if err != nil {
 		return err
 	}
@@ -524,7 +525,7 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 		out.Results[i].Ref = ref
 		h, err := s.b.Table.Resolve(ref)
 		if err != nil {
-			out.Results[i].Error, out.Results[i].Code = err.Error(), sadb.ErrorCode(err)
+			out.Results[i].Error, out.Results[i].Code = err.Error(), saspec.ErrorCode(err)
 			continue
 		}
 		hs = append(hs, h)
@@ -534,7 +535,7 @@ func (s *Server) deleteRefs(refs []string) DeleteSAsResponse {
 		for j, err := range s.b.Table.DeleteBundles(hs) {
 			res := &out.Results[idx[j]]
 			if err != nil {
-				res.Error, res.Code = err.Error(), sadb.ErrorCode(err)
+				res.Error, res.Code = err.Error(), saspec.ErrorCode(err)
 				continue
 			}
 			res.Handle = hs[j]
@@ -564,7 +565,7 @@ func (s *Server) deleteSAs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req DeleteSAsRequest
-	if err := sadb.DecodeJSONStrict(body, &req); err != nil {
+	if err := saspec.DecodeJSONStrict(body, &req); err != nil {
 		return err
 	}
 	if len(req.Refs) == 0 {
@@ -589,8 +590,8 @@ func (s *Server) updateSA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var u sadb.UpdateSpec
-	if err := sadb.DecodeJSONStrict(body, &u); err != nil {
+	var u saspec.UpdateSpec
+	if err := saspec.DecodeJSONStrict(body, &u); err != nil {
 		return err
 	}
 	ref, err := pathRef(r)
@@ -622,7 +623,7 @@ func (s *Server) addPolicies(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	specs, err := sadb.DecodePolicySpecs(body)
+	specs, err := saspec.DecodePolicySpecs(body)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -73,12 +74,12 @@ func testServer(t testing.TB, cfg capabilities.Config) (*Client, *sadb.Table, st
 	return NewClient(sock), tb, sock, srv
 }
 
-func gcm(name string, spi uint32) sadb.BundleSpec {
+func gcm(name string, spi uint32) saspec.BundleSpec {
 	key := make([]byte, 20)
 	for i := range key {
 		key[i] = byte(spi) + byte(i)
 	}
-	return sadb.BundleSpec{Name: name, Dir: "in", Dst: "192.0.2.2", ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}}
+	return saspec.BundleSpec{Name: name, Dir: "in", Dst: "192.0.2.2", ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}}
 }
 
 func apiCode(t *testing.T, err error) (int, string) {
@@ -142,7 +143,7 @@ func TestServerEndToEnd(t *testing.T) {
 		t.Errorf("indication = %+v", ind.Indication)
 	}
 	// With ESP disabled, adds are refused as disabled.
-	if _, err := c.AddSAs(ctx, []sadb.BundleSpec{gcm("x", 0x100)}); err == nil {
+	if _, err := c.AddSAs(ctx, []saspec.BundleSpec{gcm("x", 0x100)}); err == nil {
 		t.Error("add with ESP disabled succeeded")
 	} else if st, code := apiCode(t, err); st != http.StatusConflict || code != "disabled" {
 		t.Errorf("add with ESP disabled: %d %s", st, code)
@@ -168,7 +169,7 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 
 	// Fill the table to its capacity.
-	var specs []sadb.BundleSpec
+	var specs []saspec.BundleSpec
 	for i := range 33 {
 		specs = append(specs, gcm("", uint32(0x1000+i)))
 	}
@@ -177,12 +178,12 @@ func TestServerEndToEnd(t *testing.T) {
 		t.Fatalf("add 33: %+v, %v", add, err)
 	}
 	waitEvent(t, evs, sadb.EventSAAdded)
-	_, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("full", 0x2000)})
+	_, err = c.AddSAs(ctx, []saspec.BundleSpec{gcm("full", 0x2000)})
 	if st, code := apiCode(t, err); st != http.StatusInsufficientStorage || code != "capacity" || !strings.Contains(err.Error(), "33") {
 		t.Fatalf("add beyond capacity: %d %s %v", st, code, err)
 	}
 	// Several bundles, none offloaded: per-entry results in the error.
-	_, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("a", 0x2001), gcm("b", 0x2002)})
+	_, err = c.AddSAs(ctx, []saspec.BundleSpec{gcm("a", 0x2001), gcm("b", 0x2002)})
 	var ae *APIError
 	if !errors.As(err, &ae) || len(ae.Results) == 0 {
 		t.Fatalf("multi add beyond capacity: %v", err)
@@ -194,7 +195,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if err != nil || del.Deleted != 1 || del.Results[0].Handle != first {
 		t.Fatalf("delete: %+v, %v", del, err)
 	}
-	add, err = c.AddSAs(ctx, []sadb.BundleSpec{gcm("named", 0x2000)})
+	add, err = c.AddSAs(ctx, []saspec.BundleSpec{gcm("named", 0x2000)})
 	if err != nil || add.Offloaded != 1 {
 		t.Fatalf("add after delete: %+v %v", add, err)
 	}
@@ -226,14 +227,14 @@ func TestServerEndToEnd(t *testing.T) {
 	}
 
 	// Update: netdevsim has no ESN, so UPDATE_SA is refused as NDIS says.
-	if _, err := c.UpdateSA(ctx, "named", sadb.UpdateSpec{SeqHigh: 1}); err == nil {
+	if _, err := c.UpdateSA(ctx, "named", saspec.UpdateSpec{SeqHigh: 1}); err == nil {
 		t.Error("update of a non-ESN SA succeeded")
 	} else if st, code := apiCode(t, err); st != http.StatusBadRequest || code != "invalid" {
 		t.Errorf("update non-ESN: %d %s", st, code)
 	}
 
 	// Policies.
-	pol, err := c.AddPolicies(ctx, []sadb.PolicySpec{{Name: "p", Dir: "in", Src: "10.0.0.0/8", Bundles: []sadb.Ref{"named"}}})
+	pol, err := c.AddPolicies(ctx, []saspec.PolicySpec{{Name: "p", Dir: "in", Src: "10.0.0.0/8", Bundles: []saspec.Ref{"named"}}})
 	if err != nil || pol.Added != 1 {
 		t.Fatalf("policy add: %+v, %v", pol, err)
 	}
@@ -241,7 +242,7 @@ func TestServerEndToEnd(t *testing.T) {
 	if err != nil || len(pl.Policies) != 1 || !pl.Policies[0].Complete {
 		t.Errorf("policy list: %+v, %v", pl, err)
 	}
-	if _, err := c.AddPolicies(ctx, []sadb.PolicySpec{{Dir: "in", Bundles: []sadb.Ref{"ghost"}}}); err == nil {
+	if _, err := c.AddPolicies(ctx, []saspec.PolicySpec{{Dir: "in", Bundles: []saspec.Ref{"ghost"}}}); err == nil {
 		t.Error("policy linking an unknown bundle accepted")
 	}
 	if d, err := c.DeletePolicy(ctx, "p"); err != nil || d.ID != pol.Results[0].ID {

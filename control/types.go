@@ -10,6 +10,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // APIVersion prefixes every path.
@@ -93,10 +94,10 @@ type OffloadRequest struct {
 	// IPsecV2 is NDIS_OFFLOAD_PARAMETERS.IPsecV2: a number (0-4) or a name
 	// (NO_CHANGE, DISABLED, AH_ENABLED, ESP_ENABLED, AH_AND_ESP_ENABLED;
 	// also lower case with dashes, e.g. "esp-enabled").
-	IPsecV2 sadb.Ref `json:"ipsec_v2,omitempty"`
+	IPsecV2 saspec.Ref `json:"ipsec_v2,omitempty"`
 	// IPsecV2IPv4 is NDIS_OFFLOAD_PARAMETERS.IPsecV2IPv4 (IPv4-only cards).
-	IPsecV2IPv4 sadb.Ref `json:"ipsec_v2_ipv4,omitempty"`
-	Toggles     []Toggle `json:"toggles,omitempty"`
+	IPsecV2IPv4 saspec.Ref `json:"ipsec_v2_ipv4,omitempty"`
+	Toggles     []Toggle   `json:"toggles,omitempty"`
 }
 
 // OffloadResponse answers POST /v1/offload.
@@ -127,7 +128,7 @@ type ListSAsResponse struct {
 // DeleteSAsRequest is POST /v1/sas/delete: several bundles, by handle or
 // name (NDIS DELETE_SA with a linked list).
 type DeleteSAsRequest struct {
-	Refs []sadb.Ref `json:"refs"`
+	Refs []saspec.Ref `json:"refs"`
 }
 
 // DeleteResult is the outcome of deleting one bundle or policy.

@@ -19,6 +19,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Config is the daemon's configuration file. It is YAML (or JSON) read
@@ -76,7 +77,7 @@ type Config struct {
 	// State holds the "sas" and "policies" sections: the bundles and
 	// policies loaded at start and reconciled on SIGHUP. Every entry needs
 	// a name, which identifies it across reloads.
-	sadb.State
+	saspec.State
 
 	warnings []string // from LoadConfig; see Warnings
 }
@@ -294,7 +295,7 @@ func (e *ConfigError) Error() string {
 }
 
 // Unwrap makes errors.Is(err, sa.ErrInvalid) true.
-func (e *ConfigError) Unwrap() error { return sadb.ErrInvalid }
+func (e *ConfigError) Unwrap() error { return saspec.ErrInvalid }
 
 // ParseConfig reads a configuration from YAML or JSON and validates it.
 // Unknown fields are errors, so that typos are reported.
@@ -331,7 +332,7 @@ func parseConfig(data []byte, source string) (*Config, error) {
 		return nil, &ConfigError{Source: source, Problems: []string{"the file holds no settings; at least the wire section is required (see docs/config-example.yaml)"}}
 	}
 	var c Config
-	if err := sadb.DecodeJSONStrict(js, &c); err != nil {
+	if err := saspec.DecodeJSONStrict(js, &c); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "sa: ")
 		return nil, &ConfigError{Source: source, Problems: []string{msg}}
 	}
@@ -543,7 +544,7 @@ func (c *Config) tryState() []string {
 // validateState checks the sas and policies sections without a table:
 // names present and unique, every spec valid on its own, and every
 // policy's bundle references declared.
-func validateState(s sadb.State) []string {
+func validateState(s saspec.State) []string {
 	var p []string
 	names := map[string]bool{}
 	for i, b := range s.SAs {
@@ -555,7 +556,7 @@ func validateState(s sadb.State) []string {
 			p = append(p, fmt.Sprintf("%s.name: %q is declared twice; bundle names must be unique", f, b.Name))
 		}
 		names[b.Name] = true
-		for _, s := range []*sadb.SASpec{b.ESP, b.AH} {
+		for _, s := range []*saspec.SASpec{b.ESP, b.AH} {
 			if s != nil && s.KeysRedacted {
 				p = append(p, f+": keys_redacted is set: this bundle was exported without keys; give enc_key/auth_key instead")
 			}
@@ -591,7 +592,7 @@ func validateState(s sadb.State) []string {
 
 // prefixed turns an sa error into "prefix.field: message".
 func prefixed(prefix string, err error) string {
-	var e *sadb.Error
+	var e *saspec.Error
 	if errors.As(err, &e) {
 		if e.Field == "" {
 			return prefix + ": " + e.Msg
@@ -630,15 +631,15 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not a log level: give debug, info, warn or error", s)
 }
 
-func defaultAction(s string) (sadb.Action, error) {
+func defaultAction(s string) (saspec.Action, error) {
 	if s == "" {
-		return sadb.Bypass, nil
+		return saspec.Bypass, nil
 	}
-	a, err := sadb.ParseAction(s)
+	a, err := saspec.ParseAction(s)
 	if err != nil {
 		return 0, err
 	}
-	if a == sadb.Protect {
+	if a == saspec.Protect {
 		return 0, errors.New("protect needs bundles, so it cannot be a default: give bypass or discard")
 	}
 	return a, nil
@@ -716,8 +717,8 @@ func (c *Config) socketPath() string {
 
 // State returns a deep copy of the sas and policies sections, keys
 // included.
-func (c *Config) state() sadb.State {
-	var s sadb.State
+func (c *Config) state() saspec.State {
+	var s saspec.State
 	for _, b := range c.SAs {
 		s.SAs = append(s.SAs, b.Clone())
 	}

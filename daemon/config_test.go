@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 const minimal = `
@@ -186,7 +186,7 @@ func TestParseConfigErrors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %T is not a *ConfigError: %v", err, err)
 			}
-			if !errors.Is(err, sadb.ErrInvalid) {
+			if !errors.Is(err, saspec.ErrInvalid) {
 				t.Errorf("errors.Is(err, sa.ErrInvalid) is false")
 			}
 			for _, w := range tc.want {

@@ -31,6 +31,7 @@ import (
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 	"github.com/secnic/secnic/wire"
 )
@@ -115,7 +116,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 
 	// The running configuration keeps no keys: the table has its own copy.
 	run := *cfg
-	run.State = sadb.State{}
+	run.State = saspec.State{}
 	d.cfg = &run
 
 	// Capabilities and the SA table with the configured bundles and policies.
@@ -236,7 +237,7 @@ func trimSA(err error) string {
 
 // failureLines describes what a reconcile of st could not apply, each
 // line naming the entry by its place in the file and its name.
-func failureLines(fs []sadb.ReconcileFailure, st sadb.State) []string {
+func failureLines(fs []sadb.ReconcileFailure, st saspec.State) []string {
 	out := make([]string, 0, len(fs))
 	for _, f := range fs {
 		where := ""
@@ -263,7 +264,7 @@ func failureLines(fs []sadb.ReconcileFailure, st sadb.State) []string {
 	return out
 }
 
-func wipeState(s *sadb.State) {
+func wipeState(s *saspec.State) {
 	for i := range s.SAs {
 		s.SAs[i].Wipe()
 	}
@@ -296,7 +297,7 @@ func (d *Daemon) openWire(cfg *Config) (tun.Port, error) {
 		}
 		return port, nil
 	case WireLink:
-		encap := uint16(sadb.DefaultEncapPort)
+		encap := uint16(saspec.DefaultEncapPort)
 		switch {
 		case cfg.EncapPort < 0:
 			encap = 0

@@ -13,7 +13,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // requireRoot skips a test that needs root, or fails it under CI=true.
@@ -94,7 +94,7 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 		}
 	}
 	m0 := linkMTU()
-	big := func(i int) sadb.BundleSpec {
+	big := func(i int) saspec.BundleSpec {
 		// Fresh keys for every SA: a key serves one outbound SA.
 		enc, auth := make([]byte, 32), make([]byte, 64)
 		for j := range enc {
@@ -104,9 +104,9 @@ func TestAutoMTUDoesNotFlap(t *testing.T) {
 			auth[j] = byte(i*17 + j + 2)
 		}
 		binary.BigEndian.PutUint32(enc, uint32(i))
-		return sadb.BundleSpec{Name: fmt.Sprintf("big%d", i), Dir: "out", Mode: "tunnel", Src: "2001:db8::1", Dst: "2001:db8::2",
-			ESP: &sadb.SASpec{SPI: sadb.SPI(0x5000 + i), Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
-				EncKey: sadb.KeyOf(enc), AuthKey: sadb.KeyOf(auth)}}
+		return saspec.BundleSpec{Name: fmt.Sprintf("big%d", i), Dir: "out", Mode: "tunnel", Src: "2001:db8::1", Dst: "2001:db8::2",
+			ESP: &saspec.SASpec{SPI: saspec.SPI(0x5000 + i), Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
+				EncKey: saspec.KeyOf(enc), AuthKey: saspec.KeyOf(auth)}}
 	}
 	h, err := d.Table().Add(big(0))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // ErrNoConfigFile is returned by ReloadFile for a daemon started from a
@@ -94,7 +95,7 @@ func (d *Daemon) Reload(cfg *Config) (sadb.ReconcileSummary, error) {
 // running configuration and next, apart from those a reload applies.
 func restartOnly(running, next *Config) []string {
 	a, b := *running, *next
-	a.State, b.State = sadb.State{}, sadb.State{}
+	a.State, b.State = saspec.State{}, saspec.State{}
 	a.LogLevel, b.LogLevel = "", ""
 	// Read by every LoadConfig, so a reload applies it.
 	a.InsecureKeyFilePermissions, b.InsecureKeyFilePermissions = false, false
@@ -116,7 +117,7 @@ func restartOnly(running, next *Config) []string {
 // dryRun reconciles state into a scratch table holding copies of the
 // API-added bundles and policies, under the same capabilities, and
 // returns what would fail.
-func (d *Daemon) dryRun(state sadb.State) []string {
+func (d *Daemon) dryRun(state saspec.State) []string {
 	hw, cur := d.caps.Snapshot()
 	caps, err := capabilities.NewManager(hw, cur)
 	if err != nil {

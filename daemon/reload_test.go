@@ -14,6 +14,7 @@ import (
 
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // tableState is what must not change across a refused reload: every
@@ -137,11 +138,11 @@ func TestReload(t *testing.T) {
 			pkt := udp4("10.1.0.1", "10.2.0.1", []byte("x"))
 			sendAndReceive(t, d.HostPeer(), b.HostPeer(), pkt)
 			if tc.apiFirst {
-				spec, err := sadb.DecodeBundleSpecs([]byte(strings.Replace(strings.Replace(extraSA, "name: out2", "name: api1", 1), "spi: 0x1002", "spi: 0x3001", 1)))
+				spec, err := saspec.DecodeBundleSpecs([]byte(strings.Replace(strings.Replace(extraSA, "name: out2", "name: api1", 1), "spi: 0x1002", "spi: 0x3001", 1)))
 				if err != nil {
 					t.Fatal(err)
 				}
-				spec[0].ESP.EncKey, _ = sadb.ParseKey("0x" + strings.Repeat("77", 16))
+				spec[0].ESP.EncKey, _ = saspec.ParseKey("0x" + strings.Repeat("77", 16))
 				if _, err := d.Table().Add(spec[0]); err != nil {
 					t.Fatal(err)
 				}

@@ -13,7 +13,7 @@ import (
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/twonic"
 	"github.com/secnic/secnic/nic"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // TestShutdown stops one NIC and checks what it leaves behind: no TUN
@@ -53,11 +53,11 @@ func TestShutdown(t *testing.T) {
 func TestMTUFollowsSAs(t *testing.T) {
 	l := startLab(t, twonic.Scenario{})
 	before := l.A.HostMTU()
-	spec := sadb.BundleSpec{
+	spec := saspec.BundleSpec{
 		Name: "fat", Dir: "out", Mode: "tunnel", Src: "192.168.200.1", Dst: "192.168.200.9",
-		ESP: &sadb.SASpec{SPI: 0x7001, Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
-			EncKey: sadb.KeyOf(make32()), AuthKey: sadb.KeyOf(append(make32(), make32()...))},
-		UDPEncap: &sadb.UDPEncapSpec{},
+		ESP: &saspec.SASpec{SPI: 0x7001, Enc: "aes-cbc-256", Auth: "hmac-sha512-256",
+			EncKey: saspec.KeyOf(make32()), AuthKey: saspec.KeyOf(append(make32(), make32()...))},
+		UDPEncap: &saspec.UDPEncapSpec{},
 	}
 	h, err := l.A.Table().Add(spec)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/twonic"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // TestPolicies checks bypass and discard policies and the default policy
@@ -18,14 +18,14 @@ func TestPolicies(t *testing.T) {
 	aIn := twonic.AddressesFor("tunnel", "a").Host4.Addr()
 	bIn := twonic.AddressesFor("tunnel", "b").Host4.Addr()
 	host := func(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
-	icmpOut := func(action string) sadb.PolicySpec {
-		return sadb.PolicySpec{Name: "icmp-out-" + action, Dir: "out", Priority: -10, Src: host(aIn), Dst: host(bIn), Proto: "icmp", Action: action}
+	icmpOut := func(action string) saspec.PolicySpec {
+		return saspec.PolicySpec{Name: "icmp-out-" + action, Dir: "out", Priority: -10, Src: host(aIn), Dst: host(bIn), Proto: "icmp", Action: action}
 	}
-	icmpIn := func(action string) sadb.PolicySpec {
-		return sadb.PolicySpec{Name: "icmp-in-" + action, Dir: "in", Priority: -10, Src: host(aIn), Dst: host(bIn), Proto: "icmp", Action: action}
+	icmpIn := func(action string) saspec.PolicySpec {
+		return saspec.PolicySpec{Name: "icmp-in-" + action, Dir: "in", Priority: -10, Src: host(aIn), Dst: host(bIn), Proto: "icmp", Action: action}
 	}
-	extra := func(a, b []sadb.PolicySpec) func(string) []sadb.PolicySpec {
-		return func(side string) []sadb.PolicySpec {
+	extra := func(a, b []saspec.PolicySpec) func(string) []saspec.PolicySpec {
+		return func(side string) []saspec.PolicySpec {
 			if side == "a" {
 				return a
 			}
@@ -46,21 +46,21 @@ func TestPolicies(t *testing.T) {
 		want want
 	}{
 		{"bypass-both-ends",
-			twonic.Scenario{Wire: "udp", Extra: extra([]sadb.PolicySpec{icmpOut("bypass")}, []sadb.PolicySpec{icmpIn("bypass")})},
+			twonic.Scenario{Wire: "udp", Extra: extra([]saspec.PolicySpec{icmpOut("bypass")}, []saspec.PolicySpec{icmpIn("bypass")})},
 			bIn, want{received: 3, aBypassed: 3, bBypassed: 3}},
 		// On a link wire, plaintext reaches b's kernel directly: the link
 		// port takes only ESP, AH and UDP-encapsulated ESP from the link.
 		{"bypass-out-link",
-			twonic.Scenario{Extra: extra([]sadb.PolicySpec{icmpOut("bypass")}, nil)},
+			twonic.Scenario{Extra: extra([]saspec.PolicySpec{icmpOut("bypass")}, nil)},
 			bIn, want{received: 3, aBypassed: 3}},
 		{"discard-out",
-			twonic.Scenario{Wire: "udp", Extra: extra([]sadb.PolicySpec{icmpOut("discard")}, nil)},
+			twonic.Scenario{Wire: "udp", Extra: extra([]saspec.PolicySpec{icmpOut("discard")}, nil)},
 			bIn, want{aDrop: "XfrmOutPolBlock"}},
 		{"plaintext-where-protect-expected",
-			twonic.Scenario{Wire: "udp", Extra: extra([]sadb.PolicySpec{icmpOut("bypass")}, nil)},
+			twonic.Scenario{Wire: "udp", Extra: extra([]saspec.PolicySpec{icmpOut("bypass")}, nil)},
 			bIn, want{aBypassed: 3, bDrop: "XfrmInNoPols"}},
 		{"discard-in",
-			twonic.Scenario{Wire: "udp", Extra: extra([]sadb.PolicySpec{icmpOut("bypass")}, []sadb.PolicySpec{icmpIn("discard")})},
+			twonic.Scenario{Wire: "udp", Extra: extra([]saspec.PolicySpec{icmpOut("bypass")}, []saspec.PolicySpec{icmpIn("discard")})},
 			bIn, want{aBypassed: 3, bDrop: "XfrmInPolBlock"}},
 		{"default-out-discard",
 			twonic.Scenario{Wire: "udp", DefaultOut: "discard"},

@@ -9,6 +9,7 @@ import (
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // reservedSA returns an outbound AES-GCM-128 tunnel SA from a table whose
@@ -27,8 +28,8 @@ func reservedSA(b *testing.B) *sa.SA {
 	b.Cleanup(func() { tb.Close(); l.Close() })
 	key := make([]byte, 20)
 	rand.Read(key)
-	h, err := tb.Add(sadb.BundleSpec{Dir: "out", Mode: "tunnel", Src: v4a.String(), Dst: v4b.String(), ESN: true,
-		ESP: &sadb.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}})
+	h, err := tb.Add(saspec.BundleSpec{Dir: "out", Mode: "tunnel", Src: v4a.String(), Dst: v4b.String(), ESN: true,
+		ESP: &saspec.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 	"github.com/secnic/secnic/wire"
 )
@@ -26,7 +27,7 @@ type linkNIC struct {
 
 // startLinkNIC adds the bundles and policies to a table with every
 // capability, starts the NIC, and stops it when the test ends.
-func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []sadb.BundleSpec, policies []sadb.PolicySpec) *linkNIC {
+func startLinkNIC(t *testing.T, pair *netlab.Pair, bundles []saspec.BundleSpec, policies []saspec.PolicySpec) *linkNIC {
 	t.Helper()
 	prof, err := capabilities.LookupProfile("full")
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func requireRoot(t *testing.T) {
@@ -54,26 +54,26 @@ func TestScapyLiveNIC(t *testing.T) {
 
 func liveCase(t *testing.T, pair *netlab.Pair, enc, auth string, spi uint32) {
 	secnicAddr, scapyAddr := pair.A.V4, pair.B.V4
-	keys := func() (sadb.Key, sadb.Key, string, string) {
+	keys := func() (saspec.Key, saspec.Key, string, string) {
 		ek := randBytes(keyLen(t, enc))
 		var ak []byte
 		if auth != "" {
 			ak = randBytes(authKeyLen(t, auth))
 		}
-		return sadb.KeyOf(ek), sadb.KeyOf(ak), hex.EncodeToString(ek), hex.EncodeToString(ak)
+		return saspec.KeyOf(ek), saspec.KeyOf(ak), hex.EncodeToString(ek), hex.EncodeToString(ak)
 	}
 	outEK, outAK, outEKh, outAKh := keys()
 	inEK, inAK, inEKh, inAKh := keys()
-	bundle := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak sadb.Key) sadb.BundleSpec {
-		return sadb.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
-			ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}
+	bundle := func(name, dir string, spi uint32, src, dst netip.Addr, ek, ak saspec.Key) saspec.BundleSpec {
+		return saspec.BundleSpec{Name: name, Dir: dir, Mode: "tunnel", Src: src.String(), Dst: dst.String(),
+			ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: enc, Auth: auth, EncKey: ek, AuthKey: ak}}
 	}
-	l := startLinkNIC(t, pair, []sadb.BundleSpec{
+	l := startLinkNIC(t, pair, []saspec.BundleSpec{
 		bundle("out", "out", spi, secnicAddr, scapyAddr, outEK, outAK),
 		bundle("in", "in", spi+1, scapyAddr, secnicAddr, inEK, inAK),
-	}, []sadb.PolicySpec{
-		{Name: "p-out", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sadb.Ref{"out"}},
-		{Name: "p-in", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sadb.Ref{"in"}},
+	}, []saspec.PolicySpec{
+		{Name: "p-out", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []saspec.Ref{"out"}},
+		{Name: "p-in", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []saspec.Ref{"in"}},
 	})
 	n, app, got := l.nic, l.app, l.got
 

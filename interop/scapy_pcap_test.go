@@ -16,7 +16,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/secnic/secnic/pcaptool"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // TestScapyThroughPcapTool runs the scapy exchange through the offline
@@ -64,10 +64,10 @@ func TestScapyThroughPcapTool(t *testing.T) {
 				if a.auth != "" {
 					ak = randBytes(authKeyLen(t, a.auth))
 				}
-				spec := sadb.BundleSpec{Name: fmt.Sprintf("c%d", len(cases)), Dir: "out", Mode: sh.mode, Src: src.String(), Dst: dst.String(), ESN: esn,
-					ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: a.enc, Auth: a.auth, EncKey: sadb.KeyOf(ek), AuthKey: sadb.KeyOf(ak)}}
+				spec := saspec.BundleSpec{Name: fmt.Sprintf("c%d", len(cases)), Dir: "out", Mode: sh.mode, Src: src.String(), Dst: dst.String(), ESN: esn,
+					ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: a.enc, Auth: a.auth, EncKey: saspec.KeyOf(ek), AuthKey: saspec.KeyOf(ak)}}
 				if sh.udp {
-					spec.UDPEncap = &sadb.UDPEncapSpec{Type: "tunnel", SrcPort: 4500, DstPort: 4500}
+					spec.UDPEncap = &saspec.UDPEncapSpec{Type: "tunnel", SrcPort: 4500, DstPort: 4500}
 				}
 				var plain [][]byte
 				for i := range 3 {
@@ -80,7 +80,7 @@ func TestScapyThroughPcapTool(t *testing.T) {
 						plain = append(plain, udpDatagram(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.1.1"), 25+i*250))
 					}
 				}
-				file := pcaptool.File{Bundles: []sadb.BundleSpec{spec}}
+				file := pcaptool.File{Bundles: []saspec.BundleSpec{spec}}
 				in, out := filepath.Join(dir, "plain.pcap"), filepath.Join(dir, "esp.pcap")
 				writeRaw(t, in, plain)
 				var log bytes.Buffer

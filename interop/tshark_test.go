@@ -22,6 +22,7 @@ import (
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func requireTshark(t *testing.T) {
@@ -86,13 +87,13 @@ func TestTsharkDecryptsESP(t *testing.T) {
 					if v6 {
 						src, dst = netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::20")
 					}
-					spec := sadb.BundleSpec{
+					spec := saspec.BundleSpec{
 						Name: fmt.Sprintf("b%x", spi), Dir: "out", Mode: mode, Src: src.String(), Dst: dst.String(), AllowLegacy: true,
-						ESP: &sadb.SASpec{SPI: sadb.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: icv},
+						ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: icv},
 					}
-					spec.ESP.EncKey = sadb.KeyOf(randBytes(keyLen(t, a.enc)))
+					spec.ESP.EncKey = saspec.KeyOf(randBytes(keyLen(t, a.enc)))
 					if a.auth != "" {
-						spec.ESP.AuthKey = sadb.KeyOf(randBytes(authKeyLen(t, a.auth)))
+						spec.ESP.AuthKey = saspec.KeyOf(randBytes(authKeyLen(t, a.auth)))
 					}
 					h, err := table.Add(spec)
 					if err != nil {

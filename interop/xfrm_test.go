@@ -14,7 +14,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // TestLinuxXFRM uses the Linux kernel's own IPsec (XFRM with ESP) as the
@@ -68,12 +68,12 @@ func TestLinuxXFRM(t *testing.T) {
 		}
 	}
 
-	l := startLinkNIC(t, pair, []sadb.BundleSpec{
-		{Name: "out", Dir: "out", Mode: "tunnel", Src: a.String(), Dst: b.String(), ESP: &sadb.SASpec{SPI: 0x100, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(key)}},
-		{Name: "in", Dir: "in", Mode: "tunnel", Src: b.String(), Dst: a.String(), ESP: &sadb.SASpec{SPI: 0x200, Enc: "aes-gcm-128", EncKey: sadb.KeyOf(keyB)}},
-	}, []sadb.PolicySpec{
-		{Name: "o", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []sadb.Ref{"out"}},
-		{Name: "i", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []sadb.Ref{"in"}},
+	l := startLinkNIC(t, pair, []saspec.BundleSpec{
+		{Name: "out", Dir: "out", Mode: "tunnel", Src: a.String(), Dst: b.String(), ESP: &saspec.SASpec{SPI: 0x100, Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}},
+		{Name: "in", Dir: "in", Mode: "tunnel", Src: b.String(), Dst: a.String(), ESP: &saspec.SASpec{SPI: 0x200, Enc: "aes-gcm-128", EncKey: saspec.KeyOf(keyB)}},
+	}, []saspec.PolicySpec{
+		{Name: "o", Dir: "out", Src: "10.1.0.0/24", Dst: "10.2.0.0/24", Action: "protect", Bundles: []saspec.Ref{"out"}},
+		{Name: "i", Dir: "in", Src: "10.2.0.0/24", Dst: "10.1.0.0/24", Action: "protect", Bundles: []saspec.Ref{"in"}},
 	})
 	n, app, got := l.nic, l.app, l.got
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // TestTrafficWhileSAsChurn moves traffic both ways for a while (run it
@@ -75,19 +75,19 @@ func TestTrafficWhileSAsChurn(t *testing.T) {
 				spec := ends.bundle(name, "out", x, y, uint32(0x10000+si*0x1000000+i*2), byte(i))
 				// Fresh keys for every SA (a key serves one outbound SA,
 				// even after its SA is deleted).
-				for _, k := range []*sadb.Key{&spec.ESP.EncKey, &spec.ESP.AuthKey} {
+				for _, k := range []*saspec.Key{&spec.ESP.EncKey, &spec.ESP.AuthKey} {
 					if b := k.Bytes(); len(b) >= 8 {
 						nb := append([]byte(nil), b...)
 						binary.BigEndian.PutUint32(nb, uint32(si+1))
 						binary.BigEndian.PutUint32(nb[4:], uint32(i))
-						*k = sadb.KeyOf(nb)
+						*k = saspec.KeyOf(nb)
 					}
 				}
 				if _, err := s.table.Add(spec); err != nil {
 					t.Errorf("add %s: %v", name, err)
 					return
 				}
-				pol := sadb.PolicySpec{Name: name, Dir: "out", Src: "10.77.0.0/16", Dst: fmt.Sprintf("10.78.%d.0/24", i%250), Action: "protect", Bundles: []sadb.Ref{sadb.Ref(name)}}
+				pol := saspec.PolicySpec{Name: name, Dir: "out", Src: "10.77.0.0/16", Dst: fmt.Sprintf("10.78.%d.0/24", i%250), Action: "protect", Bundles: []saspec.Ref{saspec.Ref(name)}}
 				if _, err := s.table.AddPolicy(pol); err != nil {
 					t.Errorf("add policy %s: %v", name, err)
 					return

@@ -32,6 +32,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -141,10 +142,10 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 		action, bundles = r.Action, r.Bundles
 	}
 	switch action {
-	case sadb.Discard:
+	case saspec.Discard:
 		c.drop(dropReason(sa.OutPolBlock))
 		return
-	case sadb.Protect:
+	case saspec.Protect:
 		if len(bundles) == 0 {
 			c.drop(dropReason(sa.OutNoStates))
 			return
@@ -489,10 +490,10 @@ func (n *NIC) receivePlain(r *rxState, snap *sadb.Snapshot, p *packet.Buf) {
 		action = pol.Action
 	}
 	switch action {
-	case sadb.Bypass:
+	case saspec.Bypass:
 		c.bypassed.Add(1)
 		r.out = append(r.out, p)
-	case sadb.Discard:
+	case saspec.Discard:
 		c.drop(dropReason(sa.InPolBlock))
 	default: // Protect: it should have come through an SA
 		c.drop(dropReason(sa.InNoPols))

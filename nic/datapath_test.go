@@ -8,6 +8,7 @@ import (
 
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func roundTripTopos() []topo {
@@ -119,11 +120,11 @@ func TestRoundTrip(t *testing.T) {
 func TestPolicies(t *testing.T) {
 	other4 := netip.MustParseAddr("10.9.0.1")
 	blocked := netip.MustParseAddr("10.3.0.1")
-	extraA := []sadb.PolicySpec{
+	extraA := []saspec.PolicySpec{
 		{Name: "block", Dir: "out", Dst: "10.3.0.0/16", Action: "discard", Priority: 10},
 		{Name: "pass-dns", Dir: "out", Src: "10.1.0.0/16", Dst: "10.2.0.0/16", Proto: "udp", DstPort: 53, Action: "bypass", Priority: 10},
 	}
-	extraB := []sadb.PolicySpec{
+	extraB := []saspec.PolicySpec{
 		{Name: "no-from-4", Dir: "in", Src: "10.4.0.0/16", Action: "discard", Priority: 10},
 		{Name: "pass-dns", Dir: "in", Src: "10.1.0.0/16", Dst: "10.2.0.0/16", Proto: "udp", DstPort: 53, Action: "bypass", Priority: 10},
 	}
@@ -138,11 +139,11 @@ func TestPolicies(t *testing.T) {
 		rxDrop   string
 	}{
 		{name: "default-bypass", tp: topo{}, pkt: udp(in4A, other4, 1, 2, 10, 0, false), wantWire: 1, plain: true, rxHost: 1},
-		{name: "default-discard-out", tp: topo{defOut: sadb.Discard}, pkt: udp(in4A, other4, 1, 2, 10, 0, false), txDrop: "XfrmOutPolBlock"},
+		{name: "default-discard-out", tp: topo{defOut: saspec.Discard}, pkt: udp(in4A, other4, 1, 2, 10, 0, false), txDrop: "XfrmOutPolBlock"},
 		{name: "discard-policy", tp: topo{extraA: extraA}, pkt: udp(in4A, blocked, 1, 2, 10, 0, false), txDrop: "XfrmOutPolBlock"},
 		{name: "bypass-policy-beats-protect", tp: topo{extraA: extraA, extraB: extraB}, pkt: udp(in4A, in4B, 1, 53, 10, 0, false), wantWire: 1, plain: true, rxHost: 1},
 		{name: "protect", tp: topo{}, pkt: udp(in4A, in4B, 1, 2, 10, 0, false), wantWire: 1, rxHost: 1},
-		{name: "default-discard-in", tp: topo{defIn: sadb.Discard}, pkt: udp(in4A, other4, 1, 2, 10, 0, false), wantWire: 1, plain: true, rxDrop: "XfrmInPolBlock"},
+		{name: "default-discard-in", tp: topo{defIn: saspec.Discard}, pkt: udp(in4A, other4, 1, 2, 10, 0, false), wantWire: 1, plain: true, rxDrop: "XfrmInPolBlock"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -334,7 +335,7 @@ func TestTransportOverTunnel(t *testing.T) {
 		if me == out4B {
 			hostMe, hostPeer = in4B, in4A
 		}
-		specs := []sadb.BundleSpec{
+		specs := []saspec.BundleSpec{
 			{Name: "tr-out", Dir: "out", Mode: "transport", Src: hostMe.String(), Dst: hostPeer.String(), ESP: espSpec(algCBC, spiOut, seedOut)},
 			{Name: "tu-out", Dir: "out", Mode: "tunnel", Src: me.String(), Dst: peer.String(), ESP: espSpec(algGCM, spiOut+1, seedOut+10)},
 			{Name: "tr-in", Dir: "in", Mode: "transport", Src: hostPeer.String(), Dst: hostMe.String(), ESP: espSpec(algCBC, spiIn, seedIn)},
@@ -345,9 +346,9 @@ func TestTransportOverTunnel(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, p := range []sadb.PolicySpec{
-			{Dir: "out", Src: hostMe.String(), Dst: hostPeer.String(), Bundles: []sadb.Ref{"tr-out", "tu-out"}},
-			{Dir: "in", Src: hostPeer.String(), Dst: hostMe.String(), Bundles: []sadb.Ref{"tr-in", "tu-in"}},
+		for _, p := range []saspec.PolicySpec{
+			{Dir: "out", Src: hostMe.String(), Dst: hostPeer.String(), Bundles: []saspec.Ref{"tr-out", "tu-out"}},
+			{Dir: "in", Src: hostPeer.String(), Dst: hostMe.String(), Bundles: []saspec.Ref{"tr-in", "tu-in"}},
 		} {
 			if _, err := tb.AddPolicy(p); err != nil {
 				t.Fatal(err)
@@ -373,10 +374,10 @@ func TestTransportOverTunnel(t *testing.T) {
 
 	// Without the transport layer the inbound policy does not match: a
 	// packet through the tunnel only is refused.
-	if _, err := ta.AddPolicy(sadb.PolicySpec{Dir: "out", Src: in4A.String(), Dst: "10.2.0.7", Bundles: []sadb.Ref{"tu-out"}, Priority: -1}); err != nil {
+	if _, err := ta.AddPolicy(saspec.PolicySpec{Dir: "out", Src: in4A.String(), Dst: "10.2.0.7", Bundles: []saspec.Ref{"tu-out"}, Priority: -1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.AddPolicy(sadb.PolicySpec{Dir: "in", Src: in4A.String(), Dst: "10.2.0.7", Bundles: []sadb.Ref{"tr-in"}, Priority: -1}); err != nil {
+	if _, err := tb.AddPolicy(saspec.PolicySpec{Dir: "in", Src: in4A.String(), Dst: "10.2.0.7", Bundles: []saspec.Ref{"tr-in"}, Priority: -1}); err != nil {
 		t.Fatal(err)
 	}
 	wire, _ = a.stepTX(t, udp(in4A, netip.MustParseAddr("10.2.0.7"), 7, 8, 30, 1, false))

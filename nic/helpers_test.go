@@ -14,6 +14,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -59,16 +60,16 @@ var (
 	algNull   = alg{name: "null+hmac-sha256-128", enc: "null", auth: "hmac-sha256-128"}
 )
 
-func keyOf(n int, seed byte) sadb.Key {
+func keyOf(n int, seed byte) saspec.Key {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = seed + byte(i)*7
 	}
-	return sadb.KeyOf(b)
+	return saspec.KeyOf(b)
 }
 
-func espSpec(a alg, spi uint32, seed byte) *sadb.SASpec {
-	s := &sadb.SASpec{SPI: sadb.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: a.icv}
+func espSpec(a alg, spi uint32, seed byte) *saspec.SASpec {
+	s := &saspec.SASpec{SPI: saspec.SPI(spi), Enc: a.enc, Auth: a.auth, ICVLen: a.icv}
 	e, err := suite.LookupEnc(suite.Enc(a.enc))
 	if err != nil {
 		panic(err)
@@ -84,12 +85,12 @@ func espSpec(a alg, spi uint32, seed byte) *sadb.SASpec {
 	return s
 }
 
-func ahSpec(auth string, spi uint32, seed byte) *sadb.SASpec {
+func ahSpec(auth string, spi uint32, seed byte) *saspec.SASpec {
 	ai, err := suite.LookupAuth(suite.Auth(auth))
 	if err != nil {
 		panic(err)
 	}
-	return &sadb.SASpec{SPI: sadb.SPI(spi), Auth: auth, AuthKey: keyOf(ai.KeyLen, seed)}
+	return &saspec.SASpec{SPI: saspec.SPI(spi), Auth: auth, AuthKey: keyOf(ai.KeyLen, seed)}
 }
 
 // topo describes a pair of NICs, A and B, protecting the traffic between
@@ -104,9 +105,9 @@ type topo struct {
 	// wireMTU of both NICs (default 1500); host MTU of the memory ports is 9000.
 	wireMTU int
 	// defaults for unmatched traffic
-	defOut, defIn sadb.Action
+	defOut, defIn saspec.Action
 	// extra policies per side
-	extraA, extraB []sadb.PolicySpec
+	extraA, extraB []saspec.PolicySpec
 	// inbound selector of A's protect policy (default: B's network)
 	inSrcA string
 	cfg    Config
@@ -153,8 +154,8 @@ func (tp topo) nets() (a, b string) {
 	return "10.1.0.0/16", "10.2.0.0/16"
 }
 
-func (tp topo) bundle(name, dir string, src, dst netip.Addr, spiBase uint32, seed byte) sadb.BundleSpec {
-	b := sadb.BundleSpec{Name: name, Dir: dir, Mode: tp.mode, Src: src.String(), Dst: dst.String(), Offload: "packet"}
+func (tp topo) bundle(name, dir string, src, dst netip.Addr, spiBase uint32, seed byte) saspec.BundleSpec {
+	b := saspec.BundleSpec{Name: name, Dir: dir, Mode: tp.mode, Src: src.String(), Dst: dst.String(), Offload: "packet"}
 	if tp.alg.enc != "" {
 		b.ESP = espSpec(tp.alg, spiBase, seed)
 	}
@@ -162,7 +163,7 @@ func (tp topo) bundle(name, dir string, src, dst netip.Addr, spiBase uint32, see
 		b.AH = ahSpec(tp.ah, spiBase+1, seed+50)
 	}
 	if tp.encap {
-		b.UDPEncap = &sadb.UDPEncapSpec{}
+		b.UDPEncap = &saspec.UDPEncapSpec{}
 	}
 	return b
 }
@@ -201,7 +202,7 @@ func build(t testing.TB, tp topo) (a, b *side) {
 		wireA, tapA = tun.NewMemPairConfig(wcfg)
 		wireB, tapB = tun.NewMemPairConfig(wcfg)
 	}
-	mk := func(me, peer netip.Addr, myNet, peerNet string, outSPI, inSPI uint32, outSeed, inSeed byte, extra []sadb.PolicySpec, inSrc string, wire tun.Port, tap *tun.MemPort) *side {
+	mk := func(me, peer netip.Addr, myNet, peerNet string, outSPI, inSPI uint32, outSeed, inSeed byte, extra []saspec.PolicySpec, inSrc string, wire tun.Port, tap *tun.MemPort) *side {
 		tb, err := sadb.NewTable(sadb.TableConfig{Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
@@ -215,9 +216,9 @@ func build(t testing.TB, tp topo) (a, b *side) {
 		if inSrc == "" {
 			inSrc = peerNet
 		}
-		pols := []sadb.PolicySpec{
-			{Name: "out", Dir: "out", Src: myNet, Dst: peerNet, Action: "protect", Bundles: []sadb.Ref{"out"}, Priority: 100},
-			{Name: "in", Dir: "in", Src: inSrc, Dst: myNet, Action: "protect", Bundles: []sadb.Ref{"in"}, Priority: 100},
+		pols := []saspec.PolicySpec{
+			{Name: "out", Dir: "out", Src: myNet, Dst: peerNet, Action: "protect", Bundles: []saspec.Ref{"out"}, Priority: 100},
+			{Name: "in", Dir: "in", Src: inSrc, Dst: myNet, Action: "protect", Bundles: []saspec.Ref{"in"}, Priority: 100},
 		}
 		for _, p := range append(pols, extra...) {
 			if _, err := tb.AddPolicy(p); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -37,8 +38,8 @@ type Config struct {
 	// (default sa.Bypass). DefaultIn is the action for unprotected inbound
 	// packets no policy matches (default sa.Bypass). A protected inbound
 	// packet always needs a Protect policy listing its bundle.
-	DefaultOut sadb.Action `json:"-"`
-	DefaultIn  sadb.Action `json:"-"`
+	DefaultOut saspec.Action `json:"-"`
+	DefaultIn  saspec.Action `json:"-"`
 	// EncapPort is the RFC 3948 UDP encapsulation port for received
 	// packets: 0 means 4500; a negative value disables UDP-encapsulated
 	// ESP (such packets are then ordinary UDP).
@@ -113,11 +114,11 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 	if cfg.Name == "" {
 		cfg.Name = "secnic0"
 	}
-	for _, a := range []*sadb.Action{&cfg.DefaultOut, &cfg.DefaultIn} {
+	for _, a := range []*saspec.Action{&cfg.DefaultOut, &cfg.DefaultIn} {
 		switch *a {
 		case 0:
-			*a = sadb.Bypass
-		case sadb.Bypass, sadb.Discard:
+			*a = saspec.Bypass
+		case saspec.Bypass, saspec.Discard:
 		default:
 			return nil, fmt.Errorf("nic: default action %v is not allowed: choose bypass or discard", *a)
 		}
@@ -125,7 +126,7 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 	n := &NIC{cfg: cfg, table: table, host: host, wire: wire, log: logger.With("nic", cfg.Name), done: make(chan struct{})}
 	switch {
 	case cfg.EncapPort == 0:
-		n.encapPort = sadb.DefaultEncapPort
+		n.encapPort = saspec.DefaultEncapPort
 	case cfg.EncapPort > 0 && cfg.EncapPort < 65536:
 		n.encapPort = uint16(cfg.EncapPort)
 	case cfg.EncapPort >= 65536:

@@ -10,6 +10,7 @@ import (
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 	"github.com/secnic/secnic/wire"
 )
@@ -71,15 +72,15 @@ func TestNICsOverUDP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
+		for _, s := range []saspec.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
 			s.Mode = "tunnel"
 			if _, err := tb.Add(s); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, p := range []sadb.PolicySpec{
-			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
-			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
+		for _, p := range []saspec.PolicySpec{
+			{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []saspec.Ref{"out"}},
+			{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []saspec.Ref{"in"}},
 		} {
 			if _, err := tb.AddPolicy(p); err != nil {
 				t.Fatal(err)
@@ -130,14 +131,14 @@ func TestNICsOverLink(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, s := range []sadb.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
+				for _, s := range []saspec.BundleSpec{tp.bundle("out", "out", me, peer, outSPI, outSeed), tp.bundle("in", "in", peer, me, inSPI, inSeed)} {
 					if _, err := tb.Add(s); err != nil {
 						t.Fatal(err)
 					}
 				}
-				for _, p := range []sadb.PolicySpec{
-					{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []sadb.Ref{"out"}},
-					{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []sadb.Ref{"in"}},
+				for _, p := range []saspec.PolicySpec{
+					{Dir: "out", Src: myNet, Dst: peerNet, Bundles: []saspec.Ref{"out"}},
+					{Dir: "in", Src: peerNet, Dst: myNet, Bundles: []saspec.Ref{"in"}},
 				} {
 					if _, err := tb.AddPolicy(p); err != nil {
 						t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Op is what to do to the packets.
@@ -97,8 +98,8 @@ var ErrDropped = errors.New("pcaptool: some packets were dropped")
 
 // File is the SA file: a list of bundles, or bundles and policies.
 type File struct {
-	Bundles  []sadb.BundleSpec `json:"bundles"`
-	Policies []sadb.PolicySpec `json:"policies,omitempty"`
+	Bundles  []saspec.BundleSpec `json:"bundles"`
+	Policies []saspec.PolicySpec `json:"policies,omitempty"`
 }
 
 // LoadFile reads an SA file in YAML or JSON: either a list of bundles or an
@@ -120,7 +121,7 @@ func LoadFile(path string) (File, error) {
 	} else {
 		var obj struct {
 			File
-			SAs []sadb.BundleSpec `json:"sas"`
+			SAs []saspec.BundleSpec `json:"sas"`
 		}
 		if err := yaml.UnmarshalStrict(js, &obj); err != nil {
 			return File{}, fmt.Errorf("pcaptool: %s: %w", path, err)
@@ -325,7 +326,7 @@ func (t *Tool) chainFor(d []byte) ([]*sa.Bundle, error) {
 			return nil, sa.OutError
 		}
 		res := t.table.Snapshot().MatchOut(f)
-		if res == nil || res.Action != sadb.Protect || len(res.Bundles) == 0 {
+		if res == nil || res.Action != saspec.Protect || len(res.Bundles) == 0 {
 			return nil, fmt.Errorf("no protect policy matches %v -> %v", f.Src, f.Dst)
 		}
 		return res.Bundles, nil

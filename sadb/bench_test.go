@@ -3,6 +3,7 @@ package sadb
 import (
 	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 
 	"fmt"
 	"net/netip"
@@ -100,7 +101,7 @@ func policySnapshot(b *testing.B, n int) *Snapshot {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := tb.AddPolicies([]PolicySpec{
+	if _, err := tb.AddPolicies([]saspec.PolicySpec{
 		{Dir: "out", Priority: 1000, Action: "bypass"},
 		{Dir: "out", Priority: 500, Dst: "172.16.0.0/24", Action: "discard"},
 	}); err != nil {
@@ -109,7 +110,7 @@ func policySnapshot(b *testing.B, n int) *Snapshot {
 	// The host policies share a pool of Resolved values (see benchPool).
 	pool := make([]*Resolved, min(n, benchPool))
 	for i := range pool {
-		pool[i] = &Resolved{Policy: &Policy{ID: uint32(10 + i), Dir: sa.Out, Priority: 10, Action: Bypass}, Action: Bypass}
+		pool[i] = &Resolved{Policy: &Policy{ID: uint32(10 + i), Dir: sa.Out, Priority: 10, Action: saspec.Bypass}, Action: saspec.Bypass}
 	}
 	tb.mu.Lock()
 	x := tb.begin()
@@ -174,7 +175,7 @@ func BenchmarkTableAdd(b *testing.B) {
 			i = 1
 			b.StartTimer()
 		}
-		if _, err := tb.Add(BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &SASpec{SPI: SPI(0x1000 + i), Enc: "aes-gcm-128", EncKey: key}}); err != nil {
+		if _, err := tb.Add(saspec.BundleSpec{Dir: "in", Dst: "192.0.2.2", ESP: &saspec.SASpec{SPI: saspec.SPI(0x1000 + i), Enc: "aes-gcm-128", EncKey: key}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // AddResult is the outcome of one bundle of an add request.
@@ -28,8 +29,8 @@ type AddResult struct {
 }
 
 // Add offloads one bundle and returns its handle.
-func (t *Table) Add(spec BundleSpec) (sa.Handle, error) {
-	res, err := t.AddBundles([]BundleSpec{spec})
+func (t *Table) Add(spec saspec.BundleSpec) (sa.Handle, error) {
+	res, err := t.AddBundles([]saspec.BundleSpec{spec})
 	if err != nil {
 		return 0, err
 	}
@@ -42,16 +43,16 @@ func (t *Table) Add(spec BundleSpec) (sa.Handle, error) {
 // (err == nil; look at the results for failures) and fails if none was
 // (err describes why; for a single bundle it is that bundle's error).
 // The table changes once, atomically, for the whole request.
-func (t *Table) AddBundles(specs []BundleSpec) ([]AddResult, error) {
+func (t *Table) AddBundles(specs []saspec.BundleSpec) ([]AddResult, error) {
 	return t.addBundles(specs, OriginAPI)
 }
 
-func (t *Table) addBundles(specs []BundleSpec, origin string) ([]AddResult, error) {
+func (t *Table) addBundles(specs []saspec.BundleSpec, origin string) ([]AddResult, error) {
 	if len(specs) == 0 {
-		return nil, Invalidf("sas", "the request has no bundles; give at least one")
+		return nil, saspec.Invalidf("sas", "the request has no bundles; give at least one")
 	}
 	res := make([]AddResult, len(specs))
-	plans := make([]*BundlePlan, len(specs))
+	plans := make([]*saspec.BundlePlan, len(specs))
 	for i, s := range specs {
 		res[i] = AddResult{Index: i, Name: s.Name}
 		p, err := s.Plan()
@@ -95,7 +96,7 @@ func (t *Table) addBundles(specs []BundleSpec, origin string) ([]AddResult, erro
 	failed, err := batchOutcome(errs, ok, "sas", "no bundle was offloaded")
 	for i := range res {
 		if e := res[i].Err; e != nil {
-			res[i].Error, res[i].Code = e.Error(), ErrorCode(e)
+			res[i].Error, res[i].Code = e.Error(), saspec.ErrorCode(e)
 		}
 	}
 	if err == nil && failed > 0 {
@@ -118,7 +119,7 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 			continue
 		}
 		if len(errs) > 1 {
-			e = WrapField(fmt.Sprintf("%s[%d]", prefix, i), e)
+			e = saspec.WrapField(fmt.Sprintf("%s[%d]", prefix, i), e)
 			*ep = e
 		}
 		if first == nil {
@@ -132,28 +133,28 @@ func batchOutcome(errs []*error, ok int, prefix, none string) (int, error) {
 	if len(errs) == 1 {
 		return len(msgs), first
 	}
-	var kind error = ErrInvalid
-	var e *Error
+	var kind error = saspec.ErrInvalid
+	var e *saspec.Error
 	if errors.As(first, &e) {
 		kind = e.Kind
 	}
 	failed := len(msgs)
-	if failed > MaxErrorsListed {
-		msgs = append(msgs[:MaxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-MaxErrorsListed))
+	if failed > saspec.MaxErrorsListed {
+		msgs = append(msgs[:saspec.MaxErrorsListed], fmt.Sprintf("and %d more entries failed (see the results)", failed-saspec.MaxErrorsListed))
 	}
-	return failed, &Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
+	return failed, &saspec.Error{Kind: kind, Msg: none + ": " + strings.Join(msgs, "; "), Err: first}
 }
 
 // addLocked validates p against the table and the capabilities and inserts
 // the bundle; handle 0 allocates a new handle.
-func (t *Table) addLocked(x *tx, p *BundlePlan, origin string, handle sa.Handle) (sa.Handle, error) {
+func (t *Table) addLocked(x *tx, p *saspec.BundlePlan, origin string, handle sa.Handle) (sa.Handle, error) {
 	if err := t.caps.Check(p.Req); err != nil {
 		return 0, capError("", err)
 	}
 	s := &p.Spec
 	if s.Name != "" {
 		if h, dup := t.names[s.Name]; dup {
-			return 0, &Error{Kind: ErrConflict, Field: "name", Msg: fmt.Sprintf("bundle name %q is already used by handle %d; choose another name or delete that bundle first", s.Name, h)}
+			return 0, &saspec.Error{Kind: saspec.ErrConflict, Field: "name", Msg: fmt.Sprintf("bundle name %q is already used by handle %d; choose another name or delete that bundle first", s.Name, h)}
 		}
 	}
 	for _, c := range planSAs(p) {
@@ -196,11 +197,11 @@ func (t *Table) addLocked(x *tx, p *BundlePlan, origin string, handle sa.Handle)
 
 type planSA struct {
 	proto sa.Protocol
-	spec  *SASpec
+	spec  *saspec.SASpec
 	field string
 }
 
-func planSAs(p *BundlePlan) []planSA {
+func planSAs(p *saspec.BundlePlan) []planSA {
 	var out []planSA
 	if p.Spec.ESP != nil {
 		out = append(out, planSA{sa.ESP, p.Spec.ESP, "esp"})
@@ -211,32 +212,32 @@ func planSAs(p *BundlePlan) []planSA {
 	return out
 }
 
-func (t *Table) checkSPILocked(dir sa.Direction, proto sa.Protocol, spi SPI, dst netip.Addr, field string) error {
+func (t *Table) checkSPILocked(dir sa.Direction, proto sa.Protocol, spi saspec.SPI, dst netip.Addr, field string) error {
 	k := spiKey{dir: dir, proto: proto, spi: uint32(spi), dst: dst}
 	if h, dup := t.spis[k]; dup {
 		where := "destination " + dst.String()
 		if !dst.IsValid() {
 			where = "the wildcard destination"
 		}
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by %s; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, t.bundleRefLocked(h))}
+		return &saspec.Error{Kind: saspec.ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v for %s (%s) is already used by %s; SPIs must be unique per destination and protocol: choose another SPI or delete that bundle", proto, spi, where, dir, t.bundleRefLocked(h))}
 	}
 	w := spiKey{dir: dir, proto: proto, spi: uint32(spi)}
 	if dst.IsValid() {
 		if h, dup := t.spis[w]; dup {
-			return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, t.bundleRefLocked(h), dst)}
+			return &saspec.Error{Kind: saspec.ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s, whose destination is the wildcard and so matches %s too: choose another SPI", proto, spi, dir, t.bundleRefLocked(h), dst)}
 		}
 	} else if t.exactSPIs[spiKey3{dir, proto, uint32(spi)}] > 0 {
 		holder := "a bundle"
 		if h, ok := t.exactSPIHolderLocked(dir, proto, spi); ok {
 			holder = t.bundleRefLocked(h)
 		}
-		return &Error{Kind: ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir, holder)}
+		return &saspec.Error{Kind: saspec.ErrConflict, Field: field + ".spi", Msg: fmt.Sprintf("%s SPI %v (%s) is already used by %s with a specific destination, which a wildcard destination would shadow: choose another SPI", proto, spi, dir, holder)}
 	}
 	return nil
 }
 
 // build creates the suites and SAs of a bundle.
-func (t *Table) build(p *BundlePlan, h sa.Handle) (*sa.Bundle, error) {
+func (t *Table) build(p *saspec.BundlePlan, h sa.Handle) (*sa.Bundle, error) {
 	b := &sa.Bundle{Handle: h, Name: p.Spec.Name, Dir: p.Dir, Mode: p.Mode, IPv6: p.IPv6, PacketOffload: p.Packet}
 	mk := func(ps planSA) (*sa.SA, error) {
 		sp := ps.spec
@@ -262,7 +263,7 @@ func (t *Table) build(p *BundlePlan, h sa.Handle) (*sa.Bundle, error) {
 		s, err := sa.New(params, su)
 		if err != nil {
 			su.Close()
-			return nil, &Error{Kind: ErrInvalid, Field: ps.field, Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
+			return nil, &saspec.Error{Kind: saspec.ErrInvalid, Field: ps.field, Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
 		}
 		s.OnExpire = t.expireHook(b)
 		return s, nil
@@ -297,7 +298,7 @@ func suiteError(prefix string, err error) error {
 	case strings.Contains(msg, "legacy"):
 		msg += " (allow_legacy: true in the bundle, and legacy_algorithms in the offload configuration)"
 	}
-	return &Error{Kind: ErrInvalid, Field: field, Msg: msg, Err: err}
+	return &saspec.Error{Kind: saspec.ErrInvalid, Field: field, Msg: msg, Err: err}
 }
 
 func bundleEvent(typ EventType, b *sa.Bundle) Event {
@@ -396,18 +397,18 @@ func (t *Table) Resolve(ref string) (sa.Handle, error) {
 func (t *Table) lookupLocked(ref string) (*bundleEntry, error) {
 	r := strings.TrimSpace(ref)
 	if r == "" {
-		return nil, Invalidf("", "no bundle given: give a handle or a name")
+		return nil, saspec.Invalidf("", "no bundle given: give a handle or a name")
 	}
 	if n, err := strconv.ParseUint(r, 0, 64); err == nil {
 		if be := t.bundles[sa.Handle(n)]; be != nil {
 			return be, nil
 		}
-		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", n)}
+		return nil, &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", n)}
 	}
 	if h, ok := t.names[r]; ok {
 		return t.bundles[h], nil
 	}
-	return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle is named %q (list them with `secnic sa list`)", r)}
+	return nil, &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no bundle is named %q (list them with `secnic sa list`)", r)}
 }
 
 // Delete deletes a bundle by handle (NDIS DELETE_SA). Its SAs stop and
@@ -429,7 +430,7 @@ func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	for i, h := range hs {
 		be := t.bundles[h]
 		if be == nil {
-			errs[i] = &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", h)}
+			errs[i] = &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", h)}
 			continue
 		}
 		t.deleteLocked(x, be)
@@ -453,12 +454,12 @@ func (t *Table) deleteLocked(x *tx, be *bundleEntry) {
 // ErrNotFound for an unknown handle or SA, and ErrInvalid if the SA does not
 // use ESN (NDIS_STATUS_INVALID_PARAMETER) or an outbound counter would
 // move backwards.
-func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
+func (t *Table) Update(h sa.Handle, u saspec.UpdateSpec) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	be := t.bundles[h]
 	if be == nil {
-		return &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", h)}
+		return &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no bundle has handle %d (list them with `secnic sa list`)", h)}
 	}
 	var proto sa.Protocol
 	switch strings.ToLower(u.Proto) {
@@ -468,7 +469,7 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 	case "ah":
 		proto = sa.AH
 	default:
-		return Invalidf("proto", "%q is not an IPsec protocol: give esp or ah, or leave it out to update every ESN SA of the bundle", u.Proto)
+		return saspec.Invalidf("proto", "%q is not an IPsec protocol: give esp or ah, or leave it out to update every ESN SA of the bundle", u.Proto)
 	}
 	var targets []*sa.SA
 	for _, s := range be.b.SAs() {
@@ -477,7 +478,7 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 		}
 	}
 	if len(targets) == 0 {
-		return &Error{Kind: ErrNotFound, Field: "spi", Msg: fmt.Sprintf("bundle %d has no %s SA with SPI %v", h, orDefault(u.Proto, "IPsec"), u.SPI)}
+		return &saspec.Error{Kind: saspec.ErrNotFound, Field: "spi", Msg: fmt.Sprintf("bundle %d has no %s SA with SPI %v", h, orDefault(u.Proto, "IPsec"), u.SPI)}
 	}
 	esn := false
 	for _, s := range targets {
@@ -486,7 +487,7 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 		}
 	}
 	if !esn {
-		return Invalidf("seq_high", "bundle %d does not use extended sequence numbers; UPDATE_SA only applies to ESN SAs (NDIS_STATUS_INVALID_PARAMETER)", h)
+		return saspec.Invalidf("seq_high", "bundle %d does not use extended sequence numbers; UPDATE_SA only applies to ESN SAs (NDIS_STATUS_INVALID_PARAMETER)", h)
 	}
 	for _, s := range targets {
 		if !s.ESN {
@@ -496,11 +497,18 @@ func (t *Table) Update(h sa.Handle, u UpdateSpec) error {
 			return err
 		}
 		if err := s.UpdateSeqHigh(u.SeqHigh); err != nil {
-			return &Error{Kind: ErrInvalid, Field: "seq_high", Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
+			return &saspec.Error{Kind: saspec.ErrInvalid, Field: "seq_high", Msg: strings.TrimPrefix(err.Error(), "sa: "), Err: err}
 		}
 	}
 	e := bundleEvent(EventSAUpdated, be.b)
 	t.bus.emit(e)
 	t.log.Info("SA bundle updated", "handle", uint64(h), "seq_high", u.SeqHigh)
 	return nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // EventType names an event of the table's event stream.
@@ -70,8 +71,8 @@ type Event struct {
 	Name   string    `json:"name,omitempty"`
 	Dir    string    `json:"dir,omitempty"`
 	// Proto and SPI identify the SA (expiry events).
-	Proto string `json:"proto,omitempty"`
-	SPI   SPI    `json:"spi,omitempty"`
+	Proto string     `json:"proto,omitempty"`
+	SPI   saspec.SPI `json:"spi,omitempty"`
 	// Reason is the limit that was reached (expiry events): bytes,
 	// packets, seconds or sequence.
 	Reason string `json:"reason,omitempty"`

@@ -1,20 +1,22 @@
 package sadb
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
 
 	"github.com/secnic/secnic/capabilities"
+	"github.com/secnic/secnic/saspec"
 )
 
 // testKey returns n bytes of recognizable key material.
-func testKey(n int, seed byte) Key {
+func testKey(n int, seed byte) saspec.Key {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = seed + byte(i)
 	}
-	return KeyOf(b)
+	return saspec.KeyOf(b)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -39,29 +41,29 @@ func newTable(t testing.TB, profile string) *Table {
 }
 
 // gcmSpec is a valid inbound ESP AES-GCM-128 transport bundle.
-func gcmSpec(name string, spi uint32, dst string) BundleSpec {
-	return BundleSpec{
+func gcmSpec(name string, spi uint32, dst string) saspec.BundleSpec {
+	return saspec.BundleSpec{
 		Name: name, Dir: "in", Src: "192.0.2.1", Dst: dst,
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: keyForSPI(20, spi)},
+		ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: keyForSPI(20, spi)},
 	}
 }
 
 // cbcSpec is a valid ESP AES-CBC/HMAC-SHA-256 transport bundle whose keys
 // are unique to its SPI (an outbound key serves one SA).
-func cbcSpec(name, dir string, spi uint32) BundleSpec {
-	return BundleSpec{
+func cbcSpec(name, dir string, spi uint32) saspec.BundleSpec {
+	return saspec.BundleSpec{
 		Name: name, Dir: dir, Src: "192.0.2.1", Dst: "192.0.2.2",
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-cbc-128", Auth: "hmac-sha256-128", EncKey: keyForSPI(16, spi), AuthKey: keyForSPI(32, spi^0xa5a5)},
+		ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-cbc-128", Auth: "hmac-sha256-128", EncKey: keyForSPI(16, spi), AuthKey: keyForSPI(32, spi^0xa5a5)},
 	}
 }
 
 // keyForSPI returns n bytes of key material unique to spi.
-func keyForSPI(n int, spi uint32) Key {
+func keyForSPI(n int, spi uint32) saspec.Key {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(spi>>(8*(i%4))) ^ byte(i*7+1)
 	}
-	return KeyOf(b)
+	return saspec.KeyOf(b)
 }
 
 // drain returns the events waiting on sub.
@@ -83,4 +85,27 @@ func types(es []Event) []EventType {
 		out[i] = e.Type
 	}
 	return out
+}
+
+func intp(v int) *int { return &v }
+
+// checkErr asserts that err is an *Error for field with the given code.
+func checkErr(t *testing.T, err error, field, code string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want a %s error on field %q", code, field)
+	}
+	var e *saspec.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v (%T) is not an *sa.Error", err, err)
+	}
+	if e.Field != field {
+		t.Errorf("field = %q, want %q (error: %v)", e.Field, field, err)
+	}
+	if got := saspec.ErrorCode(err); got != code {
+		t.Errorf("code = %q, want %q (error: %v)", got, code, err)
+	}
+	if len(e.Msg) < 10 {
+		t.Errorf("message %q is too terse to tell the user what to fix", e.Msg)
+	}
 }

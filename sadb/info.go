@@ -6,15 +6,16 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // SAInfo describes one SA of a bundle, with its live state.
 type SAInfo struct {
-	Proto  string `json:"proto"`
-	SPI    SPI    `json:"spi"`
-	Enc    string `json:"enc,omitempty"`
-	Auth   string `json:"auth"`
-	ICVLen int    `json:"icv_len"`
+	Proto  string     `json:"proto"`
+	SPI    saspec.SPI `json:"spi"`
+	Enc    string     `json:"enc,omitempty"`
+	Auth   string     `json:"auth"`
+	ICVLen int        `json:"icv_len"`
 	// Seq is the last sequence number sent (outbound) or the highest
 	// accepted (inbound), 64 bits with ESN.
 	Seq uint64 `json:"seq"`
@@ -35,16 +36,16 @@ type SAInfo struct {
 // BundleInfo describes a bundle: its spec (keys only if asked for) and the
 // state of its SAs.
 type BundleInfo struct {
-	Handle  sa.Handle  `json:"handle"`
-	Origin  string     `json:"origin"`
-	Created time.Time  `json:"created"`
-	Spec    BundleSpec `json:"spec"`
-	SAs     []SAInfo   `json:"sas"`
+	Handle  sa.Handle         `json:"handle"`
+	Origin  string            `json:"origin"`
+	Created time.Time         `json:"created"`
+	Spec    saspec.BundleSpec `json:"spec"`
+	SAs     []SAInfo          `json:"sas"`
 }
 
 func saInfo(s *sa.SA) SAInfo {
 	i := SAInfo{
-		Proto: s.Proto.String(), SPI: SPI(s.SPI), Enc: string(s.Suite.Enc()), Auth: string(s.Suite.Auth()),
+		Proto: s.Proto.String(), SPI: saspec.SPI(s.SPI), Enc: string(s.Suite.Enc()), Auth: string(s.Suite.Auth()),
 		ICVLen: s.Suite.ICVLen(), Counters: s.Stats.Snapshot(),
 		SoftExpired: s.SoftExpired(), Expired: s.Expired(),
 		AgeSeconds: int64(s.Age() / time.Second),
@@ -113,7 +114,7 @@ type SAStats struct {
 	Name     string             `json:"name,omitempty"`
 	Dir      string             `json:"dir"`
 	Proto    string             `json:"proto"`
-	SPI      SPI                `json:"spi"`
+	SPI      saspec.SPI         `json:"spi"`
 	Counters sa.CounterSnapshot `json:"counters"`
 }
 
@@ -139,7 +140,7 @@ func (t *Table) Stats() TableStats {
 	for _, be := range hs {
 		for _, s := range be.b.SAs() {
 			st.SAs = append(st.SAs, SAStats{Handle: be.b.Handle, Name: be.b.Name, Dir: be.b.Dir.String(),
-				Proto: s.Proto.String(), SPI: SPI(s.SPI), Counters: s.Stats.Snapshot()})
+				Proto: s.Proto.String(), SPI: saspec.SPI(s.SPI), Counters: s.Stats.Snapshot()})
 		}
 	}
 	return st

@@ -8,6 +8,7 @@ import (
 
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Reservation margins, in sequence numbers. A new SA starts with the
@@ -104,7 +105,7 @@ func ledgerDir(d sa.Direction) ledger.Dir {
 // (inbound) of an SA seen before, and stages the reservations, which
 // commit makes durable before the bundle is published. On error nothing
 // is staged.
-func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *BundlePlan, handle sa.Handle) error {
+func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *saspec.BundlePlan, handle sa.Handle) error {
 	type claim struct {
 		s     *sa.SA
 		u     *keyUse
@@ -149,17 +150,17 @@ func (t *Table) claimLocked(x *tx, b *sa.Bundle, p *BundlePlan, handle sa.Handle
 				if known {
 					desc = old.Describe() + " of " + desc
 				}
-				return &Error{Kind: ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key is already used by outbound %s; a key serves one outbound SA: give this SA fresh keys", desc)}
+				return &saspec.Error{Kind: saspec.ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key is already used by outbound %s; a key serves one outbound SA: give this SA fresh keys", desc)}
 			}
 			if known && !old.SameSA(rec) {
-				return &Error{Kind: ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key was already used by outbound %s; counter-mode nonces would repeat: give fresh keys (a rekey), or re-add the same SA (same SPI, algorithms and endpoints) to continue its sequence numbers", old.Describe())}
+				return &saspec.Error{Kind: saspec.ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key was already used by outbound %s; counter-mode nonces would repeat: give fresh keys (a rekey), or re-add the same SA (same SPI, algorithms and endpoints) to continue its sequence numbers", old.Describe())}
 			}
 			start := s.Progress()
 			if known && old.Seq > start {
 				start = old.Seq
 			}
 			if start >= s.MaxSeq() {
-				return &Error{Kind: ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key has used up its sequence numbers as outbound %s: give fresh keys (a rekey)", rec.Describe())}
+				return &saspec.Error{Kind: saspec.ErrKeyReuse, Field: field, Msg: fmt.Sprintf("this key has used up its sequence numbers as outbound %s: give fresh keys (a rekey)", rec.Describe())}
 			}
 			rec.Seq = start
 			if u.persistent {
@@ -221,7 +222,7 @@ func (t *Table) reserveAtLocked(s *sa.SA, seq uint64) error {
 	tx := t.ledger.Begin()
 	tx.Put(rec)
 	if err := tx.Commit(); err != nil {
-		return &Error{Kind: ErrState, Msg: err.Error() + "; the SA was not updated", Err: err}
+		return &saspec.Error{Kind: saspec.ErrState, Msg: err.Error() + "; the SA was not updated", Err: err}
 	}
 	if s.SetReservation(lim, lim-u.margin/2) {
 		u.rec = rec

@@ -9,17 +9,18 @@ import (
 
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // gcmOut is an outbound ESP AES-GCM-128 tunnel bundle with key k.
-func gcmOut(name string, spi uint32, k Key) BundleSpec {
-	return BundleSpec{Name: name, Dir: "out", Mode: "tunnel", Src: "192.0.2.1", Dst: "192.0.2.2",
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: k}}
+func gcmOut(name string, spi uint32, k saspec.Key) saspec.BundleSpec {
+	return saspec.BundleSpec{Name: name, Dir: "out", Mode: "tunnel", Src: "192.0.2.1", Dst: "192.0.2.2",
+		ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: k}}
 }
 
-func gcmIn(name string, spi uint32, k Key) BundleSpec {
-	return BundleSpec{Name: name, Dir: "in", Mode: "tunnel", Src: "192.0.2.2", Dst: "192.0.2.1",
-		ESP: &SASpec{SPI: SPI(spi), Enc: "aes-gcm-128", EncKey: k}}
+func gcmIn(name string, spi uint32, k saspec.Key) saspec.BundleSpec {
+	return saspec.BundleSpec{Name: name, Dir: "in", Mode: "tunnel", Src: "192.0.2.2", Dst: "192.0.2.1",
+		ESP: &saspec.SASpec{SPI: saspec.SPI(spi), Enc: "aes-gcm-128", EncKey: k}}
 }
 
 // persistentTable opens the ledger in dir and a table on it.
@@ -91,10 +92,10 @@ func TestKeyReuseRefused(t *testing.T) {
 	other2.Dst = "192.0.2.9"
 	gmac := gcmOut("d", 0x1004, k)
 	gmac.ESP.Enc = "aes-gmac-128"
-	for _, s := range []BundleSpec{other, other2, gmac} {
+	for _, s := range []saspec.BundleSpec{other, other2, gmac} {
 		_, err := tb.Add(s)
-		if !errors.Is(err, ErrKeyReuse) || ErrorCode(err) != "key_reuse" {
-			t.Fatalf("%s: %v (code %q), want key_reuse", s.Name, err, ErrorCode(err))
+		if !errors.Is(err, saspec.ErrKeyReuse) || saspec.ErrorCode(err) != "key_reuse" {
+			t.Fatalf("%s: %v (code %q), want key_reuse", s.Name, err, saspec.ErrorCode(err))
 		}
 		if want := "already used by outbound esp SPI 0x00001001"; !contains(err.Error(), want) {
 			t.Errorf("%s: %q lacks %q", s.Name, err, want)
@@ -102,7 +103,7 @@ func TestKeyReuseRefused(t *testing.T) {
 	}
 	// Within one request: the second is refused, the first offloaded.
 	k2 := keyForSPI(20, 0x78)
-	res, err := tb.AddBundles([]BundleSpec{gcmOut("e", 0x2001, k2), gcmOut("f", 0x2002, k2)})
+	res, err := tb.AddBundles([]saspec.BundleSpec{gcmOut("e", 0x2001, k2), gcmOut("f", 0x2002, k2)})
 	if err != nil || res[0].Handle == 0 || res[1].Code != "key_reuse" {
 		t.Fatalf("batch: %+v %v", res, err)
 	}
@@ -162,7 +163,7 @@ func TestReAddContinues(t *testing.T) {
 			h2, _ := tb.Resolve("a")
 			tb.Delete(h2)
 			_, err := tb.Add(gcmOut("a", 0x1009, k))
-			if !errors.Is(err, ErrKeyReuse) || !contains(err.Error(), "give fresh keys") {
+			if !errors.Is(err, saspec.ErrKeyReuse) || !contains(err.Error(), "give fresh keys") {
 				t.Fatalf("same key, new SPI: %v", err)
 			}
 		})
@@ -175,7 +176,7 @@ func TestReAddContinues(t *testing.T) {
 func TestCrashKeepsSequenceAndWindow(t *testing.T) {
 	dir := t.TempDir() + "/state"
 	kOut, kIn := keyForSPI(20, 0x10), keyForSPI(20, 0x20)
-	state := State{SAs: []BundleSpec{gcmOut("out", 0x1001, kOut), gcmIn("in", 0x2001, kIn)}}
+	state := saspec.State{SAs: []saspec.BundleSpec{gcmOut("out", 0x1001, kOut), gcmIn("in", 0x2001, kIn)}}
 	tb := persistentTable(t, dir)
 	if sum, err := tb.Reconcile(state); err != nil || len(sum.Failed) > 0 {
 		t.Fatalf("%+v %v", sum, err)
@@ -224,7 +225,7 @@ func TestCrashKeepsSequenceAndWindow(t *testing.T) {
 // exactly, so that a restart refuses nothing new.
 func TestCleanShutdownExact(t *testing.T) {
 	dir := t.TempDir() + "/state"
-	state := State{SAs: []BundleSpec{gcmIn("in", 0x2001, keyForSPI(20, 0x21))}}
+	state := saspec.State{SAs: []saspec.BundleSpec{gcmIn("in", 0x2001, keyForSPI(20, 0x21))}}
 	tb := persistentTable(t, dir)
 	tb.Reconcile(state)
 	in := outSA(t, tb, "in")
@@ -279,13 +280,13 @@ func TestNoNonceTwice(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	dir := t.TempDir() + "/state"
-	keys := []Key{keyForSPI(20, 1), keyForSPI(20, 2), keyForSPI(20, 3)}
+	keys := []saspec.Key{keyForSPI(20, 1), keyForSPI(20, 2), keyForSPI(20, 3)}
 	spis := []uint32{0x1001, 0x1002, 0x1003}
 	used := map[string]map[uint64]bool{} // key hex -> sequence numbers sent
 	tb := persistentTable(t, dir)
-	config := State{}
+	config := saspec.State{}
 	refused := 0
-	spec := func() (BundleSpec, int) {
+	spec := func() (saspec.BundleSpec, int) {
 		ki := rng.IntN(len(keys))
 		s := gcmOut(fmt.Sprintf("b%d", rng.IntN(3)), spis[rng.IntN(len(spis))], keys[ki])
 		s.ESN = rng.IntN(4) == 0
@@ -308,12 +309,12 @@ func TestNoNonceTwice(t *testing.T) {
 		case op < 5: // update the ESN high bits
 			for _, bi := range tb.List(false) {
 				if bi.Spec.ESN && rng.IntN(2) == 0 {
-					_ = tb.Update(bi.Handle, UpdateSpec{SeqHigh: uint32(bi.SAs[0].Seq>>32) + uint32(rng.IntN(2))})
+					_ = tb.Update(bi.Handle, saspec.UpdateSpec{SeqHigh: uint32(bi.SAs[0].Seq>>32) + uint32(rng.IntN(2))})
 				}
 			}
 		case op < 7: // reload a configuration
 			s, _ := spec()
-			config = State{SAs: []BundleSpec{s}}
+			config = saspec.State{SAs: []saspec.BundleSpec{s}}
 			if _, err := tb.Reconcile(config); err != nil {
 				refused++
 			}

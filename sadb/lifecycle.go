@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Start runs the lifetime ticker and forwards capabilities indications to
@@ -132,7 +133,7 @@ func (t *Table) emitExpiry(b *sa.Bundle, s *sa.SA, hard bool, reason string) {
 		typ = EventSAExpired
 	}
 	e := bundleEvent(typ, b)
-	e.Proto, e.SPI, e.Reason = s.Proto.String(), SPI(s.SPI), reason
+	e.Proto, e.SPI, e.Reason = s.Proto.String(), saspec.SPI(s.SPI), reason
 	t.bus.emit(e)
 	t.log.Info("SA lifetime reached", "event", string(typ), "handle", uint64(b.Handle), "proto", e.Proto, "spi", e.SPI.String(), "reason", reason)
 }

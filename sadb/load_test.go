@@ -11,6 +11,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 func heapInUse() uint64 {
@@ -55,14 +56,14 @@ func TestManySAsBoundedMemory(t *testing.T) {
 	base := heapInUse()
 	start := time.Now()
 	key := make([]byte, 20)
-	batch := make([]BundleSpec, 0, 1024)
+	batch := make([]saspec.BundleSpec, 0, 1024)
 	for i := 0; i < n; i += len(batch) {
 		batch = batch[:0]
 		for j := i; j < min(i+1024, n); j++ {
 			binary.BigEndian.PutUint32(key, uint32(j))
 			dst := netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)})
-			batch = append(batch, BundleSpec{Dir: "in", Dst: dst.String(),
-				ESP: &SASpec{SPI: SPI(0x1000 + j), Enc: "aes-gcm-128", EncKey: KeyOf(key)}})
+			batch = append(batch, saspec.BundleSpec{Dir: "in", Dst: dst.String(),
+				ESP: &saspec.SASpec{SPI: saspec.SPI(0x1000 + j), Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}})
 		}
 		if _, err := tb.AddBundles(batch); err != nil {
 			t.Fatalf("at %d: %v", i, err)
@@ -94,12 +95,12 @@ func TestManySAsBoundedMemory(t *testing.T) {
 	// One more than the capacity is refused, not grown into.
 	for i := n; i < int(capN); i++ {
 		binary.BigEndian.PutUint32(key, uint32(i))
-		if _, err := tb.Add(BundleSpec{Dir: "in", Dst: "192.0.2.1", ESP: &SASpec{SPI: SPI(0x1000 + i), Enc: "aes-gcm-128", EncKey: KeyOf(key)}}); err != nil {
+		if _, err := tb.Add(saspec.BundleSpec{Dir: "in", Dst: "192.0.2.1", ESP: &saspec.SASpec{SPI: saspec.SPI(0x1000 + i), Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	binary.BigEndian.PutUint32(key, 0xffffffff)
-	if _, err := tb.Add(BundleSpec{Dir: "in", Dst: "192.0.2.1", ESP: &SASpec{SPI: 0xfffffff0, Enc: "aes-gcm-128", EncKey: KeyOf(key)}}); ErrorCode(err) != "capacity" {
+	if _, err := tb.Add(saspec.BundleSpec{Dir: "in", Dst: "192.0.2.1", ESP: &saspec.SASpec{SPI: 0xfffffff0, Enc: "aes-gcm-128", EncKey: saspec.KeyOf(key)}}); saspec.ErrorCode(err) != "capacity" {
 		t.Errorf("an SA beyond the capacity: %v", err)
 	}
 	// Deleting every SA gives the memory back.

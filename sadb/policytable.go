@@ -9,6 +9,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Policy is an installed policy. Lower Priority values win (as in Linux
@@ -18,8 +19,8 @@ type Policy struct {
 	Name     string
 	Dir      sa.Direction
 	Priority int
-	Sel      Selector
-	Action   Action
+	Sel      saspec.Selector
+	Action   saspec.Action
 	// Bundles are the linked bundles. Outbound protect: applied in order,
 	// innermost first ([transport, tunnel] = transport over tunnel).
 	// Inbound protect: the bundles a packet may have arrived through.
@@ -33,7 +34,7 @@ type Policy struct {
 // bundles that exist. A Resolved is immutable.
 type Resolved struct {
 	Policy  *Policy
-	Action  Action
+	Action  saspec.Action
 	Bundles []*sa.Bundle
 }
 
@@ -50,10 +51,10 @@ type PolicyResult struct {
 
 // PolicyInfo describes an installed policy.
 type PolicyInfo struct {
-	ID      uint32     `json:"id"`
-	Origin  string     `json:"origin"`
-	Created time.Time  `json:"created"`
-	Spec    PolicySpec `json:"spec"`
+	ID      uint32            `json:"id"`
+	Origin  string            `json:"origin"`
+	Created time.Time         `json:"created"`
+	Spec    saspec.PolicySpec `json:"spec"`
 	// Bundles are the handles the spec's bundle references resolve to now.
 	Bundles []sa.Handle `json:"bundles,omitempty"`
 	// Complete is false when a linked bundle is missing: an outbound
@@ -62,8 +63,8 @@ type PolicyInfo struct {
 }
 
 // AddPolicy installs one policy and returns its ID.
-func (t *Table) AddPolicy(spec PolicySpec) (uint32, error) {
-	res, err := t.AddPolicies([]PolicySpec{spec})
+func (t *Table) AddPolicy(spec saspec.PolicySpec) (uint32, error) {
+	res, err := t.AddPolicies([]saspec.PolicySpec{spec})
 	if err != nil {
 		return 0, err
 	}
@@ -72,12 +73,12 @@ func (t *Table) AddPolicy(spec PolicySpec) (uint32, error) {
 
 // AddPolicies installs several policies in one change. Like AddBundles, it
 // succeeds if any policy was added; the results report each one.
-func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
+func (t *Table) AddPolicies(specs []saspec.PolicySpec) ([]PolicyResult, error) {
 	if len(specs) == 0 {
-		return nil, Invalidf("policies", "the request has no policies; give at least one")
+		return nil, saspec.Invalidf("policies", "the request has no policies; give at least one")
 	}
 	res := make([]PolicyResult, len(specs))
-	plans := make([]*PolicyPlan, len(specs))
+	plans := make([]*saspec.PolicyPlan, len(specs))
 	for i, s := range specs {
 		res[i] = PolicyResult{Index: i, Name: s.Name}
 		p, err := s.Plan()
@@ -113,14 +114,14 @@ func (t *Table) AddPolicies(specs []PolicySpec) ([]PolicyResult, error) {
 	_, err := batchOutcome(errs, ok, "policies", "no policy was added")
 	for i := range res {
 		if e := res[i].Err; e != nil {
-			res[i].Error, res[i].Code = e.Error(), ErrorCode(e)
+			res[i].Error, res[i].Code = e.Error(), saspec.ErrorCode(e)
 		}
 	}
 	return res, err
 }
 
 // refLocked finds the bundle a policy reference names.
-func (t *Table) refLocked(r Ref) *bundleEntry {
+func (t *Table) refLocked(r saspec.Ref) *bundleEntry {
 	s := string(r)
 	if n, err := strconv.ParseUint(s, 0, 64); err == nil {
 		return t.bundles[sa.Handle(n)]
@@ -131,7 +132,7 @@ func (t *Table) refLocked(r Ref) *bundleEntry {
 	return nil
 }
 
-func refKey(r Ref) string {
+func refKey(r saspec.Ref) string {
 	s := string(r)
 	if n, err := strconv.ParseUint(s, 0, 64); err == nil {
 		return "h:" + strconv.FormatUint(n, 10)
@@ -139,7 +140,7 @@ func refKey(r Ref) string {
 	return "n:" + s
 }
 
-func selectorFamily(s Selector) uint8 {
+func selectorFamily(s saspec.Selector) uint8 {
 	if s.Src.IsValid() {
 		return famOf(s.Src.Addr())
 	}
@@ -151,19 +152,19 @@ func selectorFamily(s Selector) uint8 {
 
 // addPolicyLocked validates pp against the table and installs it. id 0
 // means the spec's ID, or a new one.
-func (t *Table) addPolicyLocked(x *tx, pp *PolicyPlan, origin string, id uint32) (uint32, error) {
+func (t *Table) addPolicyLocked(x *tx, pp *saspec.PolicyPlan, origin string, id uint32) (uint32, error) {
 	s := &pp.Spec
 	if id == 0 {
 		id = s.ID
 	}
 	if id != 0 {
 		if _, dup := t.policies[id]; dup {
-			return 0, &Error{Kind: ErrConflict, Field: "id", Msg: fmt.Sprintf("policy ID %d is already in use; choose another ID or leave it out", id)}
+			return 0, &saspec.Error{Kind: saspec.ErrConflict, Field: "id", Msg: fmt.Sprintf("policy ID %d is already in use; choose another ID or leave it out", id)}
 		}
 	}
 	if s.Name != "" {
 		if other, dup := t.polNames[s.Name]; dup && other != id {
-			return 0, &Error{Kind: ErrConflict, Field: "name", Msg: fmt.Sprintf("policy name %q is already used by policy %d; choose another name or delete that policy first", s.Name, other)}
+			return 0, &saspec.Error{Kind: saspec.ErrConflict, Field: "name", Msg: fmt.Sprintf("policy name %q is already used by policy %d; choose another name or delete that policy first", s.Name, other)}
 		}
 	}
 	var linked []*bundleEntry
@@ -171,29 +172,29 @@ func (t *Table) addPolicyLocked(x *tx, pp *PolicyPlan, origin string, id uint32)
 		f := fmt.Sprintf("bundles[%d]", i)
 		be := t.refLocked(r)
 		if be == nil {
-			return 0, &Error{Kind: ErrNotFound, Field: f, Msg: fmt.Sprintf("no bundle has the name or handle %q; add the bundle first (see `secnic sa list`)", r)}
+			return 0, &saspec.Error{Kind: saspec.ErrNotFound, Field: f, Msg: fmt.Sprintf("no bundle has the name or handle %q; add the bundle first (see `secnic sa list`)", r)}
 		}
 		if be.b.Dir != pp.Dir {
-			return 0, Invalidf(f, "bundle %q is %s but the policy is %s; link bundles of the policy's direction", r, be.b.Dir, pp.Dir)
+			return 0, saspec.Invalidf(f, "bundle %q is %s but the policy is %s; link bundles of the policy's direction", r, be.b.Dir, pp.Dir)
 		}
 		linked = append(linked, be)
 	}
 	if pp.Dir == sa.Out && len(linked) == 2 {
 		if linked[0].b.Mode != sa.Transport || linked[1].b.Mode != sa.Tunnel {
-			return 0, Invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
+			return 0, saspec.Invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
 		}
 		hw, cur := t.caps.Snapshot()
 		if !hw.TransportTunnelCombined {
-			return 0, &Error{Kind: capabilities.ErrNotSupported, Field: "bundles", Msg: "transport over tunnel (TransportTunnelCombined) is not in the hardware capabilities of this profile"}
+			return 0, &saspec.Error{Kind: capabilities.ErrNotSupported, Field: "bundles", Msg: "transport over tunnel (TransportTunnelCombined) is not in the hardware capabilities of this profile"}
 		}
 		if !cur.TransportTunnelCombined {
-			return 0, &Error{Kind: capabilities.ErrDisabled, Field: "bundles", Msg: "transport over tunnel is disabled in the current configuration: switch on the feature transport_tunnel_combined"}
+			return 0, &saspec.Error{Kind: capabilities.ErrDisabled, Field: "bundles", Msg: "transport over tunnel is disabled in the current configuration: switch on the feature transport_tunnel_combined"}
 		}
 	}
 	if fam := selectorFamily(pp.Sel); fam != 0 {
 		for i, be := range linked {
 			if be.b.Mode == sa.Transport && be.b.IPv6 != (fam == 6) {
-				return 0, Invalidf(fmt.Sprintf("bundles[%d]", i), "transport-mode bundle %q is %s but the selector is IPv%d; a transport-mode SA protects packets of its own family", s.Bundles[i], famName(be.b.IPv6), fam)
+				return 0, saspec.Invalidf(fmt.Sprintf("bundles[%d]", i), "transport-mode bundle %q is %s but the selector is IPv%d; a transport-mode SA protects packets of its own family", s.Bundles[i], famName(be.b.IPv6), fam)
 			}
 		}
 	}
@@ -316,7 +317,7 @@ func (t *Table) removePolicyLocked(x *tx, pe *polEntry) {
 func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 	p := pe.p
 	res := &Resolved{Action: p.Action}
-	if p.Action == Protect {
+	if p.Action == saspec.Protect {
 		complete := true
 		var hs []sa.Handle
 		var bs []*sa.Bundle
@@ -374,18 +375,18 @@ func (t *Table) ResolvePolicy(ref string) (uint32, error) {
 func (t *Table) policyLocked(ref string) (*polEntry, error) {
 	r := strings.TrimSpace(ref)
 	if r == "" {
-		return nil, Invalidf("", "no policy given: give a policy ID or name")
+		return nil, saspec.Invalidf("", "no policy given: give a policy ID or name")
 	}
 	if n, err := strconv.ParseUint(r, 0, 32); err == nil {
 		if pe := t.policies[uint32(n)]; pe != nil {
 			return pe, nil
 		}
-		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no policy has ID %d (list them with `secnic policy list`)", n)}
+		return nil, &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no policy has ID %d (list them with `secnic policy list`)", n)}
 	}
 	if id, ok := t.polNames[r]; ok {
 		return t.policies[id], nil
 	}
-	return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("no policy is named %q (list them with `secnic policy list`)", r)}
+	return nil, &saspec.Error{Kind: saspec.ErrNotFound, Msg: fmt.Sprintf("no policy is named %q (list them with `secnic policy list`)", r)}
 }
 
 // DeletePolicy deletes the policy with the given ID or name.
@@ -408,7 +409,7 @@ func (t *Table) deletePolicyLocked(x *tx, pe *polEntry) {
 }
 
 func (pe *polEntry) info() PolicyInfo {
-	complete := pe.p.Action != Protect || len(pe.p.Bundles) == len(pe.spec.Bundles)
+	complete := pe.p.Action != saspec.Protect || len(pe.p.Bundles) == len(pe.spec.Bundles)
 	return PolicyInfo{ID: pe.p.ID, Origin: pe.origin, Created: pe.created, Spec: pe.spec.Clone(),
 		Bundles: append([]sa.Handle(nil), pe.p.Bundles...), Complete: complete}
 }

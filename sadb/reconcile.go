@@ -2,6 +2,7 @@ package sadb
 
 import (
 	"fmt"
+	"github.com/secnic/secnic/saspec"
 	"reflect"
 	"slices"
 )
@@ -51,42 +52,42 @@ func (s ReconcileSummary) String() string {
 // Reconcile returns an error only when want itself is unusable (duplicate
 // or missing names); the table is then unchanged. The table changes once,
 // atomically.
-func (t *Table) Reconcile(want State) (ReconcileSummary, error) {
+func (t *Table) Reconcile(want saspec.State) (ReconcileSummary, error) {
 	var sum ReconcileSummary
 	fail := func(kind, name string, err error) {
-		sum.Failed = append(sum.Failed, ReconcileFailure{Kind: kind, Name: name, Error: err.Error(), Code: ErrorCode(err)})
+		sum.Failed = append(sum.Failed, ReconcileFailure{Kind: kind, Name: name, Error: err.Error(), Code: saspec.ErrorCode(err)})
 	}
 
-	bplans := map[string]*BundlePlan{}
+	bplans := map[string]*saspec.BundlePlan{}
 	var border []string
 	for i, s := range want.SAs {
 		if s.Name == "" {
-			return sum, Invalidf(fmt.Sprintf("sas[%d].name", i), "is missing: every bundle in the configuration needs a name, which identifies it across reloads")
+			return sum, saspec.Invalidf(fmt.Sprintf("sas[%d].name", i), "is missing: every bundle in the configuration needs a name, which identifies it across reloads")
 		}
 		if _, dup := bplans[s.Name]; dup || slices.Contains(border, s.Name) {
-			return sum, Invalidf(fmt.Sprintf("sas[%d].name", i), "%q is declared twice; bundle names must be unique", s.Name)
+			return sum, saspec.Invalidf(fmt.Sprintf("sas[%d].name", i), "%q is declared twice; bundle names must be unique", s.Name)
 		}
 		border = append(border, s.Name)
 		p, err := s.Plan()
 		if err != nil {
-			fail("sa", s.Name, WrapField(fmt.Sprintf("sas[%d]", i), err))
+			fail("sa", s.Name, saspec.WrapField(fmt.Sprintf("sas[%d]", i), err))
 			continue
 		}
 		bplans[s.Name] = p
 	}
-	pplans := map[string]*PolicyPlan{}
+	pplans := map[string]*saspec.PolicyPlan{}
 	var porder []string
 	for i, s := range want.Policies {
 		if s.Name == "" {
-			return sum, Invalidf(fmt.Sprintf("policies[%d].name", i), "is missing: every policy in the configuration needs a name, which identifies it across reloads")
+			return sum, saspec.Invalidf(fmt.Sprintf("policies[%d].name", i), "is missing: every policy in the configuration needs a name, which identifies it across reloads")
 		}
 		if slices.Contains(porder, s.Name) {
-			return sum, Invalidf(fmt.Sprintf("policies[%d].name", i), "%q is declared twice; policy names must be unique", s.Name)
+			return sum, saspec.Invalidf(fmt.Sprintf("policies[%d].name", i), "%q is declared twice; policy names must be unique", s.Name)
 		}
 		porder = append(porder, s.Name)
 		p, err := s.Plan()
 		if err != nil {
-			fail("policy", s.Name, WrapField(fmt.Sprintf("policies[%d]", i), err))
+			fail("policy", s.Name, saspec.WrapField(fmt.Sprintf("policies[%d]", i), err))
 			continue
 		}
 		pplans[s.Name] = p
@@ -135,7 +136,7 @@ func (t *Table) Reconcile(want State) (ReconcileSummary, error) {
 		}
 		old := t.bundles[h]
 		if old.origin != OriginConfig {
-			fail("sa", name, &Error{Kind: ErrConflict, Field: "name", Msg: fmt.Sprintf("bundle name %q is used by bundle %d, which was added through the API; delete it or rename the configured bundle", name, h)})
+			fail("sa", name, &saspec.Error{Kind: saspec.ErrConflict, Field: "name", Msg: fmt.Sprintf("bundle name %q is used by bundle %d, which was added through the API; delete it or rename the configured bundle", name, h)})
 			continue
 		}
 		if reflect.DeepEqual(old.spec, p.Spec) {
@@ -170,7 +171,7 @@ func (t *Table) Reconcile(want State) (ReconcileSummary, error) {
 		}
 		old := t.policies[id]
 		if old.origin != OriginConfig {
-			fail("policy", name, &Error{Kind: ErrConflict, Field: "name", Msg: fmt.Sprintf("policy name %q is used by policy %d, which was added through the API; delete it or rename the configured policy", name, id)})
+			fail("policy", name, &saspec.Error{Kind: saspec.ErrConflict, Field: "name", Msg: fmt.Sprintf("policy name %q is used by policy %d, which was added through the API; delete it or rename the configured policy", name, id)})
 			continue
 		}
 		want := p.Spec

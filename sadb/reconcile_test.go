@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 func TestReconcile(t *testing.T) {
@@ -16,9 +17,9 @@ func TestReconcile(t *testing.T) {
 	change := cbcSpec("change", "out", 0x1001)
 	gone := cbcSpec("gone", "out", 0x1002)
 	api := cbcSpec("api", "out", 0x1003)
-	pol := PolicySpec{Name: "web", Dir: "out", Dst: "10.0.0.0/8", Bundles: []Ref{"keep"}}
-	polGone := PolicySpec{Name: "old", Dir: "out", Dst: "10.9.0.0/16", Action: "bypass"}
-	sum, err := tb.Reconcile(State{SAs: []BundleSpec{keep, change, gone}, Policies: []PolicySpec{pol, polGone}})
+	pol := saspec.PolicySpec{Name: "web", Dir: "out", Dst: "10.0.0.0/8", Bundles: []saspec.Ref{"keep"}}
+	polGone := saspec.PolicySpec{Name: "old", Dir: "out", Dst: "10.9.0.0/16", Action: "bypass"}
+	sum, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{keep, change, gone}, Policies: []saspec.PolicySpec{pol, polGone}})
 	if err != nil || len(sum.SAs.Added) != 3 || len(sum.Policies.Added) != 2 || len(sum.Failed) != 0 {
 		t.Fatalf("first load: %+v, %v", sum, err)
 	}
@@ -48,7 +49,7 @@ func TestReconcile(t *testing.T) {
 	added := cbcSpec("added", "out", 0x1004)
 	pol2 := pol
 	pol2.Priority = 5
-	sum, err = tb.Reconcile(State{SAs: []BundleSpec{keep2, change2, added}, Policies: []PolicySpec{pol2}})
+	sum, err = tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{keep2, change2, added}, Policies: []saspec.PolicySpec{pol2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestReconcile(t *testing.T) {
 	if snap.Bundle(hAPI) == nil {
 		t.Error("reconcile deleted a bundle added through the API")
 	}
-	if _, err := tb.Resolve("gone"); ErrorCode(err) != "not_found" {
+	if _, err := tb.Resolve("gone"); saspec.ErrorCode(err) != "not_found" {
 		t.Error("bundle removed from the configuration is still there")
 	}
 	if id, _ := tb.ResolvePolicy("web"); id != polID {
@@ -91,7 +92,7 @@ func TestReconcile(t *testing.T) {
 
 	// Same config again: nothing changes, nothing is emitted but the summary.
 	gen := tb.Snapshot().Gen()
-	sum, err = tb.Reconcile(State{SAs: []BundleSpec{keep2, change2, added}, Policies: []PolicySpec{pol2}})
+	sum, err = tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{keep2, change2, added}, Policies: []saspec.PolicySpec{pol2}})
 	if err != nil || len(sum.SAs.Unchanged) != 3 || len(sum.Policies.Unchanged) != 1 || len(sum.SAs.Replaced)+len(sum.SAs.Added) != 0 {
 		t.Errorf("idempotent reload: %+v, %v", sum, err)
 	}
@@ -106,7 +107,7 @@ func TestReconcile(t *testing.T) {
 func TestReconcileFailures(t *testing.T) {
 	tb := newTable(t, "netdevsim")
 	good := gcmSpec("good", 0x1000, "192.0.2.2")
-	if _, err := tb.Reconcile(State{SAs: []BundleSpec{good}}); err != nil {
+	if _, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{good}}); err != nil {
 		t.Fatal(err)
 	}
 	h, _ := tb.Resolve("good")
@@ -117,7 +118,7 @@ func TestReconcileFailures(t *testing.T) {
 	broken.ESP.EncKey = testKey(5, 0)
 	cbc := cbcSpec("cbc", "in", 0x2000)
 	fresh := gcmSpec("fresh", 0x3000, "192.0.2.2")
-	sum, err := tb.Reconcile(State{SAs: []BundleSpec{broken, cbc, fresh}})
+	sum, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{broken, cbc, fresh}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +138,13 @@ func TestReconcileFailures(t *testing.T) {
 
 	// Unusable input changes nothing.
 	gen := tb.Snapshot().Gen()
-	for name, st := range map[string]State{
-		"missing name":     {SAs: []BundleSpec{gcmSpec("", 0x5000, "")}},
-		"duplicate name":   {SAs: []BundleSpec{good, good}},
-		"unnamed policy":   {Policies: []PolicySpec{{Dir: "out", Action: "bypass"}}},
-		"duplicate policy": {Policies: []PolicySpec{{Name: "p", Dir: "out", Action: "bypass"}, {Name: "p", Dir: "in", Action: "bypass"}}},
+	for name, st := range map[string]saspec.State{
+		"missing name":     {SAs: []saspec.BundleSpec{gcmSpec("", 0x5000, "")}},
+		"duplicate name":   {SAs: []saspec.BundleSpec{good, good}},
+		"unnamed policy":   {Policies: []saspec.PolicySpec{{Dir: "out", Action: "bypass"}}},
+		"duplicate policy": {Policies: []saspec.PolicySpec{{Name: "p", Dir: "out", Action: "bypass"}, {Name: "p", Dir: "in", Action: "bypass"}}},
 	} {
-		if _, err := tb.Reconcile(st); ErrorCode(err) != "invalid" {
+		if _, err := tb.Reconcile(st); saspec.ErrorCode(err) != "invalid" {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -153,7 +154,7 @@ func TestReconcileFailures(t *testing.T) {
 
 	// A configured name taken by an API bundle is reported, not stolen.
 	mustAdd(t, tb, gcmSpec("taken", 0x6000, "192.0.2.2"))
-	sum, _ = tb.Reconcile(State{SAs: []BundleSpec{good, gcmSpec("taken", 0x6001, "192.0.2.2")}})
+	sum, _ = tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{good, gcmSpec("taken", 0x6001, "192.0.2.2")}})
 	if len(sum.Failed) != 1 || sum.Failed[0].Code != "conflict" {
 		t.Errorf("name clash with API bundle: %+v", sum)
 	}
@@ -182,7 +183,7 @@ policies:
     dst_port: 443
     bundles: [web-out]
 `
-	st, err := DecodeState([]byte(yml))
+	st, err := saspec.DecodeState([]byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ policies:
 	if err != nil || len(sum.Failed) != 0 {
 		t.Fatalf("%+v %v", sum, err)
 	}
-	if _, err := DecodeState([]byte("sas:\n  - name: x\n    dirr: in\n")); err == nil {
+	if _, err := saspec.DecodeState([]byte("sas:\n  - name: x\n    dirr: in\n")); err == nil {
 		t.Error("typo in a field name accepted")
 	}
 }
@@ -207,7 +208,7 @@ func TestReconcileKeepsSequenceUnderSameKeys(t *testing.T) {
 	tb := newTable(t, "full")
 	same := cbcSpec("same", "out", 0x2000)
 	rekeyed := cbcSpec("rekeyed", "out", 0x2001)
-	if _, err := tb.Reconcile(State{SAs: []BundleSpec{same, rekeyed}}); err != nil {
+	if _, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{same, rekeyed}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"same", "rekeyed"} {
@@ -223,7 +224,7 @@ func TestReconcileKeepsSequenceUnderSameKeys(t *testing.T) {
 	same2.Lifetime.Hard.Packets = 1 << 40 // a change that replaces the bundle but keeps its keys
 	rekeyed2 := rekeyed.Clone()
 	rekeyed2.ESP.EncKey = testKey(16, 0x5a)
-	sum, err := tb.Reconcile(State{SAs: []BundleSpec{same2, rekeyed2}})
+	sum, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{same2, rekeyed2}})
 	if err != nil || len(sum.SAs.Replaced) != 2 {
 		t.Fatalf("reload: %+v (failed: %+v), %v", sum, sum.Failed, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // CopyInto fills dst, an empty table, with copies of t's bundles and
@@ -22,12 +23,12 @@ func (t *Table) CopyInto(dst *Table) error {
 	type bcopy struct {
 		h      sa.Handle
 		origin string
-		spec   BundleSpec
+		spec   saspec.BundleSpec
 	}
 	type pcopy struct {
 		id     uint32
 		origin string
-		spec   PolicySpec
+		spec   saspec.PolicySpec
 	}
 	t.mu.Lock()
 	var bs []bcopy
@@ -105,7 +106,7 @@ func (t *Table) bundleRefLocked(h sa.Handle) string {
 
 // exactSPIHolderLocked finds a bundle holding (dir, proto, spi) for a
 // specific destination (for an error message; linear, refusals only).
-func (t *Table) exactSPIHolderLocked(dir sa.Direction, proto sa.Protocol, spi SPI) (sa.Handle, bool) {
+func (t *Table) exactSPIHolderLocked(dir sa.Direction, proto sa.Protocol, spi saspec.SPI) (sa.Handle, bool) {
 	var found sa.Handle
 	for k, h := range t.spis {
 		if k.dir == dir && k.proto == proto && k.spi == uint32(spi) && k.dst.IsValid() && (found == 0 || h < found) {

@@ -5,11 +5,12 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 func TestSPIClashNamesTheHolder(t *testing.T) {
 	tb := newTable(t, "full")
-	if _, err := tb.Reconcile(State{SAs: []BundleSpec{gcmSpec("cfg", 0x100, "192.0.2.2")}}); err != nil {
+	if _, err := tb.Reconcile(saspec.State{SAs: []saspec.BundleSpec{gcmSpec("cfg", 0x100, "192.0.2.2")}}); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range []string{"a", "b", "c"} {
@@ -23,7 +24,7 @@ func TestSPIClashNamesTheHolder(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		spec BundleSpec
+		spec saspec.BundleSpec
 		want string
 	}{
 		{"exact", gcmSpec("x", 0x202, "192.0.2.2"), `already used by bundle 4 ("c", added through the API)`},
@@ -51,9 +52,9 @@ func TestCopyIntoKeepsHandles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := src.Reconcile(State{
-		SAs:      []BundleSpec{gcmSpec("cfg", 0x500, "192.0.2.2")},
-		Policies: []PolicySpec{{Name: "p", Dir: "in", Src: "10.2.0.0/16", Dst: "10.1.0.0/16", Bundles: []Ref{"cfg"}}},
+	if _, err := src.Reconcile(saspec.State{
+		SAs:      []saspec.BundleSpec{gcmSpec("cfg", 0x500, "192.0.2.2")},
+		Policies: []saspec.PolicySpec{{Name: "p", Dir: "in", Src: "10.2.0.0/16", Dst: "10.1.0.0/16", Bundles: []saspec.Ref{"cfg"}}},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // The read path
@@ -96,7 +97,7 @@ type shapeDesc struct {
 	srcPort, dstPort bool
 }
 
-func shapeOf(s Selector) shapeDesc {
+func shapeOf(s saspec.Selector) shapeDesc {
 	d := shapeDesc{srcBits: -1, dstBits: -1, proto: s.Proto != 0, srcPort: s.SrcPort != 0, dstPort: s.DstPort != 0}
 	if s.Src.IsValid() {
 		d.srcBits = int16(s.Src.Bits())
@@ -123,7 +124,7 @@ type shape struct {
 	minPrio int
 }
 
-func keyOf(id uint32, s Selector) polKey {
+func keyOf(id uint32, s saspec.Selector) polKey {
 	k := polKey{shape: id, proto: s.Proto, srcPort: s.SrcPort, dstPort: s.DstPort}
 	if s.Src.IsValid() {
 		k.src = s.Src.Addr()
@@ -265,7 +266,7 @@ func (s *Snapshot) EachBundle(fn func(*sa.Bundle) bool) {
 // through bundle b (the RFC 4301 inbound selector check: a Protect policy
 // that lists b).
 func (r *Resolved) Allows(b *sa.Bundle) bool {
-	if r == nil || r.Action != Protect || b == nil {
+	if r == nil || r.Action != saspec.Protect || b == nil {
 		return false
 	}
 	for _, x := range r.Bundles {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 func TestLookupIn(t *testing.T) {
@@ -16,7 +17,7 @@ func TestLookupIn(t *testing.T) {
 	exact := mustAdd(t, tb, gcmSpec("exact", 0x1000, "192.0.2.2"))
 	wild := mustAdd(t, tb, gcmSpec("wild", 0x2000, ""))
 	both := gcmSpec("both", 0x3000, "192.0.2.2")
-	both.AH = &SASpec{SPI: 0x3001, Auth: "hmac-sha256-128", AuthKey: testKey(32, 1)}
+	both.AH = &saspec.SASpec{SPI: 0x3001, Auth: "hmac-sha256-128", AuthKey: testKey(32, 1)}
 	hBoth := mustAdd(t, tb, both)
 	v6spec := gcmSpec("v6", 0x1000, "2001:db8::2")
 	v6spec.Src = "2001:db8::1"
@@ -128,9 +129,9 @@ func TestPolicyMatchAgainstReference(t *testing.T) {
 				dst = src
 			}
 		}
-		spec := PolicySpec{
+		spec := saspec.PolicySpec{
 			Dir: []string{"in", "out"}[rng.IntN(2)], Priority: rng.IntN(5),
-			Src: prefix(src), Dst: prefix(dst), Proto: Ref(protos[rng.IntN(len(protos))]),
+			Src: prefix(src), Dst: prefix(dst), Proto: saspec.Ref(protos[rng.IntN(len(protos))]),
 			Action: []string{"bypass", "discard"}[rng.IntN(2)],
 		}
 		if spec.Src == "" && spec.Dst == "" {
@@ -197,7 +198,7 @@ func TestPolicyMatchAgainstReference(t *testing.T) {
 
 func TestPolicyPriorityAndOrder(t *testing.T) {
 	tb := newTable(t, "full")
-	add := func(s PolicySpec) uint32 {
+	add := func(s saspec.PolicySpec) uint32 {
 		t.Helper()
 		id, err := tb.AddPolicy(s)
 		if err != nil {
@@ -205,10 +206,10 @@ func TestPolicyPriorityAndOrder(t *testing.T) {
 		}
 		return id
 	}
-	def := add(PolicySpec{Name: "default", Dir: "out", Priority: 100, Action: "discard"})
-	subnet := add(PolicySpec{Name: "subnet", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "bypass"})
-	host := add(PolicySpec{Name: "host", Dir: "out", Priority: 60, Dst: "10.1.1.1", Action: "discard"})
-	same := add(PolicySpec{Name: "same", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "discard"})
+	def := add(saspec.PolicySpec{Name: "default", Dir: "out", Priority: 100, Action: "discard"})
+	subnet := add(saspec.PolicySpec{Name: "subnet", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "bypass"})
+	host := add(saspec.PolicySpec{Name: "host", Dir: "out", Priority: 60, Dst: "10.1.1.1", Action: "discard"})
+	same := add(saspec.PolicySpec{Name: "same", Dir: "out", Priority: 50, Dst: "10.0.0.0/8", Action: "discard"})
 	f := sa.Flow{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("10.1.1.1"), Proto: 17}
 	check := func(want uint32) {
 		t.Helper()
@@ -237,7 +238,7 @@ func TestPolicyPriorityAndOrder(t *testing.T) {
 	if len(ps) != 1 || ps[0].ID != def {
 		t.Errorf("Policies() = %+v", ps)
 	}
-	if err := tb.DeletePolicy("nope"); ErrorCode(err) != "not_found" {
+	if err := tb.DeletePolicy("nope"); saspec.ErrorCode(err) != "not_found" {
 		t.Errorf("delete unknown: %v", err)
 	}
 }
@@ -257,21 +258,21 @@ func TestPolicyBundles(t *testing.T) {
 
 	cases := []struct {
 		name  string
-		spec  PolicySpec
+		spec  saspec.PolicySpec
 		field string
 		code  string
 	}{
-		{"transport over tunnel", PolicySpec{Name: "tot", Dir: "out", Dst: "10.0.0.0/8", Bundles: []Ref{"tr", "tun"}}, "", ""},
-		{"by handle", PolicySpec{Dir: "out", Dst: "10.9.0.0/16", Bundles: []Ref{Ref(fmt.Sprint(hTun))}}, "", ""},
-		{"inbound", PolicySpec{Name: "pin", Dir: "in", Src: "10.0.0.0/8", Bundles: []Ref{"in", "in2"}}, "", ""},
-		{"wrong order", PolicySpec{Dir: "out", Bundles: []Ref{"tun", "tr"}}, "bundles", "invalid"},
-		{"unknown bundle", PolicySpec{Dir: "out", Bundles: []Ref{"nope"}}, "bundles[0]", "not_found"},
-		{"unknown handle", PolicySpec{Dir: "out", Bundles: []Ref{"9999"}}, "bundles[0]", "not_found"},
-		{"direction mismatch", PolicySpec{Dir: "in", Bundles: []Ref{"tr"}}, "bundles[0]", "invalid"},
-		{"family mismatch", PolicySpec{Dir: "out", Dst: "10.0.0.0/8", Bundles: []Ref{"v6"}}, "bundles[0]", "invalid"},
-		{"tunnel carries other family", PolicySpec{Dir: "out", Dst: "2001:db8:1::/48", Bundles: []Ref{"tun"}}, "", ""},
-		{"duplicate name", PolicySpec{Name: "tot", Dir: "out", Action: "bypass"}, "name", "conflict"},
-		{"duplicate ID", PolicySpec{ID: 1, Dir: "out", Action: "bypass"}, "id", "conflict"},
+		{"transport over tunnel", saspec.PolicySpec{Name: "tot", Dir: "out", Dst: "10.0.0.0/8", Bundles: []saspec.Ref{"tr", "tun"}}, "", ""},
+		{"by handle", saspec.PolicySpec{Dir: "out", Dst: "10.9.0.0/16", Bundles: []saspec.Ref{saspec.Ref(fmt.Sprint(hTun))}}, "", ""},
+		{"inbound", saspec.PolicySpec{Name: "pin", Dir: "in", Src: "10.0.0.0/8", Bundles: []saspec.Ref{"in", "in2"}}, "", ""},
+		{"wrong order", saspec.PolicySpec{Dir: "out", Bundles: []saspec.Ref{"tun", "tr"}}, "bundles", "invalid"},
+		{"unknown bundle", saspec.PolicySpec{Dir: "out", Bundles: []saspec.Ref{"nope"}}, "bundles[0]", "not_found"},
+		{"unknown handle", saspec.PolicySpec{Dir: "out", Bundles: []saspec.Ref{"9999"}}, "bundles[0]", "not_found"},
+		{"direction mismatch", saspec.PolicySpec{Dir: "in", Bundles: []saspec.Ref{"tr"}}, "bundles[0]", "invalid"},
+		{"family mismatch", saspec.PolicySpec{Dir: "out", Dst: "10.0.0.0/8", Bundles: []saspec.Ref{"v6"}}, "bundles[0]", "invalid"},
+		{"tunnel carries other family", saspec.PolicySpec{Dir: "out", Dst: "2001:db8:1::/48", Bundles: []saspec.Ref{"tun"}}, "", ""},
+		{"duplicate name", saspec.PolicySpec{Name: "tot", Dir: "out", Action: "bypass"}, "name", "conflict"},
+		{"duplicate ID", saspec.PolicySpec{ID: 1, Dir: "out", Action: "bypass"}, "id", "conflict"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -288,7 +289,7 @@ func TestPolicyBundles(t *testing.T) {
 
 	f := sa.Flow{Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.1"), Proto: 6}
 	r := tb.Snapshot().MatchOut(f)
-	if r == nil || r.Action != Protect || len(r.Bundles) != 2 || r.Bundles[0].Handle != hTr || r.Bundles[1].Handle != hTun {
+	if r == nil || r.Action != saspec.Protect || len(r.Bundles) != 2 || r.Bundles[0].Handle != hTr || r.Bundles[1].Handle != hTun {
 		t.Fatalf("transport-over-tunnel resolved to %+v", r)
 	}
 	ri := tb.Snapshot().MatchIn(sa.Flow{Src: f.Src, Dst: f.Dst})
@@ -305,7 +306,7 @@ func TestPolicyBundles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = tb.Snapshot().MatchOut(f)
-	if r == nil || r.Action != Protect || len(r.Bundles) != 0 {
+	if r == nil || r.Action != saspec.Protect || len(r.Bundles) != 0 {
 		t.Fatalf("after deleting the tunnel bundle: %+v", r)
 	}
 	info, _ := tb.Policy("tot")
@@ -340,6 +341,6 @@ func TestTransportOverTunnelNeedsCapability(t *testing.T) {
 	if _, err := tb.Caps().SetFeature("transport_tunnel_combined", false); err != nil {
 		t.Fatal(err)
 	}
-	_, err := tb.AddPolicy(PolicySpec{Dir: "out", Bundles: []Ref{"tr", "tun"}})
+	_, err := tb.AddPolicy(saspec.PolicySpec{Dir: "out", Bundles: []saspec.Ref{"tr", "tun"}})
 	checkErr(t, err, "bundles", "disabled")
 }

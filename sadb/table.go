@@ -1,9 +1,9 @@
 // Package sadb is the SA offload table: the security association and
 // policy databases (RFC 4301 SAD and SPD) of the NIC with NDIS bundle
 // semantics, their lock-free snapshots for the datapath, lifetimes and
-// events, reconciliation with the configuration file, the key-use ledger
-// checks of every new SA, and the schema (BundleSpec, PolicySpec, keys and
-// their decoding) shared by the API, the CLI and the configuration file.
+// events, reconciliation with the configuration file, and the key-use
+// ledger checks of every new SA. What it installs is described in the
+// schema of package saspec.
 package sadb
 
 import (
@@ -19,6 +19,7 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Origins of bundles and policies.
@@ -48,8 +49,8 @@ type TableConfig struct {
 
 type bundleEntry struct {
 	b       *sa.Bundle
-	spec    BundleSpec // normalized, keys included; wiped on delete
-	plan    *BundlePlan
+	spec    saspec.BundleSpec // normalized, keys included; wiped on delete
+	plan    *saspec.BundlePlan
 	origin  string
 	created time.Time
 }
@@ -69,7 +70,7 @@ type spiKey3 struct {
 
 type polEntry struct {
 	p       Policy // Bundles: resolved handles of the last resolution
-	spec    PolicySpec
+	spec    saspec.PolicySpec
 	origin  string
 	key     polKey
 	res     *Resolved
@@ -182,11 +183,11 @@ func (t *Table) Usage() capabilities.Usage {
 
 // capError turns a capabilities refusal into an *Error keeping its kind.
 func capError(field string, err error) error {
-	kind := ErrInvalid
+	kind := saspec.ErrInvalid
 	for _, k := range []error{capabilities.ErrCapacity, capabilities.ErrDisabled, capabilities.ErrNotSupported} {
 		if errors.Is(err, k) {
 			kind = k
 		}
 	}
-	return &Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
+	return &saspec.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 }

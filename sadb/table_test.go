@@ -12,6 +12,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 func TestAddValidationAgainstTable(t *testing.T) {
@@ -19,49 +20,49 @@ func TestAddValidationAgainstTable(t *testing.T) {
 		name    string
 		profile string
 		setup   func(t *testing.T, tb *Table)
-		spec    func() BundleSpec
+		spec    func() saspec.BundleSpec
 		field   string
 		code    string
 	}{
-		{"ok gcm", "netdevsim", nil, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
-		{"enc key too short", "netdevsim", nil, func() BundleSpec {
+		{"ok gcm", "netdevsim", nil, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
+		{"enc key too short", "netdevsim", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ESP.EncKey = testKey(16, 0)
 			return b
 		}, "esp.enc_key", "invalid"},
-		{"auth key wrong length", "full", nil, func() BundleSpec {
+		{"auth key wrong length", "full", nil, func() saspec.BundleSpec {
 			b := cbcSpec("a", "in", 0x1000)
 			b.ESP.AuthKey = testKey(20, 0)
 			return b
 		}, "esp.auth_key", "invalid"},
-		{"ah key wrong length", "full", nil, func() BundleSpec {
-			return BundleSpec{Dir: "in", AH: &SASpec{SPI: 0x1000, Auth: "hmac-sha1-96", AuthKey: testKey(16, 0)}}
+		{"ah key wrong length", "full", nil, func() saspec.BundleSpec {
+			return saspec.BundleSpec{Dir: "in", AH: &saspec.SASpec{SPI: 0x1000, Auth: "hmac-sha1-96", AuthKey: testKey(16, 0)}}
 		}, "ah.auth_key", "invalid"},
-		{"combined mode with auth key", "full", nil, func() BundleSpec {
+		{"combined mode with auth key", "full", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ESP.AuthKey = testKey(16, 0)
 			return b
 		}, "esp.auth_key", "invalid"},
-		{"gcm with hmac", "full", nil, func() BundleSpec {
+		{"gcm with hmac", "full", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ESP.Auth = "hmac-sha256-128"
 			return b
 		}, "", "invalid"},
-		{"bad gcm icv", "full", nil, func() BundleSpec {
+		{"bad gcm icv", "full", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ESP.ICVLen = 10
 			return b
 		}, "", "invalid"},
-		{"AH not in netdevsim", "netdevsim", nil, func() BundleSpec {
-			return BundleSpec{Dir: "in", AH: &SASpec{SPI: 0x1000, Auth: "hmac-sha256-128", AuthKey: testKey(32, 0)}}
+		{"AH not in netdevsim", "netdevsim", nil, func() saspec.BundleSpec {
+			return saspec.BundleSpec{Dir: "in", AH: &saspec.SASpec{SPI: 0x1000, Auth: "hmac-sha256-128", AuthKey: testKey(32, 0)}}
 		}, "", "not_supported"},
-		{"cbc not in netdevsim", "netdevsim", nil, func() BundleSpec { return cbcSpec("a", "in", 0x1000) }, "", "not_supported"},
-		{"esn not in netdevsim", "netdevsim", nil, func() BundleSpec {
+		{"cbc not in netdevsim", "netdevsim", nil, func() saspec.BundleSpec { return cbcSpec("a", "in", 0x1000) }, "", "not_supported"},
+		{"esn not in netdevsim", "netdevsim", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ESN = true
 			return b
 		}, "", "not_supported"},
-		{"tunnel not in ixgbe", "ixgbe", nil, func() BundleSpec {
+		{"tunnel not in ixgbe", "ixgbe", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.Mode = "tunnel"
 			return b
@@ -70,23 +71,23 @@ func TestAddValidationAgainstTable(t *testing.T) {
 			if _, err := tb.Caps().SetEncryption("aes-cbc-128", false); err != nil {
 				t.Fatal(err)
 			}
-		}, func() BundleSpec { return cbcSpec("a", "in", 0x1000) }, "", "disabled"},
+		}, func() saspec.BundleSpec { return cbcSpec("a", "in", 0x1000) }, "", "disabled"},
 		{"ESP disabled by offload parameters", "full", func(t *testing.T, tb *Table) {
 			if _, err := tb.Caps().SetOffloadParameters(capabilities.OffloadParameters{IPsecV2: capabilities.IPsecV2AHEnabled}); err != nil {
 				t.Fatal(err)
 			}
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", "disabled"},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", "disabled"},
 		{"IPv6 disabled", "full", func(t *testing.T, tb *Table) {
 			if _, err := tb.Caps().SetFeature(capabilities.FeatureIPv6Supported, false); err != nil {
 				t.Fatal(err)
 			}
-		}, func() BundleSpec {
+		}, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "2001:db8::2")
 			b.Src = "2001:db8::1"
 			return b
 		}, "", "disabled"},
-		{"legacy without allow_legacy", "full", nil, func() BundleSpec {
-			return BundleSpec{Dir: "in", ESP: &SASpec{SPI: 0x1000, Enc: "3des-cbc", Auth: "hmac-sha1-96", EncKey: testKey(24, 0), AuthKey: testKey(20, 0)}}
+		{"legacy without allow_legacy", "full", nil, func() saspec.BundleSpec {
+			return saspec.BundleSpec{Dir: "in", ESP: &saspec.SASpec{SPI: 0x1000, Enc: "3des-cbc", Auth: "hmac-sha1-96", EncKey: testKey(24, 0), AuthKey: testKey(20, 0)}}
 		}, "", "disabled"},
 		{"legacy allowed by config but not by bundle", "full", func(t *testing.T, tb *Table) {
 			if _, err := tb.Caps().SetFeature(capabilities.FeatureLegacyAlgorithms, true); err != nil {
@@ -95,35 +96,35 @@ func TestAddValidationAgainstTable(t *testing.T) {
 			if _, err := tb.Caps().SetEncryption("3des-cbc", true); err != nil {
 				t.Fatal(err)
 			}
-		}, func() BundleSpec {
-			return BundleSpec{Dir: "in", ESP: &SASpec{SPI: 0x1000, Enc: "3des-cbc", Auth: "hmac-sha1-96", EncKey: testKey(24, 0), AuthKey: testKey(20, 0)}}
+		}, func() saspec.BundleSpec {
+			return saspec.BundleSpec{Dir: "in", ESP: &saspec.SASpec{SPI: 0x1000, Enc: "3des-cbc", Auth: "hmac-sha1-96", EncKey: testKey(24, 0), AuthKey: testKey(20, 0)}}
 		}, "esp", "invalid"},
-		{"replay window above current maximum", "mlx5", nil, func() BundleSpec {
+		{"replay window above current maximum", "mlx5", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.ReplayWindow = intp(1024)
 			return b
 		}, "", "not_supported"},
 		{"duplicate SPI same destination", "full", func(t *testing.T, tb *Table) {
 			mustAdd(t, tb, gcmSpec("x", 0x1000, "192.0.2.2"))
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "esp.spi", "conflict"},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "esp.spi", "conflict"},
 		{"duplicate SPI under wildcard", "full", func(t *testing.T, tb *Table) {
 			mustAdd(t, tb, gcmSpec("x", 0x1000, ""))
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "esp.spi", "conflict"},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "esp.spi", "conflict"},
 		{"wildcard would shadow", "full", func(t *testing.T, tb *Table) {
 			mustAdd(t, tb, gcmSpec("x", 0x1000, "192.0.2.2"))
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "") }, "esp.spi", "conflict"},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "") }, "esp.spi", "conflict"},
 		{"same SPI other destination is fine", "full", func(t *testing.T, tb *Table) {
 			mustAdd(t, tb, gcmSpec("x", 0x1000, "192.0.2.3"))
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
 		{"same SPI other direction is fine", "full", func(t *testing.T, tb *Table) {
 			b := gcmSpec("x", 0x1000, "192.0.2.2")
 			b.Dir = "out"
 			mustAdd(t, tb, b)
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "", ""},
 		{"duplicate name", "full", func(t *testing.T, tb *Table) {
 			mustAdd(t, tb, gcmSpec("a", 0x2000, "192.0.2.2"))
-		}, func() BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "name", "conflict"},
-		{"structural error", "full", nil, func() BundleSpec {
+		}, func() saspec.BundleSpec { return gcmSpec("a", 0x1000, "192.0.2.2") }, "name", "conflict"},
+		{"structural error", "full", nil, func() saspec.BundleSpec {
 			b := gcmSpec("a", 0x1000, "192.0.2.2")
 			b.Dir = "up"
 			return b
@@ -149,7 +150,7 @@ func TestAddValidationAgainstTable(t *testing.T) {
 			}
 			if c.field != "" {
 				checkErr(t, err, c.field, c.code)
-			} else if got := ErrorCode(err); got != c.code {
+			} else if got := saspec.ErrorCode(err); got != c.code {
 				t.Fatalf("code = %q, want %q (error: %v)", got, c.code, err)
 			}
 			if tb.Usage() != before || tb.Snapshot().Gen() != gen {
@@ -159,7 +160,7 @@ func TestAddValidationAgainstTable(t *testing.T) {
 	}
 }
 
-func mustAdd(t testing.TB, tb *Table, b BundleSpec) sa.Handle {
+func mustAdd(t testing.TB, tb *Table, b saspec.BundleSpec) sa.Handle {
 	t.Helper()
 	h, err := tb.Add(b)
 	if err != nil {
@@ -179,7 +180,7 @@ func TestCapacityExhaustionAndRecovery(t *testing.T) {
 		hs = append(hs, mustAdd(t, tb, gcmSpec(fmt.Sprintf("b%d", i), uint32(0x1000+i), "192.0.2.2")))
 	}
 	_, err := tb.Add(gcmSpec("extra", 0x9999, "192.0.2.2"))
-	if !errors.Is(err, ErrCapacity) || ErrorCode(err) != "capacity" {
+	if !errors.Is(err, saspec.ErrCapacity) || saspec.ErrorCode(err) != "capacity" {
 		t.Fatalf("add beyond capacity: %v; want a capacity error", err)
 	}
 	for _, want := range []string{"33", "delete"} {
@@ -219,7 +220,7 @@ func TestPerDirectionCapacity(t *testing.T) {
 	defer tb.Close()
 	mustAdd(t, tb, gcmSpec("i1", 0x1000, "192.0.2.2"))
 	mustAdd(t, tb, gcmSpec("i2", 0x1001, "192.0.2.2"))
-	if _, err := tb.Add(gcmSpec("i3", 0x1002, "192.0.2.2")); ErrorCode(err) != "capacity" || !strings.Contains(err.Error(), "inbound") {
+	if _, err := tb.Add(gcmSpec("i3", 0x1002, "192.0.2.2")); saspec.ErrorCode(err) != "capacity" || !strings.Contains(err.Error(), "inbound") {
 		t.Fatalf("third inbound SA: %v; want an inbound capacity error", err)
 	}
 	out := gcmSpec("o1", 0x1002, "192.0.2.2")
@@ -233,7 +234,7 @@ func TestMultiBundleNDISSemantics(t *testing.T) {
 	defer sub.Close()
 	bad := gcmSpec("bad", 0x2001, "192.0.2.2")
 	bad.ESP.EncKey = testKey(3, 0)
-	res, err := tb.AddBundles([]BundleSpec{gcmSpec("one", 0x2000, "192.0.2.2"), bad, gcmSpec("three", 0x2002, "192.0.2.2")})
+	res, err := tb.AddBundles([]saspec.BundleSpec{gcmSpec("one", 0x2000, "192.0.2.2"), bad, gcmSpec("three", 0x2002, "192.0.2.2")})
 	if err != nil {
 		t.Fatalf("request with some valid entries failed: %v", err)
 	}
@@ -248,7 +249,7 @@ func TestMultiBundleNDISSemantics(t *testing.T) {
 	}
 
 	gen := tb.Snapshot().Gen()
-	res, err = tb.AddBundles([]BundleSpec{bad, gcmSpec("one", 0x3000, "192.0.2.2")})
+	res, err = tb.AddBundles([]saspec.BundleSpec{bad, gcmSpec("one", 0x3000, "192.0.2.2")})
 	if err == nil {
 		t.Fatal("request where every entry fails succeeded")
 	}
@@ -258,11 +259,11 @@ func TestMultiBundleNDISSemantics(t *testing.T) {
 	if tb.Snapshot().Gen() != gen || len(drain(sub)) != 0 || tb.Usage().Bundles != 2 {
 		t.Error("a failed request changed the table or emitted events")
 	}
-	if _, err := tb.AddBundles(nil); ErrorCode(err) != "invalid" {
+	if _, err := tb.AddBundles(nil); saspec.ErrorCode(err) != "invalid" {
 		t.Errorf("empty request: %v", err)
 	}
 	// Within one request, a later entry sees the earlier ones (duplicate SPI).
-	res, err = tb.AddBundles([]BundleSpec{gcmSpec("", 0x4000, "192.0.2.2"), gcmSpec("", 0x4000, "192.0.2.2")})
+	res, err = tb.AddBundles([]saspec.BundleSpec{gcmSpec("", 0x4000, "192.0.2.2"), gcmSpec("", 0x4000, "192.0.2.2")})
 	if err != nil || res[0].Handle == 0 || res[1].Code != "conflict" {
 		t.Errorf("duplicate inside one request: err=%v results=%+v", err, res)
 	}
@@ -271,7 +272,7 @@ func TestMultiBundleNDISSemantics(t *testing.T) {
 func TestDeleteZeroesKeys(t *testing.T) {
 	tb := newTable(t, "full")
 	spec := gcmSpec("k", 0x1000, "192.0.2.2")
-	spec.AH = &SASpec{SPI: 0x1001, Auth: "hmac-sha256-128", AuthKey: testKey(32, 0x40)}
+	spec.AH = &saspec.SASpec{SPI: 0x1001, Auth: "hmac-sha256-128", AuthKey: testKey(32, 0x40)}
 	h := mustAdd(t, tb, spec)
 
 	tb.mu.Lock()
@@ -310,10 +311,10 @@ func TestDeleteZeroesKeys(t *testing.T) {
 	if s, _ := tb.Snapshot().LookupIn(sa.ESP, 0x1000, netip.MustParseAddr("192.0.2.2")); s != nil {
 		t.Error("deleted SA still found by LookupIn")
 	}
-	if _, err := tb.Get("k", false); ErrorCode(err) != "not_found" {
+	if _, err := tb.Get("k", false); saspec.ErrorCode(err) != "not_found" {
 		t.Errorf("get after delete: %v", err)
 	}
-	if err := tb.Delete(h); ErrorCode(err) != "not_found" {
+	if err := tb.Delete(h); saspec.ErrorCode(err) != "not_found" {
 		t.Errorf("second delete: %v", err)
 	}
 }
@@ -333,22 +334,22 @@ func TestUpdateSA(t *testing.T) {
 	cases := []struct {
 		name string
 		h    sa.Handle
-		u    UpdateSpec
+		u    saspec.UpdateSpec
 		code string
 	}{
-		{"outbound", hOut, UpdateSpec{SeqHigh: 5}, ""},
-		{"inbound by SPI", hIn, UpdateSpec{SeqHigh: 9, Proto: "esp", SPI: 0x1001}, ""},
-		{"backwards", hOut, UpdateSpec{SeqHigh: 4}, "invalid"},
-		{"no ESN", plain, UpdateSpec{SeqHigh: 1}, "invalid"},
-		{"unknown handle", 999, UpdateSpec{SeqHigh: 1}, "not_found"},
-		{"wrong SPI", hIn, UpdateSpec{SeqHigh: 10, SPI: 0x7777}, "not_found"},
-		{"wrong proto", hIn, UpdateSpec{SeqHigh: 10, Proto: "ah"}, "not_found"},
-		{"bad proto", hIn, UpdateSpec{SeqHigh: 10, Proto: "gre"}, "invalid"},
+		{"outbound", hOut, saspec.UpdateSpec{SeqHigh: 5}, ""},
+		{"inbound by SPI", hIn, saspec.UpdateSpec{SeqHigh: 9, Proto: "esp", SPI: 0x1001}, ""},
+		{"backwards", hOut, saspec.UpdateSpec{SeqHigh: 4}, "invalid"},
+		{"no ESN", plain, saspec.UpdateSpec{SeqHigh: 1}, "invalid"},
+		{"unknown handle", 999, saspec.UpdateSpec{SeqHigh: 1}, "not_found"},
+		{"wrong SPI", hIn, saspec.UpdateSpec{SeqHigh: 10, SPI: 0x7777}, "not_found"},
+		{"wrong proto", hIn, saspec.UpdateSpec{SeqHigh: 10, Proto: "ah"}, "not_found"},
+		{"bad proto", hIn, saspec.UpdateSpec{SeqHigh: 10, Proto: "gre"}, "invalid"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := tb.Update(c.h, c.u)
-			if got := ErrorCode(err); got != c.code {
+			if got := saspec.ErrorCode(err); got != c.code {
 				t.Fatalf("code = %q, want %q (%v)", got, c.code, err)
 			}
 		})
@@ -396,11 +397,11 @@ func TestEventsOnEveryChange(t *testing.T) {
 	if e := next(EventSAAdded); e.Handle != h || e.Name != "o" || e.Seq == 0 {
 		t.Errorf("sa_added = %+v", e)
 	}
-	if err := tb.Update(h, UpdateSpec{SeqHigh: 1}); err != nil {
+	if err := tb.Update(h, saspec.UpdateSpec{SeqHigh: 1}); err != nil {
 		t.Fatal(err)
 	}
 	next(EventSAUpdated)
-	id, err := tb.AddPolicy(PolicySpec{Name: "p", Dir: "out", Bundles: []Ref{"o"}})
+	id, err := tb.AddPolicy(saspec.PolicySpec{Name: "p", Dir: "out", Bundles: []saspec.Ref{"o"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestEventsOnEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(EventSADeleted)
-	if _, err := tb.Reconcile(State{}); err != nil {
+	if _, err := tb.Reconcile(saspec.State{}); err != nil {
 		t.Fatal(err)
 	}
 	next(EventReconciled)
@@ -461,13 +462,13 @@ func TestLifetimes(t *testing.T) {
 	defer sub.Close()
 
 	pk := gcmSpec("pk", 0x1000, "192.0.2.2")
-	pk.Lifetime = LifetimeSpec{Soft: LimitSpec{Packets: 2}, Hard: LimitSpec{Packets: 3}}
+	pk.Lifetime = saspec.LifetimeSpec{Soft: saspec.LimitSpec{Packets: 2}, Hard: saspec.LimitSpec{Packets: 3}}
 	hPk := mustAdd(t, tb, pk)
 	by := gcmSpec("by", 0x1001, "192.0.2.2")
-	by.Lifetime = LifetimeSpec{Soft: LimitSpec{Bytes: 1000}, Hard: LimitSpec{Bytes: 2000}}
+	by.Lifetime = saspec.LifetimeSpec{Soft: saspec.LimitSpec{Bytes: 1000}, Hard: saspec.LimitSpec{Bytes: 2000}}
 	hBy := mustAdd(t, tb, by)
 	tm := gcmSpec("tm", 0x1002, "192.0.2.2")
-	tm.Lifetime = LifetimeSpec{Soft: LimitSpec{Seconds: 60}, Hard: LimitSpec{Seconds: 120}}
+	tm.Lifetime = saspec.LifetimeSpec{Soft: saspec.LimitSpec{Seconds: 60}, Hard: saspec.LimitSpec{Seconds: 120}}
 	hTm := mustAdd(t, tb, tm)
 	sq := cbcSpec("sq", "out", 0x1003)
 	hSq := mustAdd(t, tb, sq)
@@ -559,7 +560,7 @@ func tableName(tb *Table, h sa.Handle) string {
 func TestConcurrentAddDeleteLookup(t *testing.T) {
 	tb := newTable(t, "full")
 	mustAdd(t, tb, gcmSpec("fixed", 0x100, "192.0.2.2"))
-	if _, err := tb.AddPolicy(PolicySpec{Name: "fixed", Dir: "out", Action: "bypass", Dst: "10.0.0.0/8"}); err != nil {
+	if _, err := tb.AddPolicy(saspec.PolicySpec{Name: "fixed", Dir: "out", Action: "bypass", Dst: "10.0.0.0/8"}); err != nil {
 		t.Fatal(err)
 	}
 	dst := netip.MustParseAddr("192.0.2.2")
@@ -580,7 +581,7 @@ func TestConcurrentAddDeleteLookup(t *testing.T) {
 					t.Error("lookup of a bundle that is never deleted failed")
 					return
 				}
-				if r := snap.MatchOut(sa.Flow{Src: dst, Dst: netip.MustParseAddr("10.1.2.3")}); r == nil || r.Action != Bypass {
+				if r := snap.MatchOut(sa.Flow{Src: dst, Dst: netip.MustParseAddr("10.1.2.3")}); r == nil || r.Action != saspec.Bypass {
 					t.Error("policy lookup failed during concurrent changes")
 					return
 				}
@@ -600,7 +601,7 @@ func TestConcurrentAddDeleteLookup(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := tb.AddPolicy(PolicySpec{Dir: "in", Src: fmt.Sprintf("10.%d.%d.0/24", w, i), Bundles: []Ref{Ref(fmt.Sprint(h))}}); err != nil {
+				if _, err := tb.AddPolicy(saspec.PolicySpec{Dir: "in", Src: fmt.Sprintf("10.%d.%d.0/24", w, i), Bundles: []saspec.Ref{saspec.Ref(fmt.Sprint(h))}}); err != nil {
 					t.Error(err)
 					return
 				}

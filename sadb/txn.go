@@ -4,6 +4,7 @@ import (
 	"github.com/secnic/secnic/internal/cow"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/saspec"
 )
 
 // tx builds the next snapshot; commit publishes it, then closes deleted
@@ -53,7 +54,7 @@ func (x *tx) commit() error {
 	if err := x.ltx.Commit(); err != nil {
 		if x.durable {
 			x.abort()
-			return &Error{Kind: ErrState, Msg: err.Error() + "; nothing was changed", Err: err}
+			return &saspec.Error{Kind: saspec.ErrState, Msg: err.Error() + "; nothing was changed", Err: err}
 		}
 		// Only exact final values (lower inbound records) were lost; the
 		// durable records are higher, which is safe.

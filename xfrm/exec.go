@@ -9,15 +9,16 @@ import (
 
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Backend is the SA and policy table commands act on: the daemon's control
 // API for the CLI, an sa.Table in tests.
 type Backend interface {
-	AddBundle(ctx context.Context, spec sadb.BundleSpec) error
+	AddBundle(ctx context.Context, spec saspec.BundleSpec) error
 	ListBundles(ctx context.Context, keys bool) ([]sadb.BundleInfo, error)
 	DeleteBundle(ctx context.Context, h sa.Handle) error
-	AddPolicy(ctx context.Context, spec sadb.PolicySpec) error
+	AddPolicy(ctx context.Context, spec saspec.PolicySpec) error
 	ListPolicies(ctx context.Context) ([]sadb.PolicyInfo, error)
 	DeletePolicy(ctx context.Context, id uint32) error
 }
@@ -336,7 +337,7 @@ func stProto(st State) string {
 	return "esp"
 }
 
-func stSPI(st State) sadb.SPI {
+func stSPI(st State) saspec.SPI {
 	if st.Bundle.AH != nil {
 		return st.Bundle.AH.SPI
 	}
@@ -394,7 +395,7 @@ func (r *Runner) policy(ctx context.Context, verb string, words []string) error 
 				return err
 			}
 		}
-		var replaced []sadb.PolicySpec
+		var replaced []saspec.PolicySpec
 		if verb == "update" {
 			id := PolicyID{Dir: p.Dir, Sel: p.Sel}
 			for _, old := range ps {

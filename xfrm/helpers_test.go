@@ -14,13 +14,14 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // tableBackend runs commands against an in-process sa.Table, the table the
 // daemon's control API serves.
 type tableBackend struct{ t *sadb.Table }
 
-func (b tableBackend) AddBundle(_ context.Context, s sadb.BundleSpec) error {
+func (b tableBackend) AddBundle(_ context.Context, s saspec.BundleSpec) error {
 	_, err := b.t.Add(s)
 	return err
 }
@@ -31,7 +32,7 @@ func (b tableBackend) ListBundles(_ context.Context, keys bool) ([]sadb.BundleIn
 
 func (b tableBackend) DeleteBundle(_ context.Context, h sa.Handle) error { return b.t.Delete(h) }
 
-func (b tableBackend) AddPolicy(_ context.Context, s sadb.PolicySpec) error {
+func (b tableBackend) AddPolicy(_ context.Context, s saspec.PolicySpec) error {
 	_, err := b.t.AddPolicy(s)
 	return err
 }

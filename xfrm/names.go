@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Bundle and policy names carry what XFRM has and secnic's schema has not.
@@ -19,14 +19,14 @@ import (
 // the selector; they keep names unique within secnic's 64-character limit.
 
 // StateName names the bundle of one XFRM state.
-func StateName(dir, proto string, spi sadb.SPI, dst netip.Addr, reqid uint32) string {
+func StateName(dir, proto string, spi saspec.SPI, dst netip.Addr, reqid uint32) string {
 	return fmt.Sprintf("xfrm-%s-%s-%08x-%08x-r%d", dir, proto, uint32(spi), hashString(dst.Unmap().String()), reqid)
 }
 
 // StateNameInfo is what a bundle name made by StateName says.
 type StateNameInfo struct {
 	Dir, Proto string
-	SPI        sadb.SPI
+	SPI        saspec.SPI
 	DstHash    uint32
 	ReqID      uint32
 }
@@ -49,7 +49,7 @@ func ParseStateName(name string) (StateNameInfo, bool) {
 	if err1 != nil || err2 != nil || err3 != nil || len(p[3]) != 8 || len(p[4]) != 8 {
 		return StateNameInfo{}, false
 	}
-	return StateNameInfo{Dir: p[1], Proto: p[2], SPI: sadb.SPI(spi), DstHash: uint32(h), ReqID: uint32(r)}, true
+	return StateNameInfo{Dir: p[1], Proto: p[2], SPI: saspec.SPI(spi), DstHash: uint32(h), ReqID: uint32(r)}, true
 }
 
 // ReqID returns the reqid of a bundle name (0 for bundles not made by
@@ -69,7 +69,7 @@ func PolicyName(dir string, sel Selector) string {
 
 // PolicyDir returns the XFRM direction of a secnic policy: "fwd" for the
 // inbound policies made from "dir fwd", else its own direction.
-func PolicyDir(p sadb.PolicySpec) string {
+func PolicyDir(p saspec.PolicySpec) string {
 	if strings.HasPrefix(p.Name, "xfrm-fwd-") {
 		return "fwd"
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // NetdevsimFormat selects the debugfs layout of WriteNetdevsim.
@@ -51,7 +52,7 @@ func WriteNetdevsim(w io.Writer, bundles []sadb.BundleInfo, f NetdevsimFormat) e
 		for _, s := range bi.SAs {
 			spec := bi.Spec.ESP
 			proto := 0x32
-			key := sadb.Key{}
+			key := saspec.Key{}
 			if s.Proto == "ah" {
 				spec, proto = bi.Spec.AH, 0x33
 			}

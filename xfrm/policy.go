@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Template is one "tmpl" of a policy: TMPL := ID [ mode MODE ] [ reqid
@@ -14,7 +15,7 @@ import (
 type Template struct {
 	Src, Dst netip.Addr
 	Proto    string // esp or ah
-	SPI      sadb.SPI
+	SPI      saspec.SPI
 	Mode     string // transport (default) or tunnel
 	ReqID    uint32
 }
@@ -252,8 +253,8 @@ func (p Policy) Name() string { return PolicyName(p.Dir, p.Sel) }
 
 // Spec returns the secnic policy without its bundles (see
 // ResolveTemplates).
-func (p Policy) Spec() sadb.PolicySpec {
-	s := sadb.PolicySpec{Name: p.Name(), Dir: p.Dir, Priority: int(p.Priority)}
+func (p Policy) Spec() saspec.PolicySpec {
+	s := saspec.PolicySpec{Name: p.Name(), Dir: p.Dir, Priority: int(p.Priority)}
 	if p.Dir == "fwd" {
 		s.Dir = "in"
 	}

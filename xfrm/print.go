@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // PrintOptions control the output of WriteState and WritePolicy.
@@ -121,7 +122,7 @@ func WriteState(w io.Writer, v StateView, sel *Selector, o PrintOptions) {
 			fmt.Fprintf(&b, "\tenc %s %s\n", name, keyText(s.EncKey, s.KeysRedacted, o))
 		}
 	}
-	if u := spec.UDPEncap; u != nil && v.Proto == "esp" && u.Type != sadb.EncapNone {
+	if u := spec.UDPEncap; u != nil && v.Proto == "esp" && u.Type != saspec.EncapNone {
 		fmt.Fprintf(&b, "\tencap type espinudp sport %d dport %d addr %s\n", u.SrcPort, u.DstPort, zeroAddr(v6))
 	}
 
@@ -186,7 +187,7 @@ func limit(n uint64) string {
 	return fmt.Sprint(n)
 }
 
-func keyText(k sadb.Key, redacted bool, o PrintOptions) string {
+func keyText(k saspec.Key, redacted bool, o PrintOptions) string {
 	if !o.Keys || redacted {
 		return "<<Keys hidden>>"
 	}
@@ -270,7 +271,7 @@ func WritePolicy(w io.Writer, p sadb.PolicyInfo, states []StateView, o PrintOpti
 		fmt.Fprintf(&b, "\t  add %s use %s\n", o.time(p.Created), "-")
 	}
 	if p.Spec.Action == "protect" {
-		byRef := map[sadb.Ref][]StateView{}
+		byRef := map[saspec.Ref][]StateView{}
 		for _, v := range states {
 			byRef[v.Ref()] = append(byRef[v.Ref()], v)
 		}
@@ -288,7 +289,7 @@ func WritePolicy(w io.Writer, p sadb.PolicyInfo, states []StateView, o PrintOpti
 	io.WriteString(w, b.String())
 }
 
-func writeTmpl(b *strings.Builder, src, dst, proto string, spi sadb.SPI, reqid uint32, mode string, o PrintOptions) {
+func writeTmpl(b *strings.Builder, src, dst, proto string, spi saspec.SPI, reqid uint32, mode string, o PrintOptions) {
 	fmt.Fprintf(b, "\ttmpl src %s dst %s\n", src, dst)
 	b.WriteString("\t\tproto " + proto + " ")
 	switch {
@@ -308,7 +309,7 @@ func writeTmpl(b *strings.Builder, src, dst, proto string, spi sadb.SPI, reqid u
 
 // writeMissingTmpl prints the template of a linked bundle that does not
 // exist (yet): what its name says.
-func writeMissingTmpl(b *strings.Builder, r sadb.Ref, v6 bool, o PrintOptions) {
+func writeMissingTmpl(b *strings.Builder, r saspec.Ref, v6 bool, o PrintOptions) {
 	n, ok := ParseStateName(string(r))
 	if !ok {
 		return

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // StateView is one XFRM state as secnic holds it: one SA of a bundle.
@@ -16,7 +17,7 @@ type StateView struct {
 	Bundle sadb.BundleInfo
 	// SA is the SA's state; Spec its part of the bundle's spec.
 	SA    sadb.SAInfo
-	Spec  *sadb.SASpec
+	Spec  *saspec.SASpec
 	Proto string // esp or ah
 	ReqID uint32
 }
@@ -47,11 +48,11 @@ func States(bundles []sadb.BundleInfo) []StateView {
 
 // Ref returns how a policy refers to the state's bundle: its name, or its
 // handle when it has none.
-func (v StateView) Ref() sadb.Ref {
+func (v StateView) Ref() saspec.Ref {
 	if v.Bundle.Spec.Name != "" {
-		return sadb.Ref(v.Bundle.Spec.Name)
+		return saspec.Ref(v.Bundle.Spec.Name)
 	}
-	return sadb.Ref(strconv.FormatUint(uint64(v.Bundle.Handle), 10))
+	return saspec.Ref(strconv.FormatUint(uint64(v.Bundle.Handle), 10))
 }
 
 func endpoint(s string) netip.Addr {
@@ -143,9 +144,9 @@ var ErrNoState = errors.New("no state matches the template")
 // accepts every matching state. secnic links policies to bundles that
 // exist, so a template that matches no state is an error wrapping
 // ErrNoState (RunScript retries such policies after later state adds).
-func ResolveTemplates(p Policy, states []StateView) ([]sadb.Ref, error) {
-	var refs []sadb.Ref
-	seen := map[sadb.Ref]bool{}
+func ResolveTemplates(p Policy, states []StateView) ([]saspec.Ref, error) {
+	var refs []saspec.Ref
+	seen := map[saspec.Ref]bool{}
 	for i, t := range p.Tmpls {
 		var match []StateView
 		for _, v := range states {

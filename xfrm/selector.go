@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Selector is an XFRM selector: SELECTOR := [ src ADDR[/PLEN] ] [ dst
@@ -45,11 +45,11 @@ func (s Selector) v6() bool {
 }
 
 // selectorOf reads a secnic policy's selector.
-func selectorOf(p sadb.PolicySpec) Selector {
+func selectorOf(p saspec.PolicySpec) Selector {
 	var s Selector
 	s.Src, _ = prefixOf(p.Src)
 	s.Dst, _ = prefixOf(p.Dst)
-	s.Proto, _ = sadb.ParseProto(string(p.Proto))
+	s.Proto, _ = saspec.ParseProto(string(p.Proto))
 	s.SrcPort, s.DstPort = p.SrcPort, p.DstPort
 	return s.masked()
 }
@@ -95,7 +95,7 @@ func parseUpperProto(s string) (uint8, error) {
 	if v, ok := extraProtos[s]; ok {
 		return v, nil
 	}
-	v, err := sadb.ParseProto(s)
+	v, err := saspec.ParseProto(s)
 	if err != nil {
 		return 0, fmt.Errorf("selector proto %q is not a protocol: give tcp, udp, icmp, ipv6-icmp, sctp, udplite, gre, any or a number", s)
 	}
@@ -193,7 +193,7 @@ func (s Selector) check(portWord, icmpWord string) error {
 }
 
 // policyFields writes the selector into a secnic policy.
-func (s Selector) policyFields(p *sadb.PolicySpec) {
+func (s Selector) policyFields(p *saspec.PolicySpec) {
 	if s.Src.IsValid() {
 		p.Src = s.Src.String()
 	}
@@ -201,7 +201,7 @@ func (s Selector) policyFields(p *sadb.PolicySpec) {
 		p.Dst = s.Dst.String()
 	}
 	if s.Proto != 0 {
-		p.Proto = sadb.Ref(strconv.Itoa(int(s.Proto)))
+		p.Proto = saspec.Ref(strconv.Itoa(int(s.Proto)))
 	}
 	p.SrcPort, p.DstPort = s.SrcPort, s.DstPort
 }

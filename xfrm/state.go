@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Options are what a state needs beyond its words.
@@ -24,7 +24,7 @@ type Options struct {
 type State struct {
 	// Bundle is the bundle secnic installs for the state: one SA, named
 	// by StateName.
-	Bundle sadb.BundleSpec
+	Bundle saspec.BundleSpec
 	// ReqID is the state's reqid (also in the bundle's name).
 	ReqID uint32
 	// Sel is the state's selector, if one was given (secnic selects
@@ -39,7 +39,7 @@ type State struct {
 type ID struct {
 	Src, Dst netip.Prefix
 	Proto    string // "esp", "ah" or "" (any)
-	SPI      sadb.SPI
+	SPI      saspec.SPI
 	HasSPI   bool
 }
 
@@ -83,7 +83,7 @@ func parseIDWord(id *ID, kw string, a *args) error {
 		if err != nil {
 			return fmt.Errorf("spi %q is not a 32-bit number: write it in decimal or as 0x-prefixed hex", v)
 		}
-		id.SPI, id.HasSPI = sadb.SPI(n), true
+		id.SPI, id.HasSPI = saspec.SPI(n), true
 	}
 	return nil
 }
@@ -150,8 +150,8 @@ func ParseState(words []string, o Options) (State, error) {
 		window            *int
 		seqHigh           uint32
 		esn               bool
-		lt                sadb.LifetimeSpec
-		encap             *sadb.UDPEncapSpec
+		lt                saspec.LifetimeSpec
+		encap             *saspec.UDPEncapSpec
 		tfcpad            int
 		aead, enc, auth   string // secnic names
 		encKey, authKey   []byte
@@ -338,7 +338,7 @@ func ParseState(words []string, o Options) (State, error) {
 			if _, err := netip.ParseAddr(oa); err != nil {
 				return st, fmt.Errorf("encap OADDR %q is not an address", oa)
 			}
-			encap = &sadb.UDPEncapSpec{SrcPort: ports[0], DstPort: ports[1]}
+			encap = &saspec.UDPEncapSpec{SrcPort: ports[0], DstPort: ports[1]}
 		case "offload":
 			if err := once(kw); err != nil {
 				return st, err
@@ -496,7 +496,7 @@ func ParseState(words []string, o Options) (State, error) {
 	}
 
 	// Algorithms.
-	b := sadb.BundleSpec{
+	b := saspec.BundleSpec{
 		Name: StateName(dir, id.Proto, id.SPI, dst, st.ReqID),
 		Dir:  dir, Mode: mode, ESN: esn, SeqHigh: seqHigh,
 		UDPEncap: encap, TFCPad: tfcpad, Lifetime: lt,
@@ -529,12 +529,12 @@ func ParseState(words []string, o Options) (State, error) {
 		}
 		b.ReplayWindow = &w
 	}
-	s := &sadb.SASpec{SPI: id.SPI}
+	s := &saspec.SASpec{SPI: id.SPI}
 	switch id.Proto {
 	case "esp":
 		switch {
 		case aeadWord != "":
-			s.Enc, s.Auth, s.EncKey = aead, "none", sadb.KeyOf(encKey)
+			s.Enc, s.Auth, s.EncKey = aead, "none", saspec.KeyOf(encKey)
 			if strings.HasPrefix(aead, "aes-gcm-") {
 				switch icvBits {
 				case 64, 96, 128:
@@ -549,9 +549,9 @@ func ParseState(words []string, o Options) (State, error) {
 			if authWord == "" && enc != "null" {
 				return st, fmt.Errorf("enc %s without auth or auth-trunc: ESP without integrity is refused by secnic (NDIS, RFC 4303); add auth-trunc 'hmac(sha256)' KEY 128", encWord)
 			}
-			s.Enc, s.EncKey = enc, sadb.KeyOf(encKey)
+			s.Enc, s.EncKey = enc, saspec.KeyOf(encKey)
 			if authWord != "" {
-				s.Auth, s.AuthKey = auth, sadb.KeyOf(authKey)
+				s.Auth, s.AuthKey = auth, saspec.KeyOf(authKey)
 			} else {
 				return st, fmt.Errorf("enc %s without auth or auth-trunc: ESP without integrity is refused by secnic; add auth-trunc 'hmac(sha256)' KEY 128", encWord)
 			}
@@ -569,7 +569,7 @@ func ParseState(words []string, o Options) (State, error) {
 		if encap != nil {
 			return st, fmt.Errorf("encap needs proto esp: AH cannot be UDP-encapsulated (RFC 3948)")
 		}
-		s.Auth, s.AuthKey = auth, sadb.KeyOf(authKey)
+		s.Auth, s.AuthKey = auth, saspec.KeyOf(authKey)
 		b.AH = s
 	}
 	clear(encKey)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/secnic/secnic/internal/keyfile"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // allowInsecureFlag is the flag that downgrades the refusal of a key file
@@ -28,7 +28,7 @@ func (a *app) checkKeyFile(path string, allow bool) error {
 }
 
 // warnZeroKeys prints a warning for each all-zero key.
-func (a *app) warnZeroKeys(specs []sadb.BundleSpec) {
+func (a *app) warnZeroKeys(specs []saspec.BundleSpec) {
 	for _, w := range keyfile.ZeroKeys(specs) {
 		fmt.Fprintf(a.errOut, "warning: %s\n", w)
 	}

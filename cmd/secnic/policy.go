@@ -13,6 +13,7 @@ import (
 
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func policyCommand(a *app) *cobra.Command {
@@ -27,7 +28,7 @@ func policyCommand(a *app) *cobra.Command {
 func policyAddCommand(a *app) *cobra.Command {
 	var (
 		file    string
-		p       sadb.PolicySpec
+		p       saspec.PolicySpec
 		proto   string
 		bundles []string
 	)
@@ -42,7 +43,7 @@ func policyAddCommand(a *app) *cobra.Command {
 			"  secnic policy add --name web --dir out --dst 10.0.0.0/8 --proto tcp --dport 443 --bundle web-out",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var specs []sadb.PolicySpec
+			var specs []saspec.PolicySpec
 			if file != "" {
 				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json") {
 					return usagef("give either -f FILE or policy flags, not both")
@@ -51,15 +52,15 @@ func policyAddCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if specs, err = sadb.DecodePolicySpecs(data); err != nil {
+				if specs, err = saspec.DecodePolicySpecs(data); err != nil {
 					return err
 				}
 			} else {
-				p.Proto = sadb.Ref(proto)
+				p.Proto = saspec.Ref(proto)
 				for _, b := range bundles {
-					p.Bundles = append(p.Bundles, sadb.Ref(b))
+					p.Bundles = append(p.Bundles, saspec.Ref(b))
 				}
-				specs = []sadb.PolicySpec{p}
+				specs = []saspec.PolicySpec{p}
 			}
 			resp, err := a.client().AddPolicies(cmd.Context(), specs)
 			var ae *control.APIError

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 func TestRunCheck(t *testing.T) {
@@ -75,9 +75,9 @@ func TestParseSize(t *testing.T) {
 
 func TestWiresharkKeysCommand(t *testing.T) {
 	sock, tb := daemon(t, "full")
-	key, _ := sadb.ParseKey("0x000102030405060708090a0b0c0d0e0f10111213")
-	if _, err := tb.Add(sadb.BundleSpec{Name: "o", Dir: "out", Mode: "tunnel", Src: "192.0.2.1", Dst: "192.0.2.2",
-		ESP: &sadb.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: key}}); err != nil {
+	key, _ := saspec.ParseKey("0x000102030405060708090a0b0c0d0e0f10111213")
+	if _, err := tb.Add(saspec.BundleSpec{Name: "o", Dir: "out", Mode: "tunnel", Src: "192.0.2.1", Dst: "192.0.2.2",
+		ESP: &saspec.SASpec{SPI: 0x1234, Enc: "aes-gcm-128", EncKey: key}}); err != nil {
 		t.Fatal(err)
 	}
 	c := cli{t: t, sock: sock}

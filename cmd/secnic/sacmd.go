@@ -15,10 +15,11 @@ import (
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/xfrm"
 )
 
-func refOf(s string) sadb.Ref { return sadb.Ref(s) }
+func refOf(s string) saspec.Ref { return saspec.Ref(s) }
 
 func saCommand(a *app) *cobra.Command {
 	c := &cobra.Command{
@@ -34,23 +35,23 @@ func saCommand(a *app) *cobra.Command {
 
 // keyArg reads a key flag: hex, or @FILE holding hex (a file others may
 // read is refused unless allowInsecure).
-func keyArg(a *app, allowInsecure bool, flag, v string) (sadb.Key, error) {
+func keyArg(a *app, allowInsecure bool, flag, v string) (saspec.Key, error) {
 	if v == "" {
-		return sadb.Key{}, nil
+		return saspec.Key{}, nil
 	}
 	if strings.HasPrefix(v, "@") {
 		if err := a.checkKeyFile(v[1:], allowInsecure); err != nil {
-			return sadb.Key{}, fmt.Errorf("--%s: %w", flag, err)
+			return saspec.Key{}, fmt.Errorf("--%s: %w", flag, err)
 		}
 		b, err := os.ReadFile(v[1:])
 		if err != nil {
-			return sadb.Key{}, fmt.Errorf("--%s: %w", flag, err)
+			return saspec.Key{}, fmt.Errorf("--%s: %w", flag, err)
 		}
 		v = strings.TrimSpace(string(b))
 	}
-	k, err := sadb.ParseKey(v)
+	k, err := saspec.ParseKey(v)
 	if err != nil {
-		return sadb.Key{}, usagef("--%s %s", flag, err)
+		return saspec.Key{}, usagef("--%s %s", flag, err)
 	}
 	return k, nil
 }
@@ -59,7 +60,7 @@ func saAddCommand(a *app) *cobra.Command {
 	var (
 		file                                     string
 		allowInsecure                            bool
-		b                                        sadb.BundleSpec
+		b                                        saspec.BundleSpec
 		replay                                   int
 		encapType                                string
 		encapSport, encapDport                   uint16
@@ -82,7 +83,7 @@ func saAddCommand(a *app) *cobra.Command {
 			"      --enc aes-gcm-128 --enc-key @/etc/secnic/web-in.key",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var specs []sadb.BundleSpec
+			var specs []saspec.BundleSpec
 			if file != "" {
 				if cmd.Flags().NFlag() > countSet(cmd, "file", "socket", "json", allowInsecureFlag) {
 					return usagef("give either -f FILE or bundle flags, not both")
@@ -96,7 +97,7 @@ func saAddCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				specs, err = sadb.DecodeBundleSpecs(data)
+				specs, err = saspec.DecodeBundleSpecs(data)
 				if err != nil {
 					return err
 				}
@@ -105,11 +106,11 @@ func saAddCommand(a *app) *cobra.Command {
 					b.ReplayWindow = &replay
 				}
 				if encapType != "" || encapSport != 0 || encapDport != 0 {
-					b.UDPEncap = &sadb.UDPEncapSpec{Type: encapType, SrcPort: encapSport, DstPort: encapDport}
+					b.UDPEncap = &saspec.UDPEncapSpec{Type: encapType, SrcPort: encapSport, DstPort: encapDport}
 				}
-				b.Lifetime = sadb.LifetimeSpec{
-					Soft: sadb.LimitSpec{Bytes: softB, Packets: softP, Seconds: softS},
-					Hard: sadb.LimitSpec{Bytes: hardB, Packets: hardP, Seconds: hardS},
+				b.Lifetime = saspec.LifetimeSpec{
+					Soft: saspec.LimitSpec{Bytes: softB, Packets: softP, Seconds: softS},
+					Hard: saspec.LimitSpec{Bytes: hardB, Packets: hardP, Seconds: hardS},
 				}
 				if spi != "" || enc != "" {
 					s, err := spiArg("spi", spi)
@@ -124,7 +125,7 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					b.ESP = &sadb.SASpec{SPI: s, Enc: enc, Auth: auth, ICVLen: icv, EncKey: ek, AuthKey: ak}
+					b.ESP = &saspec.SASpec{SPI: s, Enc: enc, Auth: auth, ICVLen: icv, EncKey: ek, AuthKey: ak}
 				}
 				if ahSPI != "" || ahAuth != "" {
 					s, err := spiArg("ah-spi", ahSPI)
@@ -135,12 +136,12 @@ func saAddCommand(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					b.AH = &sadb.SASpec{SPI: s, Auth: ahAuth, AuthKey: k}
+					b.AH = &saspec.SASpec{SPI: s, Auth: ahAuth, AuthKey: k}
 				}
 				if b.ESP == nil && b.AH == nil {
 					return usagef("no SA given: use --spi/--enc for ESP and/or --ah-spi/--ah-auth for AH, or -f FILE")
 				}
-				specs = []sadb.BundleSpec{b}
+				specs = []saspec.BundleSpec{b}
 			}
 			a.warnZeroKeys(specs)
 			resp, err := a.client().AddSAs(cmd.Context(), specs)
@@ -193,7 +194,7 @@ func saAddCommand(a *app) *cobra.Command {
 	f.StringVar(&b.Dst, "dst", "", "destination address (tunnel: remote endpoint; empty = wildcard)")
 	f.BoolVar(&b.ESN, "esn", false, "use 64-bit extended sequence numbers")
 	f.Uint32Var(&b.SeqHigh, "seq-high", 0, "initial ESN high-order bits")
-	f.IntVar(&replay, "replay-window", sadb.DefaultReplayWindow, "inbound anti-replay window in packets (0 = off)")
+	f.IntVar(&replay, "replay-window", saspec.DefaultReplayWindow, "inbound anti-replay window in packets (0 = off)")
 	f.StringVar(&encapType, "udp-encap", "", "UDP encapsulation: transport, tunnel, transport-over-udp-tunnel, udp-transport-over-tunnel")
 	f.Uint16Var(&encapSport, "encap-sport", 0, "UDP encapsulation source port (default 4500)")
 	f.Uint16Var(&encapDport, "encap-dport", 0, "UDP encapsulation destination port (default 4500)")
@@ -230,11 +231,11 @@ func countSet(cmd *cobra.Command, names ...string) int {
 	return n
 }
 
-func spiArg(flag, v string) (sadb.SPI, error) {
+func spiArg(flag, v string) (saspec.SPI, error) {
 	if v == "" {
 		return 0, usagef("--%s is required for that SA", flag)
 	}
-	s, err := sadb.ParseSPI(v)
+	s, err := saspec.ParseSPI(v)
 	if err != nil {
 		return 0, usagef("--%s: %v", flag, err)
 	}
@@ -307,7 +308,7 @@ func saDelCommand(a *app) *cobra.Command {
 
 func saUpdateCommand(a *app) *cobra.Command {
 	var (
-		u   sadb.UpdateSpec
+		u   saspec.UpdateSpec
 		spi string
 	)
 	c := &cobra.Command{
@@ -319,7 +320,7 @@ func saUpdateCommand(a *app) *cobra.Command {
 				return usagef("--seq-high is required")
 			}
 			if spi != "" {
-				s, err := sadb.ParseSPI(spi)
+				s, err := saspec.ParseSPI(spi)
 				if err != nil {
 					return usagef("--spi: %v", err)
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/secnic/secnic/control"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/xfrm"
 )
 
@@ -36,8 +37,8 @@ func resultError(err error) error {
 	return err
 }
 
-func (b clientBackend) AddBundle(ctx context.Context, s sadb.BundleSpec) error {
-	resp, err := b.c.AddSAs(ctx, []sadb.BundleSpec{s})
+func (b clientBackend) AddBundle(ctx context.Context, s saspec.BundleSpec) error {
+	resp, err := b.c.AddSAs(ctx, []saspec.BundleSpec{s})
 	if err != nil {
 		return resultError(err)
 	}
@@ -57,8 +58,8 @@ func (b clientBackend) DeleteBundle(ctx context.Context, h sa.Handle) error {
 	return err
 }
 
-func (b clientBackend) AddPolicy(ctx context.Context, s sadb.PolicySpec) error {
-	resp, err := b.c.AddPolicies(ctx, []sadb.PolicySpec{s})
+func (b clientBackend) AddPolicy(ctx context.Context, s saspec.PolicySpec) error {
+	resp, err := b.c.AddPolicies(ctx, []saspec.PolicySpec{s})
 	if err != nil {
 		return resultError(err)
 	}

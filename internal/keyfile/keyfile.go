@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // InsecureError is a key file that group or others may read or write.
@@ -42,9 +42,9 @@ func Check(path, override string) error {
 }
 
 // HasKeys reports whether any SA of the bundles carries key material.
-func HasKeys(specs []sadb.BundleSpec) bool {
+func HasKeys(specs []saspec.BundleSpec) bool {
 	for _, b := range specs {
-		for _, s := range []*sadb.SASpec{b.ESP, b.AH} {
+		for _, s := range []*saspec.SASpec{b.ESP, b.AH} {
 			if s != nil && (s.EncKey.Len() > 0 || s.AuthKey.Len() > 0) {
 				return true
 			}
@@ -55,7 +55,7 @@ func HasKeys(specs []sadb.BundleSpec) bool {
 
 // ZeroKeys returns a warning for each key of the bundles that is all
 // zero bytes: accepted (test vectors use them), but never a real key.
-func ZeroKeys(specs []sadb.BundleSpec) []string {
+func ZeroKeys(specs []saspec.BundleSpec) []string {
 	var out []string
 	for i, b := range specs {
 		name := b.Name
@@ -64,14 +64,14 @@ func ZeroKeys(specs []sadb.BundleSpec) []string {
 		}
 		for _, s := range []struct {
 			proto string
-			spec  *sadb.SASpec
+			spec  *saspec.SASpec
 		}{{"esp", b.ESP}, {"ah", b.AH}} {
 			if s.spec == nil {
 				continue
 			}
 			for _, k := range []struct {
 				field string
-				key   sadb.Key
+				key   saspec.Key
 			}{{"enc_key", s.spec.EncKey}, {"auth_key", s.spec.AuthKey}} {
 				if allZero(k.key.Bytes()) {
 					out = append(out, fmt.Sprintf("bundle %s: %s.%s is all zero bytes; that is a test key, not a secret: generate one with `head -c %d /dev/urandom | xxd -p -c 256`",

@@ -28,7 +28,7 @@ import (
 	"github.com/secnic/secnic/daemon"
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/suite"
-	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 )
 
 // Protocols of a scenario.
@@ -65,7 +65,7 @@ type Scenario struct {
 	DefaultOut, DefaultIn string
 	// Extra adds policies to both sides (e.g. bypass or discard rules);
 	// side is "a" or "b".
-	Extra func(side string) []sadb.PolicySpec
+	Extra func(side string) []saspec.PolicySpec
 	// Profile is the capabilities profile (default full).
 	Profile string
 	// CaptureDir, if set, makes both NICs write pcap captures there
@@ -156,7 +156,7 @@ const SPIBase = 0x1000
 
 // SPI returns the SPI of the SA of proto ("esp" or "ah") sent by side
 // ("a" or "b"); v6 selects the IPv6 bundle in transport mode.
-func SPI(side, proto string, v6 bool) sadb.SPI {
+func SPI(side, proto string, v6 bool) saspec.SPI {
 	spi := SPIBase + 0x100
 	if side == "b" {
 		spi = SPIBase + 0x200
@@ -167,7 +167,7 @@ func SPI(side, proto string, v6 bool) sadb.SPI {
 	if v6 {
 		spi++
 	}
-	return sadb.SPI(spi)
+	return saspec.SPI(spi)
 }
 
 // Configs returns the two daemons' configurations for sc on pair, with
@@ -267,9 +267,9 @@ func baseConfig(sc Scenario, pair *netlab.Pair, side string) *daemon.Config {
 
 // bundle returns the bundle sent by side from (Dir left empty), with
 // random keys.
-func bundle(sc Scenario, from string, v6 bool) (sadb.BundleSpec, error) {
+func bundle(sc Scenario, from string, v6 bool) (saspec.BundleSpec, error) {
 	src, dst := AddressesFor(sc.mode(), from), AddressesFor(sc.mode(), other(from))
-	spec := sadb.BundleSpec{
+	spec := saspec.BundleSpec{
 		Name: fmt.Sprintf("%s-to-%s", from, other(from)),
 		Mode: sc.mode(),
 		ESN:  sc.ESN,
@@ -286,14 +286,14 @@ func bundle(sc Scenario, from string, v6 bool) (sadb.BundleSpec, error) {
 		spec.Src, spec.Dst = src.Under4.String(), dst.Under4.String()
 	}
 	if sc.UDPEncap {
-		spec.UDPEncap = &sadb.UDPEncapSpec{}
+		spec.UDPEncap = &saspec.UDPEncapSpec{}
 	}
 	if sc.proto() != AH {
 		enc, err := suite.LookupEnc(suite.Enc(sc.enc()))
 		if err != nil {
 			return spec, err
 		}
-		s := &sadb.SASpec{SPI: SPI(from, ESP, v6), Enc: sc.enc(), EncKey: randomKey(enc.KeyLen)}
+		s := &saspec.SASpec{SPI: SPI(from, ESP, v6), Enc: sc.enc(), EncKey: randomKey(enc.KeyLen)}
 		if !enc.Combined {
 			auth, err := suite.LookupAuth(suite.Auth(sc.auth()))
 			if err != nil {
@@ -308,27 +308,27 @@ func bundle(sc Scenario, from string, v6 bool) (sadb.BundleSpec, error) {
 		if err != nil {
 			return spec, err
 		}
-		spec.AH = &sadb.SASpec{SPI: SPI(from, AH, v6), Auth: sc.auth(), AuthKey: randomKey(auth.KeyLen)}
+		spec.AH = &saspec.SASpec{SPI: SPI(from, AH, v6), Auth: sc.auth(), AuthKey: randomKey(auth.KeyLen)}
 	}
 	return spec, nil
 }
 
-func randomKey(n int) sadb.Key {
+func randomKey(n int) saspec.Key {
 	if n == 0 {
-		return sadb.Key{}
+		return saspec.Key{}
 	}
 	b := make([]byte, n)
 	rand.Read(b)
-	k := sadb.KeyOf(b)
+	k := saspec.KeyOf(b)
 	clear(b)
 	return k
 }
 
 // policies protects everything between the two inner networks.
-func policies(sc Scenario, side string) []sadb.PolicySpec {
+func policies(sc Scenario, side string) []saspec.PolicySpec {
 	me, peer := AddressesFor(sc.mode(), side), AddressesFor(sc.mode(), other(side))
 	outB, inB := side+"-to-"+other(side), other(side)+"-to-"+side
-	var ps []sadb.PolicySpec
+	var ps []saspec.PolicySpec
 	for _, v6 := range []bool{false, true} {
 		local, remote, fam, sfx := me.Host4.Masked(), peer.Host4.Masked(), "v4", ""
 		if v6 {
@@ -346,8 +346,8 @@ func policies(sc Scenario, side string) []sadb.PolicySpec {
 			}
 		}
 		ps = append(ps,
-			sadb.PolicySpec{Name: "out-" + fam, Dir: "out", Src: local.String(), Dst: remote.String(), Action: "protect", Bundles: []sadb.Ref{sadb.Ref(outB + sfx)}},
-			sadb.PolicySpec{Name: "in-" + fam, Dir: "in", Src: remote.String(), Dst: local.String(), Action: "protect", Bundles: []sadb.Ref{sadb.Ref(inB + sfx)}},
+			saspec.PolicySpec{Name: "out-" + fam, Dir: "out", Src: local.String(), Dst: remote.String(), Action: "protect", Bundles: []saspec.Ref{saspec.Ref(outB + sfx)}},
+			saspec.PolicySpec{Name: "in-" + fam, Dir: "in", Src: remote.String(), Dst: local.String(), Action: "protect", Bundles: []saspec.Ref{saspec.Ref(inB + sfx)}},
 		)
 	}
 	return ps

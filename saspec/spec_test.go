@@ -1,4 +1,4 @@
-package sadb
+package saspec
 
 import (
 	"encoding/json"

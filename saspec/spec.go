@@ -1,4 +1,10 @@
-package sadb
+// Package saspec is the schema of SA bundles and policies shared by the
+// control API, the CLI and the configuration file: BundleSpec, SASpec,
+// PolicySpec, keys and SPIs, their strict JSON/YAML decoding, validation
+// into typed plans (BundleSpec.Plan, PolicySpec.Plan) and the field errors
+// and error codes every refusal carries. Package sadb installs what it
+// describes.
+package saspec
 
 import (
 	"fmt"
