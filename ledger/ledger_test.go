@@ -37,7 +37,7 @@ func commit(t *testing.T, l *Ledger, rs ...Record) {
 func TestFingerprint(t *testing.T) {
 	a, b := Memory(), Memory()
 	k := []byte("0123456789abcdef")
-	if a.Fingerprint(Out, k) != a.Fingerprint(Out, k) {
+	if f1, f2 := a.Fingerprint(Out, k), a.Fingerprint(Out, k); f1 != f2 {
 		t.Fatal("fingerprint not deterministic")
 	}
 	if a.Fingerprint(Out, k) == b.Fingerprint(Out, k) {
