@@ -196,7 +196,7 @@ func katWire(t *testing.T, v katVector, esp []byte) []byte {
 	}
 	src, dst := v.addrs(t)
 	w = append(w, esp...)
-	packet.WriteIPv4(w, src, dst, packet.ProtoESP, len(w), 0, 64, false, 0x1234)
+	packet.WriteIPv4(w, packet.IPv4Fields{TotalLen: len(w), ID: 0x1234, TTL: 64, Protocol: packet.ProtoESP, Src: src, Dst: dst})
 	return w
 }
 
@@ -309,7 +309,7 @@ func TestKATEncapLayout(t *testing.T) {
 				src, dst := v.addrs(t)
 				dgram = make([]byte, packet.IPv4MinLen, packet.IPv4MinLen+len(data))
 				dgram = append(dgram, data...)
-				packet.WriteIPv4(dgram, src, dst, next, len(dgram), 0, 64, false, 77)
+				packet.WriteIPv4(dgram, packet.IPv4Fields{TotalLen: len(dgram), ID: 77, TTL: 64, Protocol: next, Src: src, Dst: dst})
 			}
 			p := bufOf(dgram)
 			if err := Encap(out, p); err != nil {
