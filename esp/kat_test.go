@@ -265,7 +265,7 @@ func TestKATDecap(t *testing.T) {
 			pkt = append(pkt, esp[:8+su.IVLen()]...)
 			pkt = append(pkt, pt...)
 			pkt = append(pkt, make([]byte, su.ICVLen())...)
-			cb := make([]byte, suite.ScratchLen)
+			cb := new(suite.Scratch)
 			if err := su.SealESPWithIV(pkt, 20, seq, v.ESN, katHex(t, v.IV), cb); err != nil {
 				t.Fatalf("SealESPWithIV: %v", err)
 			}
@@ -343,7 +343,7 @@ func TestKATEncapLayout(t *testing.T) {
 					t.Errorf("counter-mode IV = %#x, want the sequence number %#x", got, seq)
 				}
 			}
-			cb := make([]byte, suite.ScratchLen)
+			cb := new(suite.Scratch)
 			if err := su.OpenESP(wire, espOff, seq, v.ESN, cb); err != nil {
 				t.Fatalf("OpenESP of Encap's output: %v", err)
 			}
