@@ -35,6 +35,7 @@ import (
 	"encoding/binary"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -175,7 +176,7 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 		// unique among the SA's recent datagrams (RFC 6864).
 		s.WriteOuter(pkt, len(pkt), tos, df, uint16(seq))
 	}
-	switch authenticate(s, pkt, p.CB[:], hdrLen, seq, true) {
+	switch authenticate(s, pkt, &p.CB, hdrLen, seq, true) {
 	case authOK:
 	case authNoRoom:
 		return sa.OutBufferError
@@ -262,7 +263,7 @@ func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 	if !s.Replay.Check(seq) {
 		return sa.InStateSeqError
 	}
-	switch authenticate(s, pkt, p.CB[:], ahOff, seq, false) {
+	switch authenticate(s, pkt, &p.CB, ahOff, seq, false) {
 	case authOK:
 	case authNoRoom:
 		return sa.InBufferError
@@ -341,7 +342,7 @@ const (
 // it writes the ICV (for AES-GMAC the IV and the tag) into the AH header;
 // receiving, it verifies it. pkt is unchanged on return apart from the ICV
 // written when sending and the scratch area in the tailroom.
-func authenticate(s *sa.SA, pkt, cb []byte, ahOff int, seq uint64, sending bool) authResult {
+func authenticate(s *sa.SA, pkt []byte, sc *suite.Scratch, ahOff int, seq uint64, sending bool) authResult {
 	su := s.Suite
 	end := len(pkt)
 	tail := pkt[end:cap(pkt)]
@@ -372,12 +373,12 @@ func authenticate(s *sa.SA, pkt, cb []byte, ahOff int, seq uint64, sending bool)
 		var ok bool
 		if sending {
 			binary.BigEndian.PutUint64(iv, seq)
-			ok = su.GMACSeal(tag, iv, pkt[:ext], cb) == nil
+			ok = su.GMACSeal(tag, iv, pkt[:ext], sc) == nil
 		} else {
 			copy(iv, auth[:8])
 			copy(tag, auth[8:])
 			clear(auth)
-			ok = su.GMACVerify(tag, iv, pkt[:ext], cb)
+			ok = su.GMACVerify(tag, iv, pkt[:ext], sc)
 		}
 		m.restore(pkt)
 		copy(auth[:8], iv)

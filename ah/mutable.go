@@ -202,13 +202,13 @@ func walk6(pkt []byte, m *mutable, sending bool) (int, int, walkResult) {
 		pkt[0] &= 0xf0
 		pkt[1], pkt[2], pkt[3] = 0, 0, 0
 	}
-	off, nextOff := packet.IPv6Len, 6
+	it := packet.NewIPv6ExtIter(pkt)
 	rotated := false
 	for {
-		next := pkt[nextOff]
+		next := it.Proto()
 		switch next {
 		case packet.ProtoAH:
-			return off, nextOff, walkOK
+			return it.Off(), it.NextOff(), walkOK
 		case packet.ProtoESP:
 			return 0, 0, walkESP
 		case packet.ProtoFragment:
@@ -217,13 +217,11 @@ func walk6(pkt []byte, m *mutable, sending bool) (int, int, walkResult) {
 		default:
 			return 0, 0, walkNotAH
 		}
-		if off+8 > len(pkt) {
+		h, ok := it.Header()
+		if !ok {
 			return 0, 0, walkMalformed
 		}
-		l := (int(pkt[off+1]) + 1) * 8
-		if off+l > len(pkt) {
-			return 0, 0, walkMalformed
-		}
+		off, l := it.Off(), len(h)
 		if next == packet.ProtoRouting {
 			if m != nil && sending && pkt[off+3] != 0 {
 				if rotated {
@@ -237,8 +235,9 @@ func walk6(pkt []byte, m *mutable, sending bool) (int, int, walkResult) {
 		} else if r := m.options(pkt, off+2, off+l); r != walkOK {
 			return 0, 0, r
 		}
-		nextOff = off
-		off += l
+		if !it.Next() {
+			return 0, 0, walkMalformed // more than packet.MaxIPv6ExtHeaders
+		}
 	}
 }
 

@@ -105,7 +105,7 @@ func startSide(t *testing.T, side, cable, dir string) (*Daemon, *logBuf) {
 func udp4(src, dst string, payload []byte) []byte {
 	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
 	b := make([]byte, 28+len(payload))
-	packet.WriteIPv4(b, s, d, packet.ProtoUDP, len(b), 0, 64, true, 7)
+	packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 7, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: s, Dst: d})
 	u := packet.UDP(b[20:])
 	u.SetSrcPort(1000)
 	u.SetDstPort(2000)

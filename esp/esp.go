@@ -161,9 +161,9 @@ func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 	binary.BigEndian.PutUint32(pkt[espOff+4:], uint32(seq))
 	var err error
 	if iv == nil {
-		err = su.SealESP(pkt, espOff, seq, s.ESN, p.CB[:])
+		err = su.SealESP(pkt, espOff, seq, s.ESN, &p.CB)
 	} else {
-		err = su.SealESPWithIV(pkt, espOff, seq, s.ESN, iv, p.CB[:])
+		err = su.SealESPWithIV(pkt, espOff, seq, s.ESN, iv, &p.CB)
 	}
 	if err != nil {
 		return sa.OutBufferError
@@ -252,7 +252,7 @@ func decap(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
 	if !s.Replay.Check(seq) {
 		return sa.InStateSeqError
 	}
-	if err := su.OpenESP(pkt, espOff, seq, s.ESN, p.CB[:]); err != nil {
+	if err := su.OpenESP(pkt, espOff, seq, s.ESN, &p.CB); err != nil {
 		if err == suite.ErrRoom {
 			return sa.InBufferError
 		}

@@ -319,7 +319,7 @@ func TestBadPaddingRejected(t *testing.T) {
 	pkt[padLenOff-1] = 0x77 // corrupt the padding byte
 	// Re-seal with the same sequence number (the test owns both SAs).
 	l, _ := packet.Locate(pkt, 0)
-	if err := out.Suite.SealESP(p.Data(), l.Off, out.LastSeq(), false, p.CB[:]); err != nil {
+	if err := out.Suite.SealESP(p.Data(), l.Off, out.LastSeq(), false, &p.CB); err != nil {
 		t.Fatal(err)
 	}
 	if err := decapBuf(in, p); err != sa.InPadError {

@@ -129,12 +129,12 @@ func udpDatagram(v6 bool, src, dst netip.Addr, n int) []byte {
 	u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(src, dst, packet.ProtoUDP, seg)))
 	if !v6 {
 		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, src, dst, packet.ProtoUDP, len(b), 0x28, 64, true, 77)
+		packet.WriteIPv4(b, packet.IPv4Fields{TOS: 0x28, TotalLen: len(b), ID: 77, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
 		copy(b[20:], seg)
 		return b
 	}
 	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, src, dst, packet.ProtoUDP, len(seg), 0x28, 64)
+	packet.WriteIPv6(b, packet.IPv6Fields{TrafficClass: 0x28, PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
 	copy(b[40:], seg)
 	return b
 }

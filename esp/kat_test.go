@@ -196,7 +196,7 @@ func katWire(t *testing.T, v katVector, esp []byte) []byte {
 	}
 	src, dst := v.addrs(t)
 	w = append(w, esp...)
-	packet.WriteIPv4(w, src, dst, packet.ProtoESP, len(w), 0, 64, false, 0x1234)
+	packet.WriteIPv4(w, packet.IPv4Fields{TotalLen: len(w), ID: 0x1234, TTL: 64, Protocol: packet.ProtoESP, Src: src, Dst: dst})
 	return w
 }
 
@@ -265,7 +265,7 @@ func TestKATDecap(t *testing.T) {
 			pkt = append(pkt, esp[:8+su.IVLen()]...)
 			pkt = append(pkt, pt...)
 			pkt = append(pkt, make([]byte, su.ICVLen())...)
-			cb := make([]byte, suite.ScratchLen)
+			cb := new(suite.Scratch)
 			if err := su.SealESPWithIV(pkt, 20, seq, v.ESN, katHex(t, v.IV), cb); err != nil {
 				t.Fatalf("SealESPWithIV: %v", err)
 			}
@@ -309,7 +309,7 @@ func TestKATEncapLayout(t *testing.T) {
 				src, dst := v.addrs(t)
 				dgram = make([]byte, packet.IPv4MinLen, packet.IPv4MinLen+len(data))
 				dgram = append(dgram, data...)
-				packet.WriteIPv4(dgram, src, dst, next, len(dgram), 0, 64, false, 77)
+				packet.WriteIPv4(dgram, packet.IPv4Fields{TotalLen: len(dgram), ID: 77, TTL: 64, Protocol: next, Src: src, Dst: dst})
 			}
 			p := bufOf(dgram)
 			if err := Encap(out, p); err != sa.ReasonNone {
@@ -343,7 +343,7 @@ func TestKATEncapLayout(t *testing.T) {
 					t.Errorf("counter-mode IV = %#x, want the sequence number %#x", got, seq)
 				}
 			}
-			cb := make([]byte, suite.ScratchLen)
+			cb := new(suite.Scratch)
 			if err := su.OpenESP(wire, espOff, seq, v.ESN, cb); err != nil {
 				t.Fatalf("OpenESP of Encap's output: %v", err)
 			}

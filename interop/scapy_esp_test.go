@@ -272,12 +272,12 @@ func udpDatagram(src, dst netip.Addr, n int) []byte {
 	u.SetChecksum(c)
 	if src.Is4() {
 		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, src, dst, packet.ProtoUDP, len(b), 0, 64, true, 1)
+		packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 1, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
 		copy(b[packet.IPv4MinLen:], seg)
 		return b
 	}
 	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, src, dst, packet.ProtoUDP, len(seg), 0, 64)
+	packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
 	copy(b[packet.IPv6Len:], seg)
 	return b
 }

@@ -112,7 +112,7 @@ func (e *cmdError) Error() string { return "ip " + e.cmd + ": " + e.out + " (" +
 // echo builds an IPv4 ICMP echo request (type 8) with identifier 0x5ec.
 func echo(src, dst netip.Addr, typ uint8, seq uint16, payload []byte) []byte {
 	b := make([]byte, packet.IPv4MinLen+8+len(payload))
-	packet.WriteIPv4(b, src, dst, packet.ProtoICMP, len(b), 0, 64, true, seq)
+	packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: seq, DF: true, TTL: 64, Protocol: packet.ProtoICMP, Src: src, Dst: dst})
 	m := b[packet.IPv4MinLen:]
 	m[0] = typ
 	binary.BigEndian.PutUint16(m[4:], 0x5ec)

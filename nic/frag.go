@@ -248,7 +248,7 @@ func tooBig(dst *packet.Buf, orig []byte, mtu int) bool {
 		if err != nil {
 			return false
 		}
-		packet.WriteIPv4(b, h.Dst(), src, packet.ProtoICMP, len(b), 0xc0, 64, false, 0)
+		packet.WriteIPv4(b, packet.IPv4Fields{TOS: 0xc0, TotalLen: len(b), TTL: 64, Protocol: packet.ProtoICMP, Src: h.Dst(), Dst: src})
 		m := b[packet.IPv4MinLen:]
 		m[0], m[1] = 3, 4
 		m[2], m[3], m[4], m[5] = 0, 0, 0, 0
@@ -270,7 +270,7 @@ func tooBig(dst *packet.Buf, orig []byte, mtu int) bool {
 		if err != nil {
 			return false
 		}
-		packet.WriteIPv6(b, h.Dst(), src, packet.ProtoICMPv6, 8+q, 0, 64)
+		packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: 8 + q, NextHeader: packet.ProtoICMPv6, HopLimit: 64, Src: h.Dst(), Dst: src})
 		m := b[packet.IPv6Len:]
 		m[0], m[1], m[2], m[3] = 2, 0, 0, 0
 		binary.BigEndian.PutUint32(m[4:], uint32(mtu))

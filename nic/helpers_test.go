@@ -384,9 +384,9 @@ func udpWith(src, dst netip.Addr, sport, dport uint16, payload []byte, df bool) 
 	u.SetLength(packet.UDPLen + len(payload))
 	copy(b[hl+packet.UDPLen:], payload)
 	if src.Is4() {
-		packet.WriteIPv4(b, src, dst, packet.ProtoUDP, len(b), 0, 64, df, 0x1234)
+		packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 0x1234, DF: df, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
 	} else {
-		packet.WriteIPv6(b, src, dst, packet.ProtoUDP, len(b)-hl, 0, 64)
+		packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: len(b) - hl, NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
 	}
 	c := packet.TransportChecksum(src, dst, packet.ProtoUDP, b[hl:])
 	if c == 0 {

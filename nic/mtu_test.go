@@ -187,7 +187,7 @@ func TestMTU(t *testing.T) {
 		a, _ := build(t, topo{alg: algGCM, wireMTU: wireMTU})
 		// An ICMP destination unreachable that is itself too big.
 		msg := make([]byte, 1500)
-		packet.WriteIPv4(msg, in4A, in4B, packet.ProtoICMP, len(msg), 0, 64, true, 1)
+		packet.WriteIPv4(msg, packet.IPv4Fields{TotalLen: len(msg), ID: 1, DF: true, TTL: 64, Protocol: packet.ProtoICMP, Src: in4A, Dst: in4B})
 		msg[20], msg[21] = 3, 1
 		binary.BigEndian.PutUint16(msg[22:], packet.Checksum(msg[20:], 0))
 		w, h := a.stepTX(t, msg)
@@ -203,7 +203,7 @@ func TestFragment4Options(t *testing.T) {
 	opts := []byte{0x83, 7, 4, 1, 2, 3, 4, 0x07, 7, 4, 0, 0, 0, 0, 0, 0}
 	hl := 20 + len(opts)
 	pkt := make([]byte, hl+1000)
-	packet.WriteIPv4(pkt, in4A, in4B, packet.ProtoUDP, len(pkt), 0, 64, false, 99)
+	packet.WriteIPv4(pkt, packet.IPv4Fields{TotalLen: len(pkt), ID: 99, TTL: 64, Protocol: packet.ProtoUDP, Src: in4A, Dst: in4B})
 	pkt[0] = 0x40 | byte(hl/4)
 	copy(pkt[20:], opts)
 	for i := hl; i < len(pkt); i++ {

@@ -153,18 +153,18 @@ func parseFrag(pkt []byte) (f fragInfo, atomic, ok bool) {
 			return f, false, false
 		}
 		end := packet.IPv6Len + packet.IPv6(pkt).PayloadLen()
-		nextOff, pos, nh := 6, packet.IPv6Len, pkt[6]
-		for nh == packet.ProtoHopByHop || nh == packet.ProtoRouting || nh == packet.ProtoDstOpts {
-			if pos+8 > end {
+		it := packet.NewIPv6ExtIter(pkt[:end])
+		for it.Proto() != packet.ProtoFragment {
+			// Hop-by-hop, routing and destination options headers
+			// precede the fragment header (RFC 8200 4.1).
+			if !packet.IsIPv6Ext(it.Proto()) || !it.Next() {
 				return f, false, false
 			}
-			l := (int(pkt[pos+1]) + 1) * 8
-			nextOff, nh = pos, pkt[pos]
-			pos += l
 		}
-		if nh != packet.ProtoFragment || pos+8 > end {
+		if _, ok := it.Header(); !ok {
 			return f, false, false
 		}
+		pos, nextOff := it.Off(), it.NextOff()
 		f.key.v6 = true
 		copy(f.key.src[:], pkt[8:24])
 		copy(f.key.dst[:], pkt[24:40])

@@ -12,7 +12,7 @@ import (
 // frag4 builds an IPv4 fragment of datagram id carrying data at offset off.
 func frag4(id uint16, off int, data []byte, more bool) []byte {
 	b := make([]byte, 20+len(data))
-	packet.WriteIPv4(b, out4A, out4B, packet.ProtoESP, len(b), 0, 64, false, id)
+	packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: id, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
 	ff := uint16(off / 8)
 	if more {
 		ff |= 0x2000
@@ -26,7 +26,7 @@ func frag4(id uint16, off int, data []byte, more bool) []byte {
 // frag6 builds an IPv6 fragment.
 func frag6(id uint32, off int, data []byte, more bool) []byte {
 	b := make([]byte, 48+len(data))
-	packet.WriteIPv6(b, out6A, out6B, packet.ProtoFragment, 8+len(data), 0, 64)
+	packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: 8 + len(data), NextHeader: packet.ProtoFragment, HopLimit: 64, Src: out6A, Dst: out6B})
 	writeFragHdr(b[40:], packet.ProtoESP, off, more, id)
 	copy(b[48:], data)
 	return b
@@ -151,7 +151,7 @@ func TestFragment6RoundTrip(t *testing.T) {
 	// Fragment a datagram with a hop-by-hop header and reassemble it.
 	data := pattern(2500)
 	pkt := make([]byte, 48+len(data))
-	packet.WriteIPv6(pkt, out6A, out6B, packet.ProtoHopByHop, 8+len(data), 0, 64)
+	packet.WriteIPv6(pkt, packet.IPv6Fields{PayloadLen: 8 + len(data), NextHeader: packet.ProtoHopByHop, HopLimit: 64, Src: out6A, Dst: out6B})
 	pkt[40], pkt[41] = packet.ProtoESP, 0 // hop-by-hop: next ESP, 8 bytes, PadN
 	pkt[42], pkt[43] = 1, 4
 	copy(pkt[48:], data)

@@ -160,7 +160,7 @@ func TestPublishedVectors(t *testing.T) {
 
 			// The protected datagram: an outer IPv4 header, then the published ESP region.
 			wire := make([]byte, packet.IPv4MinLen+len(esp))
-			packet.WriteIPv4(wire, outerSrc, outerDst, packet.ProtoESP, len(wire), 0, 64, false, uint16(seq))
+			packet.WriteIPv4(wire, packet.IPv4Fields{TotalLen: len(wire), ID: uint16(seq), TTL: 64, Protocol: packet.ProtoESP, Src: outerSrc, Dst: outerDst})
 			copy(wire[packet.IPv4MinLen:], esp)
 			// The original datagram.
 			var orig []byte
@@ -168,7 +168,7 @@ func TestPublishedVectors(t *testing.T) {
 				orig = payload
 			} else {
 				orig = make([]byte, packet.IPv4MinLen+len(payload))
-				packet.WriteIPv4(orig, outerSrc, outerDst, next, len(orig), 0, 64, false, uint16(seq))
+				packet.WriteIPv4(orig, packet.IPv4Fields{TotalLen: len(orig), ID: uint16(seq), TTL: 64, Protocol: next, Src: outerSrc, Dst: outerDst})
 				copy(orig[packet.IPv4MinLen:], payload)
 			}
 
@@ -236,7 +236,7 @@ func roundTripFile(t testing.TB, dir string) File {
 func udp4(n int) []byte {
 	src, dst := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	b := make([]byte, packet.IPv4MinLen+packet.UDPLen+n)
-	packet.WriteIPv4(b, src, dst, packet.ProtoUDP, len(b), 0, 64, true, 9)
+	packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 9, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
 	u := packet.UDP(b[packet.IPv4MinLen:])
 	u.SetSrcPort(1000)
 	u.SetDstPort(2000)

@@ -40,11 +40,17 @@ func FlowOf(pkt []byte) (Flow, bool) {
 		if sp.Fragment {
 			// SplitIP stops in front of the fragment header's payload; the
 			// fragment offset is in the fragment header itself.
-			off := fragHeaderOffset(pkt, sp)
-			if off < 0 {
+			it := packet.NewIPv6ExtIter(pkt[:sp.Len])
+			for it.Proto() != packet.ProtoFragment {
+				if !it.Next() {
+					return Flow{}, false
+				}
+			}
+			fh, ok := it.Header()
+			if !ok {
 				return Flow{}, false
 			}
-			nonFirst = binary.BigEndian.Uint16(pkt[off+2:])&0xfff8 != 0
+			nonFirst = binary.BigEndian.Uint16(fh[2:])&0xfff8 != 0
 		}
 	}
 	f.Proto = sp.Proto
@@ -66,28 +72,6 @@ func FlowOf(pkt []byte) (Flow, bool) {
 		f.SrcPort, f.DstPort = uint16(l4[0]), uint16(l4[1])
 	}
 	return f, true
-}
-
-// fragHeaderOffset finds the IPv6 fragment header in front of sp.HdrLen, or
-// returns -1.
-func fragHeaderOffset(pkt []byte, sp packet.Split) int {
-	next := pkt[6]
-	off := packet.IPv6Len
-	for off < sp.HdrLen {
-		if next == packet.ProtoFragment {
-			if off+8 > len(pkt) {
-				return -1
-			}
-			return off
-		}
-		if off+2 > len(pkt) {
-			return -1
-		}
-		l := (int(pkt[off+1]) + 1) * 8
-		next = pkt[off]
-		off += l
-	}
-	return -1
 }
 
 // HasPorts reports whether a flow of IP protocol proto carries ports in

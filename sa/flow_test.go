@@ -10,7 +10,7 @@ import (
 
 func ipv4Pkt(proto uint8, frag uint16, l4 []byte) []byte {
 	b := make([]byte, 20+len(l4))
-	packet.WriteIPv4(b, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), proto, len(b), 0, 64, false, 1)
+	packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 1, TTL: 64, Protocol: proto, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2")})
 	binary.BigEndian.PutUint16(b[6:], frag)
 	packet.IPv4(b).UpdateChecksum()
 	copy(b[20:], l4)
@@ -19,7 +19,7 @@ func ipv4Pkt(proto uint8, frag uint16, l4 []byte) []byte {
 
 func ipv6Pkt(next uint8, ext []byte, l4 []byte) []byte {
 	b := make([]byte, 40+len(ext)+len(l4))
-	packet.WriteIPv6(b, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), next, len(ext)+len(l4), 0, 64)
+	packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: len(ext) + len(l4), NextHeader: next, HopLimit: 64, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2")})
 	copy(b[40:], ext)
 	copy(b[40+len(ext):], l4)
 	return b

@@ -32,13 +32,13 @@ func (o *outerTemplate) init(p Params) {
 	}
 	if p.Dst.Is4() {
 		o.len = packet.IPv4MinLen
-		packet.WriteIPv4(o.hdr[:], p.Src, p.Dst, proto, 0, 0, ttl, false, 0)
+		packet.WriteIPv4(o.hdr[:], packet.IPv4Fields{TTL: ttl, Protocol: proto, Src: p.Src, Dst: p.Dst})
 		o.hdr[10], o.hdr[11] = 0, 0
 		o.sum = packet.Sum(o.hdr[:packet.IPv4MinLen], 0)
 		return
 	}
 	o.len = packet.IPv6Len
-	packet.WriteIPv6(o.hdr[:], p.Src, p.Dst, proto, 0, 0, ttl)
+	packet.WriteIPv6(o.hdr[:], packet.IPv6Fields{NextHeader: proto, HopLimit: ttl, Src: p.Src, Dst: p.Dst})
 }
 
 // OuterLen returns the length of the tunnel-mode outer header (20 or 40).

@@ -27,7 +27,7 @@ import (
 // extensions the full program starts with; the root tests cover those).
 func TestLinkFilter(t *testing.T) {
 	esp4 := make([]byte, 60)
-	packet.WriteIPv4(esp4, out4A, out4B, packet.ProtoESP, 60, 0, 64, false, 1)
+	packet.WriteIPv4(esp4, packet.IPv4Fields{TotalLen: 60, ID: 1, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
 	ah4 := bytes.Clone(esp4)
 	ah4[9] = packet.ProtoAH
 	nat4 := udpWith(out4A, out4B, 4500, 4500, make([]byte, 20), false)
@@ -37,12 +37,12 @@ func TestLinkFilter(t *testing.T) {
 	tcp4 := bytes.Clone(esp4)
 	tcp4[9] = packet.ProtoTCP
 	opts4 := make([]byte, 24+8+8) // IPv4 with 4 bytes of options, UDP to 4500
-	packet.WriteIPv4(opts4, out4A, out4B, packet.ProtoUDP, len(opts4), 0, 64, false, 1)
+	packet.WriteIPv4(opts4, packet.IPv4Fields{TotalLen: len(opts4), ID: 1, TTL: 64, Protocol: packet.ProtoUDP, Src: out4A, Dst: out4B})
 	opts4[0] = 0x46
 	packet.UDP(opts4[24:]).SetDstPort(4500)
 
 	esp6 := make([]byte, 80)
-	packet.WriteIPv6(esp6, out6A, out6B, packet.ProtoESP, 40, 0, 64)
+	packet.WriteIPv6(esp6, packet.IPv6Fields{PayloadLen: 40, NextHeader: packet.ProtoESP, HopLimit: 64, Src: out6A, Dst: out6B})
 	nat6 := udpWith(out6A, out6B, 1, 4500, make([]byte, 20), false)
 	dns6 := udpWith(out6A, out6B, 1, 53, make([]byte, 20), false)
 	frag6 := bytes.Clone(esp6)
@@ -225,10 +225,10 @@ func TestLinkPort(t *testing.T) {
 		var b []byte
 		if src.Is4() {
 			b = make([]byte, 20+n)
-			packet.WriteIPv4(b, src, dst, packet.ProtoESP, len(b), 0, 64, false, uint16(n))
+			packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: uint16(n), TTL: 64, Protocol: packet.ProtoESP, Src: src, Dst: dst})
 		} else {
 			b = make([]byte, 40+n)
-			packet.WriteIPv6(b, src, dst, packet.ProtoESP, n, 0, 64)
+			packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: n, NextHeader: packet.ProtoESP, HopLimit: 64, Src: src, Dst: dst})
 		}
 		for i := len(b) - n; i < len(b); i++ {
 			b[i] = byte(i)

@@ -98,7 +98,7 @@ func TestPcapCommandVector(t *testing.T) {
 `), 0o600)
 		esp := unhex(v.Packet)
 		wire := make([]byte, packet.IPv4MinLen+len(esp))
-		packet.WriteIPv4(wire, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), packet.ProtoESP, len(wire), 0, 64, false, 1)
+		packet.WriteIPv4(wire, packet.IPv4Fields{TotalLen: len(wire), ID: 1, TTL: 64, Protocol: packet.ProtoESP, Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2")})
 		copy(wire[packet.IPv4MinLen:], esp)
 		pt := unhex(v.Plaintext)
 		inner := pt[:len(pt)-2-int(pt[len(pt)-2])]

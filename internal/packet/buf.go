@@ -6,7 +6,11 @@
 // the tailroom, so protecting a packet never copies its payload.
 package packet
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/secnic/secnic/internal/suite"
+)
 
 // Default sizes of the reserved areas around a packet. Headroom covers the
 // largest outer header secnic prepends (IPv6 40 + UDP 8 + AH with the largest
@@ -28,10 +32,10 @@ type Buf struct {
 	B   []byte
 	Off int
 	Len int
-	// CB is a per-packet scratch area for the transforms (like the Linux
+	// CB is the packet's scratch area for the transforms (like the Linux
 	// skb control block): nonces, AAD and digests live here so that the
-	// per-packet path needs no allocation.
-	CB [128]byte
+	// per-packet path needs no allocation. Pass &CB to the suite methods.
+	CB suite.Scratch
 }
 
 // NewBuf returns a buffer that can carry a packet of up to size bytes with the

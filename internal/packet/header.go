@@ -161,31 +161,65 @@ func (h TCP) DataOffset() int      { return int(h[12]>>4) * 4 }
 func (h TCP) Checksum() uint16     { return binary.BigEndian.Uint16(h[16:]) }
 func (h TCP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(h[16:], v) }
 
-// WriteIPv4 writes a 20-byte IPv4 header without options into h and computes
-// its checksum.
-func WriteIPv4(h []byte, src, dst netip.Addr, proto uint8, totalLen int, tos, ttl uint8, df bool, id uint16) {
-	h[0], h[1] = 0x45, tos
-	binary.BigEndian.PutUint16(h[2:], uint16(totalLen))
-	binary.BigEndian.PutUint16(h[4:], id)
-	if df {
+// IPv4Fields holds the fields of an IPv4 header without options, for
+// WriteIPv4. Fields left zero are written as zero (no DF, TTL 0).
+type IPv4Fields struct {
+	// TOS is the DSCP/ECN byte.
+	TOS uint8
+	// TotalLen is the datagram length, header included.
+	TotalLen int
+	// ID is the identification field.
+	ID uint16
+	// DF sets the don't-fragment flag (the fragment offset is 0).
+	DF bool
+	// TTL is the time to live.
+	TTL uint8
+	// Protocol is the upper-layer protocol.
+	Protocol uint8
+	// Src and Dst are the IPv4 addresses.
+	Src, Dst netip.Addr
+}
+
+// WriteIPv4 writes a 20-byte IPv4 header without options with the fields f
+// into h and computes its checksum.
+func WriteIPv4(h []byte, f IPv4Fields) {
+	h[0], h[1] = 0x45, f.TOS
+	binary.BigEndian.PutUint16(h[2:], uint16(f.TotalLen))
+	binary.BigEndian.PutUint16(h[4:], f.ID)
+	if f.DF {
 		h[6], h[7] = 0x40, 0
 	} else {
 		h[6], h[7] = 0, 0
 	}
-	h[8], h[9] = ttl, proto
+	h[8], h[9] = f.TTL, f.Protocol
 	h[10], h[11] = 0, 0
-	s, d := src.As4(), dst.As4()
+	s, d := f.Src.As4(), f.Dst.As4()
 	copy(h[12:16], s[:])
 	copy(h[16:20], d[:])
 	binary.BigEndian.PutUint16(h[10:], Checksum(h[:IPv4MinLen], 0))
 }
 
-// WriteIPv6 writes a 40-byte IPv6 header into h.
-func WriteIPv6(h []byte, src, dst netip.Addr, next uint8, payloadLen int, tc, hopLimit uint8) {
-	binary.BigEndian.PutUint32(h[0:], 6<<28|uint32(tc)<<20)
-	binary.BigEndian.PutUint16(h[4:], uint16(payloadLen))
-	h[6], h[7] = next, hopLimit
-	s, d := src.As16(), dst.As16()
+// IPv6Fields holds the fields of an IPv6 fixed header, for WriteIPv6. The
+// flow label is written as zero.
+type IPv6Fields struct {
+	// TrafficClass is the DSCP/ECN byte.
+	TrafficClass uint8
+	// PayloadLen is the length after the 40-byte fixed header.
+	PayloadLen int
+	// NextHeader is the protocol of the first header after the fixed header.
+	NextHeader uint8
+	// HopLimit is the hop limit.
+	HopLimit uint8
+	// Src and Dst are the IPv6 addresses.
+	Src, Dst netip.Addr
+}
+
+// WriteIPv6 writes a 40-byte IPv6 header with the fields f into h.
+func WriteIPv6(h []byte, f IPv6Fields) {
+	binary.BigEndian.PutUint32(h[0:], 6<<28|uint32(f.TrafficClass)<<20)
+	binary.BigEndian.PutUint16(h[4:], uint16(f.PayloadLen))
+	h[6], h[7] = f.NextHeader, f.HopLimit
+	s, d := f.Src.As16(), f.Dst.As16()
 	copy(h[8:24], s[:])
 	copy(h[24:40], d[:])
 }

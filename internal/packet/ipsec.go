@@ -36,50 +36,48 @@ type Split struct {
 
 // SplitIP parses the IP header (and IPv6 extension headers) of b.
 func SplitIP(b []byte) (Split, error) {
+	s, _, err := splitIP(b)
+	return s, err
+}
+
+// splitIP is SplitIP that also returns, for IPv6, the extension header
+// iterator standing at Split.HdrLen, so that Locate walks on from there.
+func splitIP(b []byte) (Split, IPv6ExtIter, error) {
 	switch Version(b) {
 	case 4:
 		hl, ok := ValidIPv4(b)
 		if !ok {
-			return Split{}, ErrMalformed
+			return Split{}, IPv6ExtIter{}, ErrMalformed
 		}
 		h := IPv4(b)
-		return Split{HdrLen: hl, NextOff: 9, Proto: h.Protocol(), Len: h.TotalLen(), Fragment: h.IsFragment()}, nil
+		return Split{HdrLen: hl, NextOff: 9, Proto: h.Protocol(), Len: h.TotalLen(), Fragment: h.IsFragment()}, IPv6ExtIter{}, nil
 	case 6:
 		if !ValidIPv6(b) {
-			return Split{}, ErrMalformed
+			return Split{}, IPv6ExtIter{}, ErrMalformed
 		}
-		s := Split{HdrLen: IPv6Len, NextOff: 6, Proto: b[6], Len: IPv6Len + IPv6(b).PayloadLen()}
-		end := s.Len
-		for {
-			switch s.Proto {
-			case ProtoHopByHop, ProtoRouting, ProtoDstOpts, ProtoFragment:
-			default:
-				return s, nil
+		s := Split{Len: IPv6Len + IPv6(b).PayloadLen()}
+		it := NewIPv6ExtIter(b[:s.Len])
+		for IsIPv6Ext(it.Proto()) {
+			h, ok := it.Header()
+			if !ok {
+				return Split{}, IPv6ExtIter{}, ErrMalformed
 			}
-			if s.HdrLen+8 > end {
-				return Split{}, ErrMalformed
-			}
-			var l int
-			if s.Proto == ProtoFragment {
-				l = 8
-				s.Fragment = true
-			} else {
-				l = (int(b[s.HdrLen+1]) + 1) * 8
-			}
-			if s.HdrLen+l > end {
-				return Split{}, ErrMalformed
-			}
-			if s.Proto == ProtoDstOpts && b[s.HdrLen] != ProtoRouting {
+			if it.Proto() == ProtoDstOpts && h[0] != ProtoRouting {
 				// Destination options meant for the final destination
 				// follow ESP/AH (RFC 4303 3.1.1, RFC 4302 3.1.1).
-				return s, nil
+				break
 			}
-			s.NextOff = s.HdrLen
-			s.Proto = b[s.HdrLen]
-			s.HdrLen += l
+			if it.Proto() == ProtoFragment {
+				s.Fragment = true
+			}
+			if !it.Next() {
+				return Split{}, IPv6ExtIter{}, ErrMalformed
+			}
 		}
+		s.HdrLen, s.NextOff, s.Proto = it.Off(), it.NextOff(), it.Proto()
+		return s, it, nil
 	}
-	return Split{}, ErrMalformed
+	return Split{}, IPv6ExtIter{}, ErrMalformed
 }
 
 // Kind classifies a received datagram by what Locate found in it.
@@ -141,7 +139,7 @@ type Loc struct {
 // length field other than the datagram's length (ErrUDPLength). For an
 // ordinary datagram (NotIPsec) Loc.Split describes its headers.
 func Locate(b []byte, encapPort uint16) (Loc, error) {
-	s, err := SplitIP(b)
+	s, it, err := splitIP(b)
 	if err != nil {
 		return Loc{}, err
 	}
@@ -159,15 +157,10 @@ func Locate(b []byte, encapPort uint16) (Loc, error) {
 	// ESP or AH too (RFC 4303 3.1.1); SplitIP stops in front of them because
 	// outbound transport-mode IPsec goes there.
 	for s.Proto == ProtoDstOpts && Version(b) == 6 {
-		if s.HdrLen+8 > len(b) {
+		if !it.Next() {
 			return l, ErrMalformed
 		}
-		n := (int(b[s.HdrLen+1]) + 1) * 8
-		if s.HdrLen+n > len(b) {
-			return l, ErrMalformed
-		}
-		s.NextOff, s.Proto = s.HdrLen, b[s.HdrLen]
-		s.HdrLen += n
+		s.HdrLen, s.NextOff, s.Proto = it.Off(), it.NextOff(), it.Proto()
 	}
 	l.Split = s
 	switch s.Proto {

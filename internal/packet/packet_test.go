@@ -168,7 +168,7 @@ func ipv6(exts []ext, upper uint8, payload []byte) []byte {
 	if len(exts) > 0 {
 		first = exts[0].typ
 	}
-	WriteIPv6(b, a, d, first, n-IPv6Len, 0, 64)
+	WriteIPv6(b, IPv6Fields{PayloadLen: n - IPv6Len, NextHeader: first, HopLimit: 64, Src: a, Dst: d})
 	off := IPv6Len
 	for i, e := range exts {
 		next := upper

@@ -78,21 +78,21 @@ func (m *MAC) Release() {
 
 // GMACSeal computes the AES-GMAC tag (16 bytes) over aad with nonce
 // salt || iv (RFC 4543) and writes it to tag[:16]; tag must have capacity 16.
-// cb is the per-packet scratch area (ScratchLen bytes).
-func (s *Suite) GMACSeal(tag, iv, aad, cb []byte) error {
+// sc is the packet's scratch area.
+func (s *Suite) GMACSeal(tag, iv, aad []byte, sc *Scratch) error {
 	if s.closed.Load() || !s.auth.gmac {
 		return ErrClosed
 	}
-	s.aead.Seal(tag[:0], s.nonce(carve(cb), iv), nil, aad)
+	s.aead.Seal(tag[:0], s.nonce(sc, iv), nil, aad)
 	return nil
 }
 
 // GMACVerify checks a 16-byte AES-GMAC tag over aad with nonce salt || iv in
-// constant time. cb is the per-packet scratch area (ScratchLen bytes).
-func (s *Suite) GMACVerify(tag, iv, aad, cb []byte) bool {
+// constant time. sc is the packet's scratch area.
+func (s *Suite) GMACVerify(tag, iv, aad []byte, sc *Scratch) bool {
 	if s.closed.Load() || !s.auth.gmac || len(tag) != 16 {
 		return false
 	}
-	_, err := s.aead.Open(tag[:0:0], s.nonce(carve(cb), iv), tag, aad)
+	_, err := s.aead.Open(tag[:0:0], s.nonce(sc, iv), tag, aad)
 	return err == nil
 }

@@ -21,21 +21,21 @@ const espHdrLen = 8
 // key; CBC IVs are unpredictable (AES of the sequence number under a random
 // per-SA key). off must be at least 4 (an IP header precedes ESP), and
 // cap(pkt) must leave TailSlack bytes after len(pkt).
-func (s *Suite) SealESP(pkt []byte, off int, seq uint64, esn bool, cb []byte) error {
-	return s.seal(pkt, off, seq, esn, nil, cb)
+func (s *Suite) SealESP(pkt []byte, off int, seq uint64, esn bool, sc *Scratch) error {
+	return s.seal(pkt, off, seq, esn, nil, sc)
 }
 
 // SealESPWithIV is SealESP with an explicit IV, for reproducing published
 // test vectors and for the offline packet tool. The caller is responsible
 // for never repeating an IV under one key (for CBC: for its unpredictability).
-func (s *Suite) SealESPWithIV(pkt []byte, off int, seq uint64, esn bool, iv, cb []byte) error {
+func (s *Suite) SealESPWithIV(pkt []byte, off int, seq uint64, esn bool, iv []byte, sc *Scratch) error {
 	if len(iv) != s.enc.IVLen {
 		return ErrLength
 	}
-	return s.seal(pkt, off, seq, esn, iv, cb)
+	return s.seal(pkt, off, seq, esn, iv, sc)
 }
 
-func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV, cb []byte) error {
+func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV []byte, sc *Scratch) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -47,7 +47,6 @@ func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV, cb [
 	if (icvStart-ivEnd)%s.Align() != 0 {
 		return ErrLength
 	}
-	sc := carve(cb)
 	iv := pkt[ivEnd-s.enc.IVLen : ivEnd]
 	pt := pkt[ivEnd:icvStart]
 	if explicitIV != nil {
@@ -90,7 +89,7 @@ func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV, cb [
 // decrypts the ciphertext in place. The arguments are as for SealESP, with
 // seq the reconstructed 64-bit sequence number. On error the buffer contents
 // between the IV and the ICV are unspecified and the packet must be dropped.
-func (s *Suite) OpenESP(pkt []byte, off int, seq uint64, esn bool, cb []byte) error {
+func (s *Suite) OpenESP(pkt []byte, off int, seq uint64, esn bool, sc *Scratch) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -102,7 +101,6 @@ func (s *Suite) OpenESP(pkt []byte, off int, seq uint64, esn bool, cb []byte) er
 	if cap(pkt)-len(pkt) < s.slack {
 		return ErrRoom
 	}
-	sc := carve(cb)
 	iv := pkt[ivEnd-s.enc.IVLen : ivEnd]
 	ct := pkt[ivEnd:icvStart]
 
@@ -149,31 +147,31 @@ func (s *Suite) counterIV(iv []byte, seq uint64, explicit []byte) {
 }
 
 // nonce builds salt || IV (RFC 4106 4, RFC 4543 3.1, RFC 7634 2).
-func (s *Suite) nonce(sc scratch, iv []byte) []byte {
-	copy(sc[0:4], s.salt[:])
-	copy(sc[4:12], iv)
-	return sc[0:12]
+func (s *Suite) nonce(sc *Scratch, iv []byte) []byte {
+	copy(sc.nonce[:4], s.salt[:])
+	copy(sc.nonce[4:], iv)
+	return sc.nonce[:]
 }
 
 // aeadAAD returns SPI || Seq (8 bytes) or, with ESN, SPI || SeqHi || SeqLo
 // (12 bytes) (RFC 4106 5, RFC 7634 2.1).
-func (s *Suite) aeadAAD(sc scratch, esp []byte, seq uint64, esn bool) []byte {
+func (s *Suite) aeadAAD(sc *Scratch, esp []byte, seq uint64, esn bool) []byte {
 	if !esn {
 		return esp[:espHdrLen]
 	}
-	copy(sc[16:20], esp[:4])
-	binary.BigEndian.PutUint64(sc[20:28], seq)
-	return sc[16:28]
+	copy(sc.aad[:4], esp[:4])
+	binary.BigEndian.PutUint64(sc.aad[4:], seq)
+	return sc.aad[:]
 }
 
 // openTruncGCM verifies and decrypts AES-GCM with an 8-byte ICV. Go's GCM
 // only checks full tags, so the expected tag is recomputed by re-encrypting:
 // seal(C) gives P, seal(P) gives C and the true tag over C, seal(C) gives P.
 // ctICV is the ciphertext followed by the received 8-byte ICV.
-func (s *Suite) openTruncGCM(sc scratch, ctICV []byte, nonce, aad []byte) error {
+func (s *Suite) openTruncGCM(sc *Scratch, ctICV []byte, nonce, aad []byte) error {
 	n := len(ctICV) - 8
 	ct := ctICV[:n]
-	saved := sc[80:88]
+	saved := sc.icv[:]
 	copy(saved, ctICV[n:])
 	s.aead.Seal(ct[:0], nonce, ct, aad) // now P (tag discarded)
 	s.aead.Seal(ct[:0], nonce, ct, aad) // back to C, tag over C at ctICV[n:n+16]
@@ -193,7 +191,7 @@ func (s *Suite) openTruncGCM(sc scratch, ctICV []byte, nonce, aad []byte) error 
 // unencrypted payload through Next Header. With ESN the AAD must be
 // contiguous, so the SPI is moved four bytes down over the end of the
 // preceding header for the computation and everything is restored after.
-func (s *Suite) gmacESP(sc scratch, pkt []byte, off, icvStart int, nonce []byte, seq uint64, esn, seal bool) bool {
+func (s *Suite) gmacESP(sc *Scratch, pkt []byte, off, icvStart int, nonce []byte, seq uint64, esn, seal bool) bool {
 	start := off
 	var saved [8]byte
 	if esn {
@@ -222,42 +220,42 @@ func (s *Suite) gmacESP(sc scratch, pkt []byte, off, icvStart int, nonce []byte,
 // from GCM, whose keystream for the 96-bit nonce "nonce || IV" starts at
 // counter 2 (NIST SP 800-38D 7.1). GCM's tag lands in the 16 bytes after b,
 // inside the ICV area and TailSlack, and is overwritten by the caller.
-func (s *Suite) ctrXOR(sc scratch, iv, b []byte) {
-	copy(sc[32:36], s.salt[:])
-	copy(sc[36:44], iv)
-	binary.BigEndian.PutUint32(sc[44:48], 1)
-	ks := sc[48:64]
-	s.block.Encrypt(ks, sc[32:48])
+func (s *Suite) ctrXOR(sc *Scratch, iv, b []byte) {
+	copy(sc.ctr[:4], s.salt[:])
+	copy(sc.ctr[4:12], iv)
+	binary.BigEndian.PutUint32(sc.ctr[12:], 1)
+	ks := sc.block[:]
+	s.block.Encrypt(ks, sc.ctr[:])
 	n := min(16, len(b))
 	subtle.XORBytes(b[:n], b[:n], ks[:n])
 	if len(b) > 16 {
 		rest := b[16:]
-		s.aead.Seal(rest[:0], sc[32:44], rest, nil)
+		s.aead.Seal(rest[:0], sc.ctr[:12], rest, nil)
 	}
 }
 
 // cbcIV derives an unpredictable CBC IV: AES under a random per-SA key of
 // the sequence number (unique per packet, so IVs never repeat).
-func (s *Suite) cbcIV(sc scratch, iv []byte, seq uint64) {
-	clear(sc[32:48])
-	binary.BigEndian.PutUint64(sc[40:48], seq)
-	out := sc[48:64]
-	s.ivGen.Encrypt(out, sc[32:48])
+func (s *Suite) cbcIV(sc *Scratch, iv []byte, seq uint64) {
+	clear(sc.ctr[:8])
+	binary.BigEndian.PutUint64(sc.ctr[8:], seq)
+	out := sc.block[:]
+	s.ivGen.Encrypt(out, sc.ctr[:])
 	copy(iv, out)
 }
 
 // hmacESP returns the truncated HMAC over the ESP header, IV and ciphertext,
 // followed by the implicit ESN high half (RFC 4303 2.2.1). The result lives
-// in sc.
-func (s *Suite) hmacESP(sc scratch, data []byte, seq uint64, esn bool) []byte {
+// in sc.digest.
+func (s *Suite) hmacESP(sc *Scratch, data []byte, seq uint64, esn bool) []byte {
 	h := s.macPool.Get().(hash.Hash)
 	h.Reset()
 	h.Write(data)
 	if esn {
-		binary.BigEndian.PutUint32(sc[16:20], uint32(seq>>32))
-		h.Write(sc[16:20])
+		binary.BigEndian.PutUint32(sc.aad[:4], uint32(seq>>32))
+		h.Write(sc.aad[:4])
 	}
-	sum := h.Sum(sc[48:48:112]) // digest of up to 64 bytes at 48..112
+	sum := h.Sum(sc.digest[:0])
 	s.macPool.Put(h)
 	return sum[:s.icvLen]
 }

@@ -228,7 +228,7 @@ func checkSealedCiphertext(t *testing.T, enc Enc, key, iv, pt, ct []byte) {
 	}
 	spi := []byte{0, 0, 0x43, 0x21}
 	pkt := espBuf(spi, 1, s.IVLen(), pt, s.ICVLen())
-	cb := make([]byte, ScratchLen)
+	cb := new(Scratch)
 	if err := s.SealESPWithIV(pkt, katOff, 1, false, iv, cb); err != nil {
 		t.Fatalf("SealESPWithIV: %v", err)
 	}
@@ -282,7 +282,7 @@ func TestKATESPPackets(t *testing.T) {
 			want := unhex(t, v.Packet)
 			pt := unhex(t, v.Plaintext)
 			iv := unhex(t, v.IV)
-			cb := make([]byte, ScratchLen)
+			cb := new(Scratch)
 
 			// Seal: plaintext -> published packet.
 			pkt := espBuf(want[:4], uint32(seq), s.IVLen(), pt, s.ICVLen())
@@ -379,7 +379,7 @@ func TestKATGCMTruncatedICV(t *testing.T) {
 				seq := v.seq(t)
 				full := unhex(t, v.Packet)
 				pt := unhex(t, v.Plaintext)
-				cb := make([]byte, ScratchLen)
+				cb := new(Scratch)
 				pkt := espBuf(full[:4], uint32(seq), s.IVLen(), pt, icvLen)
 				if err := s.SealESPWithIV(pkt, katOff, seq, v.ESN, unhex(t, v.IV), cb); err != nil {
 					t.Fatalf("SealESPWithIV: %v", err)
@@ -429,7 +429,7 @@ func TestKATRFC8439AEAD(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	cb := make([]byte, ScratchLen)
+	cb := new(Scratch)
 	body := append(append([]byte(nil), ct...), tag...)
 	pkt := espBuf([]byte{0x50, 0x51, 0x52, 0x53}, uint32(seq), 8, body, 0)
 	copy(pkt[katOff+8:], unhex(t, "4041424344454647"))
@@ -602,7 +602,7 @@ func TestKATAHGMAC(t *testing.T) {
 	}
 	pkt := unhex(t, v.Packet)
 	aad, want := pkt[:len(pkt)-16], pkt[len(pkt)-16:]
-	cb := make([]byte, ScratchLen)
+	cb := new(Scratch)
 	tag := make([]byte, 16)
 	if err := s.GMACSeal(tag, unhex(t, v.IV), aad, cb); err != nil {
 		t.Fatalf("GMACSeal: %v", err)
@@ -654,7 +654,7 @@ func TestGMACESNAAD(t *testing.T) {
 	aad = append(append(aad, iv...), pt...)
 	want := g.Seal(nil, append(key[16:20:20], iv...), nil, aad)
 
-	cb := make([]byte, ScratchLen)
+	cb := new(Scratch)
 	pkt := espBuf(spi, uint32(seq), 8, pt, 16)
 	if err := s.SealESPWithIV(pkt, katOff, seq, true, iv, cb); err != nil {
 		t.Fatalf("SealESPWithIV: %v", err)
@@ -693,7 +693,7 @@ func TestCounterModeIVIsSequence(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			cb := make([]byte, ScratchLen)
+			cb := new(Scratch)
 			seen := map[string]bool{}
 			for _, seq := range seqs {
 				for _, esn := range []bool{false, true} {
@@ -744,7 +744,7 @@ func TestCBCIVsUnique(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			cb := make([]byte, ScratchLen)
+			cb := new(Scratch)
 			seen := map[string]uint64{}
 			pt := bytes.Repeat([]byte{0x33}, 32)
 			ivOf := func(s *Suite, seq uint64) string {
@@ -827,7 +827,7 @@ func FuzzOpenESP(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, which uint8, seq uint64, esn bool, data []byte) {
 		s := suites[int(which)%len(suites)]
-		cb := make([]byte, ScratchLen)
+		cb := new(Scratch)
 		slack := s.TailSlack()
 
 		// Arbitrary bytes: no panic, nothing written past the slack.

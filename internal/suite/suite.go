@@ -79,17 +79,19 @@ type cbcModes struct {
 	enc, dec ivSetter
 }
 
-// ScratchLen is the size of the per-packet scratch area the per-packet
-// methods take (packet.Buf.CB). Temporaries live there rather than on the
-// stack, because a stack array handed to a cipher interface would escape and
-// cost an allocation per packet.
-const ScratchLen = 128
-
-// scratch is the per-packet scratch area: nonce at 0, AAD at 16, counter
-// block at 32, digest at 48 (up to 64 bytes).
-type scratch = *[ScratchLen]byte
-
-func carve(cb []byte) scratch { return (*[ScratchLen]byte)(cb) }
+// Scratch is the per-packet scratch area the per-packet methods take
+// (packet.Buf.CB is one). Temporaries live there rather than on the stack,
+// because a stack array handed to a cipher interface would escape and cost
+// an allocation per packet. Its fields belong to the suite; callers only
+// provide the storage, one Scratch per packet in flight.
+type Scratch struct {
+	nonce  [12]byte // salt || IV (RFC 4106 4, RFC 4543 3.1, RFC 7634 2)
+	aad    [12]byte // SPI || SeqHi || SeqLo with ESN; SeqHi alone for HMAC
+	ctr    [16]byte // counter block (CTR) or sequence-number block (CBC IV)
+	block  [16]byte // CTR keystream block 1, CBC IV
+	digest [64]byte // HMAC digest, up to SHA-512
+	icv    [8]byte  // the received 8-byte GCM ICV while the tag is recomputed
+}
 
 // New builds a suite. It refuses unknown algorithms, wrong key lengths,
 // encryption without integrity, and legacy algorithms unless allowed.
