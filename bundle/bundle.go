@@ -175,34 +175,13 @@ func applyIn(b *sa.Bundle, p *packet.Buf, r *Result) sa.Reason {
 		r.Done++
 	}
 	if b.ESP != nil {
-		if reason := decapESP(b.ESP, p); reason != sa.ReasonNone {
+		if reason := esp.LocateAndDecap(b.ESP, p); reason != sa.ReasonNone {
 			r.Failed, r.FailedIn = b.ESP, b
 			return reason
 		}
 		r.Done++
 	}
 	return sa.ReasonNone
-}
-
-// decapESP locates the ESP header in p as the SA s expects it (UDP
-// encapsulated on its port, or not) and removes ESP.
-func decapESP(s *sa.SA, p *packet.Buf) sa.Reason {
-	var port uint16
-	if s.Encap != nil {
-		port = s.Encap.DstPort
-	}
-	loc, err := packet.Locate(p.Bytes(), port)
-	switch {
-	case err == packet.ErrFragment:
-		return s.Outcome(sa.InFragment)
-	case err != nil:
-		return s.Outcome(sa.InHdrError)
-	case loc.Kind == packet.NotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
-		// UDP-encapsulated ESP for an SA without udp_encap: Linux counts
-		// XfrmInStateMismatch (the encapsulation does not match the state).
-		return s.Outcome(sa.InStateMismatch)
-	}
-	return esp.Decap(s, p, &loc)
 }
 
 // ApplyChainOut protects the datagram in p with chain (innermost first;

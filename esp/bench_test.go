@@ -92,7 +92,7 @@ func BenchmarkDecap(b *testing.B) {
 				for range b.N {
 					copy(q.B[packet.Headroom:], prot)
 					q.Off, q.Len = packet.Headroom, len(prot)
-					if err := decapBuf(in, q); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 						b.Fatal(err)
 					}
 				}

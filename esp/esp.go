@@ -204,6 +204,30 @@ func checksumOrFFFF(c uint16) uint16 {
 	return c
 }
 
+// LocateAndDecap finds the ESP header of p as s expects it (UDP
+// encapsulated on its port, or not), as a receive path does before Decap,
+// and decapsulates. A fragment is InFragment, a malformed datagram
+// InHdrError, and a UDP datagram for an SA without udp_encap
+// InStateMismatch (as Linux counts it); each is counted on s.
+func LocateAndDecap(s *sa.SA, p *packet.Buf) sa.Reason {
+	var port uint16
+	if s.Encap != nil {
+		port = s.Encap.DstPort
+	}
+	loc, err := packet.Locate(p.Bytes(), port)
+	switch {
+	case err == packet.ErrFragment:
+		return s.Outcome(sa.InFragment)
+	case err != nil:
+		return s.Outcome(sa.InHdrError)
+	case loc.Kind == packet.NotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
+		// UDP-encapsulated ESP for an SA without udp_encap: Linux counts
+		// XfrmInStateMismatch (the encapsulation does not match the state).
+		return s.Outcome(sa.InStateMismatch)
+	}
+	return Decap(s, p, &loc)
+}
+
 // Decap verifies and decrypts the ESP datagram in p with the inbound SA s.
 // loc is where packet.Locate found the ESP header in p.Bytes() (the caller
 // located it to find s from the SPI; Decap does not parse the headers

@@ -47,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 								t.Fatalf("Encap(%d bytes): %v", n, err)
 							}
 							checkWire(t, p.Bytes(), out, f.outer6, encap)
-							if err := decapBuf(in, p); err != sa.ReasonNone {
+							if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 								t.Fatalf("Decap(%d bytes): %v", n, err)
 							}
 							if !bytes.Equal(p.Bytes(), orig) {
@@ -126,12 +126,12 @@ func TestTamper(t *testing.T) {
 				for i := sp.HdrLen; i < len(prot); i++ {
 					q := bufOf(prot)
 					q.Bytes()[i] ^= 0x01
-					if err := decapBuf(in, q); err == sa.ReasonNone {
+					if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 						t.Fatalf("%v: flipping byte %d of %d went undetected", mode, i, len(prot))
 					}
 				}
 				// The untouched packet still verifies (anti-replay off).
-				if err := decapBuf(in, bufOf(prot)); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, bufOf(prot)); err != sa.ReasonNone {
 					t.Fatalf("untampered packet: %v", err)
 				}
 			}
@@ -150,7 +150,7 @@ func TestReplayBehaviour(t *testing.T) {
 		}
 		pkts = append(pkts, append([]byte(nil), p.Bytes()...))
 	}
-	dec := func(i int) sa.Reason { return decapBuf(in, bufOf(pkts[i-1])) } // pkts[i-1] has seq i
+	dec := func(i int) sa.Reason { return LocateAndDecap(in, bufOf(pkts[i-1])) } // pkts[i-1] has seq i
 	steps := []struct {
 		seq  int
 		want sa.Reason
@@ -204,7 +204,7 @@ func TestESNBoundary(t *testing.T) {
 				if got := seqOf(t, p.Bytes()); got != uint32(want) {
 					t.Fatalf("wire seq %d, want low half of %d", got, want)
 				}
-				if err := decapBuf(in, p); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 					t.Fatalf("seq %d: %v", want, err)
 				}
 			}
@@ -228,7 +228,7 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The receiver believes the high half is 0.
-	if err := decapBuf(in, p); err != sa.InStateProtoError {
+	if err := LocateAndDecap(in, p); err != sa.InStateProtoError {
 		t.Fatalf("got %v, want XfrmInStateProtoError", err)
 	}
 }
@@ -271,7 +271,7 @@ func TestDummyPacketDropped(t *testing.T) {
 	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
-	if err := decapBuf(in, p); err != sa.InDummy {
+	if err := LocateAndDecap(in, p); err != sa.InDummy {
 		t.Fatalf("got %v, want SecnicInDummy", err)
 	}
 	if in.Stats.Drops[sa.InDummy].Load() != 1 {
@@ -291,7 +291,7 @@ func TestTFCPaddingRemoved(t *testing.T) {
 		if p.Len < 1000 {
 			t.Fatalf("TFC padding not applied: %d bytes", p.Len)
 		}
-		if err := decapBuf(in, p); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(p.Bytes(), orig) {
@@ -322,7 +322,7 @@ func TestBadPaddingRejected(t *testing.T) {
 	if err := out.Suite.SealESP(p.Data(), l.Off, out.LastSeq(), false, &p.CB); err != nil {
 		t.Fatal(err)
 	}
-	if err := decapBuf(in, p); err != sa.InPadError {
+	if err := LocateAndDecap(in, p); err != sa.InPadError {
 		t.Fatalf("got %v, want SecnicInPadError", err)
 	}
 }
@@ -351,7 +351,7 @@ func TestMalformedInput(t *testing.T) {
 	prot := append([]byte(nil), p.Bytes()...)
 	for cut := 1; cut < len(prot); cut++ {
 		q := bufOf(prot[:cut])
-		if err := decapBuf(in, q); err == sa.ReasonNone {
+		if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 			t.Fatalf("truncated to %d bytes but accepted", cut)
 		}
 	}
@@ -366,7 +366,7 @@ func TestUnknownSPIMismatch(t *testing.T) {
 	}
 	l, _ := packet.Locate(p.Bytes(), 0)
 	binary.BigEndian.PutUint32(p.Bytes()[l.Off:], 0x9999)
-	if err := decapBuf(in, p); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, p); err != sa.InStateMismatch {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -380,7 +380,7 @@ func TestDeletedSARefuses(t *testing.T) {
 	}
 	in.Close()
 	out.Close()
-	if err := decapBuf(in, p); err == sa.ReasonNone {
+	if err := LocateAndDecap(in, p); err == sa.ReasonNone {
 		t.Fatal("deleted inbound SA still decrypts")
 	}
 	if err := Encap(out, bufOf(datagram(false, 10))); err == sa.ReasonNone {
@@ -403,7 +403,7 @@ func TestECNDecap(t *testing.T) {
 	}
 	p.Bytes()[1] |= 3 // congestion experienced on the outer header
 	packet.IPv4(p.Bytes()).UpdateChecksum()
-	if err := decapBuf(in, p); err != sa.ReasonNone {
+	if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	if p.Bytes()[1] != 0x2b || !packet.IPv4(p.Bytes()).ChecksumValid() {

@@ -108,7 +108,7 @@ func FuzzDecap(f *testing.F) {
 		c := fuzzConfigs[int(which)%len(fuzzConfigs)]
 		in := fuzzSA(t, c, sa.In)
 		p := bufOf(data)
-		if r := decapBuf(in, p); r != sa.ReasonNone {
+		if r := LocateAndDecap(in, p); r != sa.ReasonNone {
 			if r >= sa.NumReasons {
 				t.Fatalf("Decap returned an unknown reason %d", r)
 			}
@@ -133,7 +133,7 @@ func FuzzDecap(f *testing.F) {
 		}
 		// The same bytes again are a replay (unless anti-replay is off).
 		if c.o.window >= 0 {
-			if err := decapBuf(in, bufOf(data)); err != sa.InStateSeqError {
+			if err := LocateAndDecap(in, bufOf(data)); err != sa.InStateSeqError {
 				t.Fatalf("a second Decap of an accepted packet = %v, want %v", err, sa.InStateSeqError)
 			}
 		}

@@ -170,23 +170,3 @@ func seqOf(t testing.TB, pkt []byte) uint32 {
 	}
 	return binary.BigEndian.Uint32(pkt[l.Off+4:])
 }
-
-// decapBuf locates the ESP header of p as s expects it (UDP-encapsulated
-// on its port, or not), as the receive path does before esp.Decap, and
-// decapsulates.
-func decapBuf(s *sa.SA, p *packet.Buf) sa.Reason {
-	var port uint16
-	if s.Encap != nil {
-		port = s.Encap.DstPort
-	}
-	loc, err := packet.Locate(p.Bytes(), port)
-	switch {
-	case err == packet.ErrFragment:
-		return s.Outcome(sa.InFragment)
-	case err != nil:
-		return s.Outcome(sa.InHdrError)
-	case loc.Kind == packet.NotIPsec && s.Encap == nil && loc.Proto == packet.ProtoUDP:
-		return s.Outcome(sa.InStateMismatch)
-	}
-	return Decap(s, p, &loc)
-}

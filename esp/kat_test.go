@@ -225,7 +225,7 @@ func TestKATDecap(t *testing.T) {
 			esp := katESP(t, v)
 			wire := katWire(t, v, esp)
 			p := bufOf(wire)
-			if err := decapBuf(in, p); err != sa.ReasonNone {
+			if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 				t.Fatalf("Decap of the published packet: %v", err)
 			}
 			data, next := v.payload(t)
@@ -254,7 +254,7 @@ func TestKATDecap(t *testing.T) {
 			if got := in.Stats.Packets.Load(); got != 1 {
 				t.Errorf("SA counted %d packets, want 1", got)
 			}
-			if err := decapBuf(in, bufOf(wire)); !errors.Is(err, sa.InStateSeqError) {
+			if err := LocateAndDecap(in, bufOf(wire)); !errors.Is(err, sa.InStateSeqError) {
 				t.Errorf("Decap of the same packet again = %v, want %v", err, sa.InStateSeqError)
 			}
 
@@ -401,7 +401,7 @@ func TestEncapIVs(t *testing.T) {
 						t.Fatalf("packet %d: IV %#x, want the sequence number %#x", i, got, start+i)
 					}
 				}
-				if err := decapBuf(in, p); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 					t.Fatalf("Decap: %v", err)
 				}
 			}

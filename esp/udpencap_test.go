@@ -28,7 +28,7 @@ func TestUDPEncapLengthChecked(t *testing.T) {
 		if _, err := packet.Locate(b, 4500); err != packet.ErrUDPLength {
 			t.Errorf("UDP length %d (datagram %d): Locate = %v, want ErrUDPLength", n, real, err)
 		}
-		if err := decapBuf(in, bufOf(b)); err != sa.InHdrError {
+		if err := LocateAndDecap(in, bufOf(b)); err != sa.InHdrError {
 			t.Errorf("UDP length %d: Decap = %v, want XfrmInHdrError", n, err)
 		}
 	}
@@ -41,7 +41,7 @@ func TestUDPEncapForSAWithoutEncapIsStateMismatch(t *testing.T) {
 	b := udpESP(t)
 	// Same SPI and keys do not matter: the mismatch is found first.
 	_, in := newPair(t, allAlgs()[0], pairOpts{mode: sa.Transport})
-	if err := decapBuf(in, bufOf(b)); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, bufOf(b)); err != sa.InStateMismatch {
 		t.Errorf("UDP-encapsulated ESP for an SA without udp_encap: %v, want XfrmInStateMismatch", err)
 	}
 	if got := in.Stats.Snapshot().Drops[sa.InStateMismatch.String()]; got != 1 {
