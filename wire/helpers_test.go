@@ -2,12 +2,12 @@ package wire
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 )
 
 // requireRoot skips a test that needs root, or fails it under CI=true.
@@ -30,42 +30,8 @@ var (
 	out6B = netip.MustParseAddr("2001:db8::2")
 )
 
-// udp builds an IPv4 or IPv6 UDP datagram with a payload of n bytes
-// (a recognisable pattern that starts with seq).
-func udp(src, dst netip.Addr, sport, dport uint16, n int, seq uint32, df bool) []byte {
-	payload := make([]byte, n)
-	for i := range payload {
-		payload[i] = byte(i*13 + int(seq))
-	}
-	if n >= 4 {
-		binary.BigEndian.PutUint32(payload, seq)
-	}
-	return udpWith(src, dst, sport, dport, payload, df)
-}
-
-func udpWith(src, dst netip.Addr, sport, dport uint16, payload []byte, df bool) []byte {
-	hl := packet.IPv4MinLen
-	if src.Is6() {
-		hl = packet.IPv6Len
-	}
-	b := make([]byte, hl+packet.UDPLen+len(payload))
-	u := packet.UDP(b[hl:])
-	u.SetSrcPort(sport)
-	u.SetDstPort(dport)
-	u.SetLength(packet.UDPLen + len(payload))
-	copy(b[hl+packet.UDPLen:], payload)
-	if src.Is4() {
-		packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 0x1234, DF: df, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-	} else {
-		packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: len(b) - hl, NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	}
-	c := packet.TransportChecksum(src, dst, packet.ProtoUDP, b[hl:])
-	if c == 0 {
-		c = 0xffff
-	}
-	u.SetChecksum(c)
-	return b
-}
+// udp and udpWith build UDP datagrams (package packettest).
+var udp, udpWith = packettest.UDP, packettest.UDPWith
 
 // fragments4 splits an IPv4 datagram without options into fragments of at
 // most size payload bytes (a multiple of 8), each with a valid checksum.
