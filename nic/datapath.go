@@ -138,8 +138,9 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 		return
 	}
 	action, bundles := n.cfg.DefaultOut, []*sa.Bundle(nil)
-	if r := snap.MatchOut(flow); r != nil {
-		action, bundles = r.Action, r.Bundles
+	pol := snap.MatchOut(flow)
+	if pol != nil {
+		action, bundles = pol.Action, pol.Bundles
 	}
 	switch action {
 	case saspec.Discard:
@@ -148,9 +149,11 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 	case saspec.Protect:
 		if len(bundles) == 0 {
 			c.drop(dropReason(sa.OutNoStates))
+			pol.Acquire(flow, sa.OutNoStates) // ask the IKE daemon for SAs (rate-limited)
 			return
 		}
-		if !n.protect(t, p, bundles) {
+		if r := n.protect(t, p, bundles); r != sa.ReasonNone {
+			pol.Acquire(flow, r) // acts only on an expired SA
 			return
 		}
 		c.protected.Add(1)
@@ -166,20 +169,22 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 
 // protect applies the bundles in order (each: ESP, then AH). A datagram
 // that will not fit the wire afterwards and must not be fragmented is
-// answered with ICMP before any SA spends a sequence number on it.
-func (n *NIC) protect(t *txState, p *packet.Buf, bundles []*sa.Bundle) bool {
+// answered with ICMP before any SA spends a sequence number on it. It
+// returns why the packet was dropped (counted already), or sa.ReasonNone
+// when it is ready for the wire.
+func (n *NIC) protect(t *txState, p *packet.Buf, bundles []*sa.Bundle) sa.Reason {
 	c := &n.tx
 	over := bundle.ChainOverhead(bundles, p.Len)
 	if p.Len+over > n.wireMTU && !mayFragment(p.Bytes(), bundles) {
 		n.sendTooBig(t, p, n.wireMTU-over)
-		return false
+		return sa.OutError // counted by sendTooBig; the SAs are fine
 	}
 	// Each bundle: ESP, then AH over the datagram ESP produced.
 	if r := bundle.ApplyChainOut(bundles, p); r != sa.ReasonNone {
 		c.drop(dropReason(r))
-		return false
+		return r
 	}
-	return true
+	return sa.ReasonNone
 }
 
 // mayFragment reports whether an inner datagram too big for the wire may

@@ -41,6 +41,11 @@ const (
 	EventPolicyAdded    EventType = "policy_added"
 	EventPolicyDeleted  EventType = "policy_deleted"
 	EventPolicyReplaced EventType = "policy_replaced"
+	// EventAcquire: an outbound protect policy has no usable SA for a
+	// packet (XFRM_MSG_ACQUIRE): a linked bundle is missing or its SA
+	// expired. Acquire holds the flow and the templates; at most one per
+	// policy per TableConfig.AcquirePeriod (see Resolved.Acquire).
+	EventAcquire EventType = "acquire"
 	// EventReconciled: a configuration reload was applied.
 	EventReconciled EventType = "reconciled"
 	// EventSubscribed is the first event of a stream (sent by the control
@@ -85,6 +90,9 @@ type Event struct {
 	Summary *ReconcileSummary `json:"summary,omitempty"`
 	// Dropped counts lost events (dropped events).
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Acquire describes the flow and the SAs wanted (acquire events; see
+	// EventAcquire).
+	Acquire *Acquire `json:"acquire,omitempty"`
 }
 
 // DefaultEventBuffer is the subscription buffer when none is given.

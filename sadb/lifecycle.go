@@ -9,9 +9,10 @@ import (
 	"github.com/secnic/secnic/saspec"
 )
 
-// Start runs the lifetime ticker and forwards capabilities indications to
-// the event stream until ctx is done or Stop is called. Calling Start on a
-// running table does nothing.
+// Start runs the lifetime ticker, turns the datapath's acquires into
+// acquire events and forwards capabilities indications to the event stream
+// until ctx is done or Stop is called. Calling Start on a running table
+// does nothing.
 func (t *Table) Start(ctx context.Context) {
 	t.runMu.Lock()
 	defer t.runMu.Unlock()
@@ -23,6 +24,13 @@ func (t *Table) Start(ctx context.Context) {
 	t.cancel, t.done = cancel, done
 	sub := t.caps.Subscribe(64)
 	var wg sync.WaitGroup
+	if t.acq != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.acquireLoop(ctx.Done())
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()

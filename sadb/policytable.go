@@ -36,6 +36,8 @@ type Resolved struct {
 	Policy  *Policy
 	Action  saspec.Action
 	Bundles []*sa.Bundle
+
+	acq *acquireState // outbound protect policies: the acquire rate limit
 }
 
 // PolicyResult is the outcome of one policy of an add request.
@@ -217,6 +219,7 @@ func (t *Table) addPolicyLocked(x *tx, pp *saspec.PolicyPlan, origin string, id 
 		origin:  origin,
 		created: time.Now(),
 	}
+	pe.acq = t.newAcquireState(&pe.p)
 	t.insertPolicyLocked(x, pe)
 	x.events = append(x.events, Event{Type: EventPolicyAdded, PolicyID: id, PolicyName: s.Name, Dir: pp.Dir.String()})
 	return id, nil
@@ -338,6 +341,10 @@ func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 	}
 	pe.p.Bundles = p.Bundles
 	res.Policy = &p
+	if res.acq = pe.acq; res.acq != nil && len(res.Bundles) > 0 {
+		// The SAs arrived: the next miss raises an acquire at once.
+		res.acq.last.Store(0)
+	}
 	return res
 }
 

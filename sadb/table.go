@@ -45,6 +45,10 @@ type TableConfig struct {
 	// then runs a reserver goroutine until Close. nil means a fresh
 	// memory ledger: the same rules for the life of the process.
 	Ledger *ledger.Ledger
+	// AcquirePeriod is the least time between two acquire events of one
+	// policy (see EventAcquire); 0 means DefaultAcquirePeriod (Linux's
+	// XFRM_ACQ_EXPIRES, 30s), a negative value turns acquires off.
+	AcquirePeriod time.Duration
 }
 
 type bundleEntry struct {
@@ -75,6 +79,7 @@ type polEntry struct {
 	key     polKey
 	res     *Resolved
 	created time.Time
+	acq     *acquireState // outbound protect only
 }
 
 type shapeState struct {
@@ -95,6 +100,7 @@ type Table struct {
 	bus    eventBus
 	ledger *ledger.Ledger
 	res    *reserver // persistent ledgers only
+	acq    *acquirer // nil: acquires are off
 
 	mu         sync.Mutex
 	bundles    map[sa.Handle]*bundleEntry
@@ -144,6 +150,7 @@ func NewTable(c TableConfig) (*Table, error) {
 		byKey:     map[polKey][]*polEntry{},
 		shapes:    [2]map[shapeDesc]*shapeState{{}, {}},
 		refs:      map[string]map[uint32]struct{}{},
+		acq:       newAcquirer(c.AcquirePeriod),
 	}
 	if t.log == nil {
 		t.log = slog.Default()
