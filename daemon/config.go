@@ -214,6 +214,10 @@ type DatapathConfig struct {
 	// ICMPRate limits ICMP too-big messages per second (default 100,
 	// negative = unlimited).
 	ICMPRate int `json:"icmp_rate,omitempty"`
+	// AcquirePeriod is the least time between two acquire events of one
+	// outbound protect policy without a usable SA, e.g. "30s" (default,
+	// Linux's XFRM_ACQ_EXPIRES); negative turns acquire events off.
+	AcquirePeriod Duration `json:"acquire_period,omitzero"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").

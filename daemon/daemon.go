@@ -134,7 +134,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 			d.log.Warn("nonce reuse across restarts accepted (allow_nonce_reuse_across_restarts)", "sa", w)
 		}
 	}
-	tcfg := sadb.TableConfig{Caps: d.caps, Logger: d.log}
+	tcfg := sadb.TableConfig{Caps: d.caps, Logger: d.log, AcquirePeriod: time.Duration(cfg.Datapath.AcquirePeriod)}
 	if d.ledger != nil {
 		tcfg.Ledger = d.ledger
 	}

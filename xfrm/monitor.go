@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
@@ -12,8 +14,9 @@ import (
 // Monitor prints secnic's events as `ip xfrm monitor` prints XFRM's: new
 // states and policies as `ip xfrm` lists them, "Deleted ", "Updated " and
 // "Expired " (with "hard 0" for a soft limit, "hard 1" for a hard one)
-// before the entry. secnic raises no ACQUIRE: a policy whose state is
-// missing drops its traffic (XfrmOutNoStates) without asking for one.
+// before the entry, and secnic's acquire events (an outbound policy whose
+// state is missing or expired) as "acquire proto esp" with the selector of
+// the packet and the policy, as ip prints XFRM_MSG_ACQUIRE.
 type Monitor struct {
 	Backend Backend
 	Print   PrintOptions
@@ -99,8 +102,74 @@ func (m *Monitor) Handle(ctx context.Context, e sadb.Event) error {
 	case sadb.EventPolicyDeleted:
 		m.policy(e.PolicyID, "Deleted ")
 		delete(m.policies, e.PolicyID)
+	case sadb.EventAcquire:
+		if _, ok := m.policies[e.PolicyID]; !ok {
+			if err := m.refresh(ctx); err != nil {
+				return err
+			}
+		}
+		m.acquire(e)
 	}
 	return nil
+}
+
+// acquire prints an acquire event as xfrm_acquire_print does: the
+// protocol wanted, the packet's selector ("sel"), the policy with its
+// templates, and with -s the sequence number and algorithm masks.
+func (m *Monitor) acquire(e sadb.Event) {
+	a := e.Acquire
+	if a == nil || !m.want("acquire") {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "acquire proto %s \n", acquireProto(a))
+	f := a.Flow
+	bits := 32
+	if f.Src.Is6() {
+		bits = 128
+	}
+	sel := Selector{Src: netip.PrefixFrom(f.Src, bits), Dst: netip.PrefixFrom(f.Dst, bits), Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort}
+	writeSelector(&b, "  sel ", sel, f.Src.Is6(), PrintOptions{})
+	if p, ok := m.policies[e.PolicyID]; ok {
+		var vs []sadb.BundleInfo
+		for _, x := range m.bundles {
+			vs = append(vs, x)
+		}
+		var pb strings.Builder
+		WritePolicy(&pb, p, States(vs), PrintOptions{Loc: m.Print.Loc})
+		for i, l := range strings.SplitAfter(pb.String(), "\n") {
+			if l == "" {
+				continue
+			}
+			if i == 0 {
+				b.WriteString("  policy ")
+			} else {
+				b.WriteString("    ")
+			}
+			b.WriteString(l)
+		}
+	}
+	if m.Print.Stats {
+		fmt.Fprintf(&b, "  seq 0x%08d enc-mask ffffffff auth-mask ffffffff comp-mask ffffffff", a.Seq)
+	}
+	b.WriteString("\n")
+	io.WriteString(m.Out, b.String())
+}
+
+// acquireProto is the protocol of the first template an acquire wants:
+// the existing bundle's first protocol, or what a missing bundle's name
+// says (secnic xfrm names carry it), else esp.
+func acquireProto(a *sadb.Acquire) string {
+	for _, t := range a.Templates {
+		if len(t.Protos) > 0 {
+			return t.Protos[0]
+		}
+		if n, ok := ParseStateName(t.Ref); ok {
+			return n.Proto
+		}
+		break
+	}
+	return "esp"
 }
 
 func (m *Monitor) states(h sa.Handle, prefix, suffix, obj string) {

@@ -3,9 +3,13 @@ package xfrm
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
 )
 
 // TestMonitor drives the monitor with the table's own events: add, delete,
@@ -77,5 +81,62 @@ func TestParseMonitor(t *testing.T) {
 	}
 	if _, err := ParseMonitor([]string{"bogus"}); err == nil {
 		t.Error("bogus accepted")
+	}
+}
+
+// TestMonitorAcquire prints an acquire event as ip xfrm monitor prints
+// XFRM_MSG_ACQUIRE: a policy whose state was deleted asks for it.
+func TestMonitorAcquire(t *testing.T) {
+	g := newRig(t)
+	g.run(tunnelLines[0], tunnelLines[2],
+		"ip xfrm state delete src 192.0.2.1 dst 192.0.2.2 proto esp spi 0xc1000001")
+	sub := g.tb.Subscribe(64)
+	defer sub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.tb.Start(ctx)
+	var out bytes.Buffer
+	m := &Monitor{Backend: tableBackend{g.tb}, Out: &out, Print: g.r.Print}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flow := sa.Flow{Src: netip.MustParseAddr("10.1.0.5"), Dst: netip.MustParseAddr("10.2.0.7"), Proto: 6, SrcPort: 40000, DstPort: 22}
+	r := g.tb.Snapshot().MatchOut(flow)
+	if r == nil || len(r.Bundles) != 0 {
+		t.Fatalf("the policy resolves to %+v, want protect without its state", r)
+	}
+	r.Acquire(flow, sa.OutNoStates)
+	deadline := time.After(5 * time.Second)
+	for {
+		var e sadb.Event
+		select {
+		case e = <-sub.C:
+		case <-deadline:
+			t.Fatal("no acquire event")
+		}
+		if err := m.Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == sadb.EventAcquire {
+			break
+		}
+	}
+	want := "acquire proto esp \n" +
+		"  sel src 10.1.0.5/32 dst 10.2.0.7/32 proto tcp sport 40000 dport 22 \n" +
+		"  policy src 10.1.0.0/16 dst 10.2.0.0/16 \n" +
+		"    \tdir out priority 0 ptype main \n" +
+		"    \ttmpl src 0.0.0.0 dst 0.0.0.0\n" +
+		"    \t\tproto esp spi 0xc1000001 reqid 1 mode transport\n" +
+		"\n"
+	if got := out.String(); got != want {
+		t.Errorf("monitor printed\n%q\nwant\n%q", got, want)
+	}
+
+	// Other objects only: nothing.
+	out.Reset()
+	m.Objects = map[string]bool{"SA": true}
+	m.acquire(sadb.Event{Type: sadb.EventAcquire, PolicyID: r.Policy.ID, Acquire: &sadb.Acquire{Seq: 2}})
+	if out.Len() != 0 {
+		t.Errorf("monitor SA printed an acquire: %q", out.String())
 	}
 }

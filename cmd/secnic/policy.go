@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -265,10 +266,12 @@ func eventsCommand(a *app) *cobra.Command {
 	var count int
 	c := &cobra.Command{
 		Use:   "events",
-		Short: "Follow the event stream: indications, SA delete requests, expiries, changes",
+		Short: "Follow the event stream: indications, SA delete requests, expiries, acquires, changes",
 		Long: "events prints the daemon's events as they happen: capabilities status indications\n" +
 			"(NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG, ..._HARDWARE_CAPABILITIES), SA delete requests\n" +
-			"(soft lifetime, NDIS SaDeleteReq), hard expiries, and SA and policy changes.\n" +
+			"(soft lifetime, NDIS SaDeleteReq), hard expiries, acquires (an outbound protect policy\n" +
+			"without a usable SA, at most one per policy per datapath.acquire_period, like\n" +
+			"XFRM_MSG_ACQUIRE), and SA and policy changes.\n" +
 			"With --json each event is one JSON line. Stop with Ctrl-C or --count.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -318,6 +321,20 @@ func describeEvent(e sadb.Event) string {
 		}
 	case sadb.EventPolicyAdded, sadb.EventPolicyDeleted, sadb.EventPolicyReplaced:
 		fmt.Fprintf(&b, " policy %d %s %s", e.PolicyID, dash(e.PolicyName), e.Dir)
+	case sadb.EventAcquire:
+		fmt.Fprintf(&b, " policy %d %s %s", e.PolicyID, dash(e.PolicyName), e.Dir)
+		if a := e.Acquire; a != nil {
+			f := a.Flow
+			fmt.Fprintf(&b, " seq=%d reason=%s flow=%s %s", a.Seq, a.Reason, saspec.ProtoName(f.Proto), netip.AddrPortFrom(f.Src, f.SrcPort))
+			fmt.Fprintf(&b, " > %s want=", netip.AddrPortFrom(f.Dst, f.DstPort))
+			for i, t := range a.Templates {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString(describeTemplate(t))
+			}
+			fmt.Fprintf(&b, " suppressed=%d", a.Suppressed)
+		}
 	default:
 		fmt.Fprintf(&b, " bundle %d %s %s", e.Handle, dash(e.Name), e.Dir)
 		if e.SPI != 0 {
@@ -328,4 +345,20 @@ func describeEvent(e sadb.Event) string {
 		}
 	}
 	return b.String()
+}
+
+// describeTemplate is one wanted bundle of an acquire event: its reference
+// and, when it exists, its protocols, mode, tunnel endpoints and expired SAs.
+func describeTemplate(t sadb.AcquireTemplate) string {
+	if t.Missing {
+		return t.Ref + "(missing)"
+	}
+	s := t.Ref + "(" + strings.Join(t.Protos, "+") + " " + t.Mode
+	if t.Src.IsValid() {
+		s += " " + t.Src.String() + ">" + t.Dst.String()
+	}
+	if len(t.Expired) > 0 {
+		s += " expired " + strings.Join(t.Expired, " ")
+	}
+	return s + ")"
 }

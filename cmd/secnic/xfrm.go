@@ -212,8 +212,8 @@ func xfrmMonitorCommand(a *app, f *xfrmFlags) *cobra.Command {
 		Short: "Print state and policy events as ip xfrm monitor does",
 		Long: "monitor follows the daemon's events and prints them as `ip xfrm monitor`: new states and\n" +
 			"policies, \"Deleted \", \"Updated \" and \"Expired \" (hard 0 for a soft limit, hard 1 for a\n" +
-			"hard one). secnic raises no ACQUIRE: traffic of a policy without its state is dropped\n" +
-			"(XfrmOutNoStates). Stop with Ctrl-C or --count.",
+			"hard one), and \"acquire\" when an outbound policy's state is missing or expired (at most\n" +
+			"one per policy per datapath.acquire_period, like XFRM_MSG_ACQUIRE). Stop with Ctrl-C or --count.",
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			objs, err := xfrm.ParseMonitor(args)
