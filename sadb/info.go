@@ -124,6 +124,9 @@ type TableStats struct {
 	Capacity uint32             `json:"capacity"`
 	Policies int                `json:"policies"`
 	SAs      []SAStats          `json:"sas"`
+	// Acquire counts the acquire events raised and the packets whose
+	// acquire the rate limit suppressed.
+	Acquire AcquireStats `json:"acquire"`
 }
 
 // Stats returns the table's usage and per-SA counters.
@@ -136,6 +139,7 @@ func (t *Table) Stats() TableStats {
 	}
 	t.mu.Unlock()
 	st.Capacity = t.caps.Current().SaOffloadCapacity
+	st.Acquire = t.AcquireStats()
 	slices.SortFunc(hs, func(a, b *bundleEntry) int { return cmpHandle(a.b.Handle, b.b.Handle) })
 	for _, be := range hs {
 		for _, s := range be.b.SAs() {
