@@ -31,7 +31,8 @@ type Policy struct {
 // bundles. For an outbound Protect policy, an empty Bundles means a linked
 // bundle is missing (deleted, or not yet added): drop the packet with
 // OutNoStates. For an inbound Protect policy, Bundles lists the linked
-// bundles that exist. A Resolved is immutable.
+// bundles that exist. A Resolved is immutable but for the acquire rate
+// limit it shares with the policy's other resolutions (see Acquire).
 type Resolved struct {
 	Policy  *Policy
 	Action  saspec.Action
