@@ -86,6 +86,11 @@ func TestParseConfigValid(t *testing.T) {
 				t.Errorf("timeout %v", c.Datapath.ReassemblyTimeout)
 			}
 		}},
+		{"acquire-period", minimal + "datapath: {acquire_period: -1s}\n", func(t *testing.T, c *Config) {
+			if c.Datapath.AcquirePeriod.String() != "-1s" {
+				t.Errorf("acquire period %v", c.Datapath.AcquirePeriod)
+			}
+		}},
 		{"sas-and-policies", strings.Replace(minimal, "state_dir: none", "state_dir: /var/lib/secnic/test", 1) + sasAndPolicies, func(t *testing.T, c *Config) {
 			if c.stateDir() != "/var/lib/secnic/test" {
 				t.Errorf("state dir %q", c.stateDir())
