@@ -110,7 +110,7 @@ func withSaved(pkt []byte, end int, f func([]byte) authResult) authResult {
 	k := min(len(full)-end, maxSave)
 	var saved [maxSave]byte
 	copy(saved[:k], full[end:end+k])
-	r := f(full[:end:end+k])
+	r := f(full[: end : end+k])
 	copy(full[end:end+k], saved[:k])
 	return r
 }

@@ -73,8 +73,8 @@ type CryptoStats struct {
 
 type cryptoCounters struct {
 	txProtected, txUnprotected, txLSO, txSegments, txUnknownHandle, txBadMessage, txFailed, txTooBig atomic.Uint64
-	_                                                                                              [64]byte
-	rxDelivered, rxCryptoDone, rxFailed, rxDeleteReq, rxUndelivered                                atomic.Uint64
+	_                                                                                                [64]byte
+	rxDelivered, rxCryptoDone, rxFailed, rxDeleteReq, rxUndelivered                                  atomic.Uint64
 }
 
 // CryptoStats returns the crypto-offload counters (zero in packet mode).
@@ -416,7 +416,7 @@ func (n *NIC) cryptoRxLoop() error {
 			}
 			info := n.cryptoReceive(snap, p)
 			n.crypto.count(info)
-			driver.Receive(p.B[p.Off-driver.ReceiveLen : p.Off]).Encode(enc, info)
+			driver.Receive(p.B[p.Off-driver.ReceiveLen:p.Off]).Encode(enc, info)
 			r.out = append(r.out, p)
 		}
 		if err := n.flushCryptoRX(r, enc); err != nil {
