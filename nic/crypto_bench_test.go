@@ -131,7 +131,7 @@ func BenchmarkCryptoNIC(b *testing.B) {
 				if info.Status != driver.CryptoSuccess || !info.CryptoDone {
 					b.Fatalf("packet %d: %+v", i, info)
 				}
-				driver.Receive(rx.B[rx.Off-driver.ReceiveLen : rx.Off]).Encode(driver.EncodingLinux, info)
+				driver.Receive(rx.B[rx.Off-driver.ReceiveLen:rx.Off]).Encode(driver.EncodingLinux, info)
 			}
 		})
 	}
@@ -192,6 +192,6 @@ func FuzzCryptoReceive(f *testing.F) {
 		if info.NextCryptoDone && !info.CryptoDone {
 			t.Fatal("NextCryptoDone without CryptoDone")
 		}
-		driver.Receive(rx.B[rx.Off-driver.ReceiveLen : rx.Off]).Encode(driver.EncodingNDIS, info)
+		driver.Receive(rx.B[rx.Off-driver.ReceiveLen:rx.Off]).Encode(driver.EncodingNDIS, info)
 	})
 }

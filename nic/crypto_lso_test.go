@@ -182,7 +182,6 @@ func TestCryptoLSO(t *testing.T) {
 	}
 }
 
-
 const python = "/usr/bin/python3"
 
 // requireScapy skips without scapy, except under CI=true.
