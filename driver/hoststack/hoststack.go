@@ -508,3 +508,21 @@ func (s *Stack) Write(msgs ...[]byte) error {
 	}
 	return err
 }
+
+// Bundles returns the stack's inbound (in) or outbound bundles.
+func (s *Stack) Bundles(in bool) []*Bundle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !in {
+		return append([]*Bundle(nil), s.out...)
+	}
+	var out []*Bundle
+	seen := map[*Bundle]bool{}
+	for _, b := range s.in {
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	return out
+}
