@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/capabilities"
-	"github.com/secnic/secnic/driver"
 	"github.com/secnic/secnic/control"
+	"github.com/secnic/secnic/driver"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
