@@ -46,8 +46,8 @@ func sealAH(s *sa.SA, pkt []byte, ahOff, end int, sc *suite.Scratch) sa.Reason {
 	if !ok {
 		return sa.OutStateSeqError
 	}
-	if err := s.SetSeq(seq); err != nil {
-		return sa.OutStateSeqError
+	if r := esp.ClaimSeq(s, seq); r != sa.ReasonNone {
+		return r
 	}
 	switch withSaved(pkt, end, func(d []byte) authResult { return authenticate(s, d, sc, ahOff, seq, true) }) {
 	case authOK:

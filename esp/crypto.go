@@ -18,24 +18,49 @@ import (
 const maxSlack = 32
 
 // OutSeq returns the full 64-bit sequence number of an outbound packet
-// whose ESP or AH header carries low, for SA s: with ESN the high half
-// follows the SA's last number (advanced by the stack's UPDATE_SA, or
-// carried over when the low half wraps); without it the number is low.
-// ok is false if the number is not above the last one sent under the SA's
-// key (a repeated nonce) or beyond the SA's sequence space.
+// whose ESP or AH header carries low, for SA s: with ESN the high half is
+// that of the SA's last number, which the stack moves with UPDATE_SA
+// (NDIS OID_TCP_TASK_IPSEC_OFFLOAD_V2_UPDATE_SA, Linux
+// xdo_dev_state_advance_esn) before its low half wraps; without ESN the
+// number is low. ok is false if the number is not above the last one sent
+// under the SA's key (a repeated nonce) or beyond the SA's sequence space.
 func OutSeq(s *sa.SA, low uint32) (seq uint64, ok bool) {
 	last := s.LastSeq()
 	seq = uint64(low)
 	if s.ESN {
 		seq |= last &^ 0xffffffff
-		if seq <= last {
-			seq += 1 << 32
-		}
 	}
 	if seq <= last || seq == 0 || seq > s.MaxSeq() {
 		return 0, false
 	}
 	return seq, true
+}
+
+// ClaimSeq records that outbound SA s sends seq, a number OutSeq
+// returned, through the SA's own counter: it is refused like a number the
+// NIC would take itself when it is beyond the SA's sequence space
+// (OutStateSeqError) or beyond what the key-use ledger has made durable
+// (OutSeqReserve, which also asks the reserver for more), so a number is
+// never used twice under a key, across restarts too. A gap the stack left
+// is skipped.
+func ClaimSeq(s *sa.SA, seq uint64) sa.Reason {
+	if last := s.LastSeq(); seq > last+1 {
+		if seq-1 > s.Reservation() {
+			s.TakeSeq() // asks the reserver to catch up
+			return sa.OutSeqReserve
+		}
+		if s.SetSeq(seq-1) != nil {
+			return sa.OutStateSeqError
+		}
+	}
+	got, r := s.TakeSeq()
+	if r != sa.ReasonNone {
+		return r
+	}
+	if got != seq {
+		return sa.OutStateSeqError // another sender raced us; never reuse
+	}
+	return sa.ReasonNone
 }
 
 // Seal encrypts and authenticates in place the ESP packet a host stack
@@ -76,8 +101,8 @@ func seal(s *sa.SA, pkt []byte, off, end int, sc *suite.Scratch) sa.Reason {
 	var saved [maxSlack]byte
 	full := pkt[:cap(pkt)]
 	n := copy(saved[:slack], full[end:end+slack])
-	if err := s.SetSeq(seq); err != nil {
-		return sa.OutStateSeqError
+	if r := ClaimSeq(s, seq); r != sa.ReasonNone {
+		return r
 	}
 	err := su.SealESP(pkt[:end], off, seq, s.ESN, sc)
 	copy(full[end:end+n], saved[:n])
