@@ -3,6 +3,9 @@ package daemon
 import (
 	"bytes"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +104,47 @@ func TestCryptoConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error about %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestCryptoReload: a reload of a crypto-offload daemon dry-runs and
+// reconciles in crypto mode: a new bundle without offload is added, one
+// asking for packet offload is refused and nothing changes.
+func TestCryptoReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	cur := cryptoYAML("a", uniqueCable(), dir)
+	if err := os.WriteFile(path, []byte(cur), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := newLog()
+	d, err := Start(t.Context(), cfg, Options{Logger: log, ConfigPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	withSA := strings.Replace(cur, "policies:", strings.TrimPrefix(extraSA, "\n")+"policies:", 1)
+	if err := os.WriteFile(path, []byte(strings.Replace(withSA, "  - name: out2\n", "  - name: out2\n    offload: packet\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReloadFile(); err == nil || !strings.Contains(err.Error(), "offload") {
+		t.Fatalf("reload with a packet-offload bundle: %v, want an offload error", err)
+	}
+	if n := len(d.Table().List(false)); n != 2 {
+		t.Fatalf("%d bundles after a refused reload, want 2", n)
+	}
+	if err := os.WriteFile(path, []byte(withSA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := d.ReloadFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sum.SAs.Added, []string{"out2"}) {
+		t.Fatalf("added %v", sum.SAs.Added)
 	}
 }

@@ -79,6 +79,9 @@ type cryptoCounters struct {
 
 // CryptoStats returns the crypto-offload counters (zero in packet mode).
 func (n *NIC) CryptoStats() CryptoStats {
+	if n.crypto == nil {
+		return CryptoStats{}
+	}
 	c := &n.crypto.counters
 	return CryptoStats{
 		TxProtected: c.txProtected.Load(), TxUnprotected: c.txUnprotected.Load(), TxLSO: c.txLSO.Load(),
