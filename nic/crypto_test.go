@@ -283,3 +283,16 @@ func TestCryptoSaDeleteReq(t *testing.T) {
 		})
 	}
 }
+
+// TestCryptoStatsReported: Stats carries the crypto counters in crypto
+// mode only.
+func TestCryptoStatsReported(t *testing.T) {
+	c := newCSide(t, driver.EncodingNDIS, 0)
+	if st := c.nic.Stats(); st.Crypto == nil {
+		t.Fatal("no crypto counters in a crypto NIC's Stats")
+	}
+	a, _ := build(t, topo{alg: algGCM})
+	if a.nic.Stats().Crypto != nil {
+		t.Fatal("crypto counters in a packet NIC's Stats")
+	}
+}
