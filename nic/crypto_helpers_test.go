@@ -127,10 +127,14 @@ type layer struct {
 	mode string // "transport" or "tunnel"
 	alg  alg    // ESP algorithm; enc "" for AH only
 	ah   string // AH integrity, or ""
+	esn  bool   // 64-bit sequence numbers, starting at high half 7
 }
 
 func (l layer) spec(name, dir string, src, dst netip.Addr, spi uint32, seed byte) saspec.BundleSpec {
-	b := saspec.BundleSpec{Name: name, Dir: dir, Mode: l.mode, Src: src.String(), Dst: dst.String()}
+	b := saspec.BundleSpec{Name: name, Dir: dir, Mode: l.mode, Src: src.String(), Dst: dst.String(), ESN: l.esn}
+	if l.esn {
+		b.SeqHigh = 7
+	}
 	if l.alg.enc != "" {
 		b.ESP = espSpec(l.alg, spi, seed)
 	}

@@ -23,6 +23,8 @@ var cryptoScenarios = []struct {
 	{"ah-tunnel", []layer{{mode: "tunnel", ah: "hmac-sha1-96"}}},
 	{"ah+esp-transport", []layer{{mode: "transport", alg: algChaCha, ah: "hmac-sha256-128"}}},
 	{"ah+esp-tunnel", []layer{{mode: "tunnel", alg: algGCM, ah: "aes-gmac-128"}}},
+	{"esp-tunnel-esn", []layer{{mode: "tunnel", alg: algGCM, esn: true}}},
+	{"ah+esp-transport-esn", []layer{{mode: "transport", alg: algCBC, ah: "hmac-sha256-128", esn: true}}},
 	{"transport-over-tunnel", []layer{{mode: "transport", alg: algCBC}, {mode: "tunnel", alg: algGCM}}},
 	{"ah+esp-transport-over-esp-tunnel", []layer{{mode: "transport", alg: algNull, ah: "hmac-sha256-128"}, {mode: "tunnel", alg: algCBC}}},
 }
