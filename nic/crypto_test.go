@@ -297,4 +297,20 @@ func TestCryptoStatsReported(t *testing.T) {
 	if a.nic.Stats().Crypto != nil {
 		t.Fatal("crypto counters in a packet NIC's Stats")
 	}
+	// And in the Prometheus registry: a crypto NIC only.
+	has := func(n *NIC) bool {
+		mfs, err := n.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "secnic_crypto_tx_packets_total" && len(mf.GetMetric()) == 8 {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(c.nic) || has(a.nic) {
+		t.Fatalf("crypto metrics: crypto NIC %v, packet NIC %v", has(c.nic), has(a.nic))
+	}
 }

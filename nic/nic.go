@@ -183,6 +183,9 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 	}
 	n.collector = newCollector(n)
 	n.registry = newRegistry(n.collector)
+	if n.crypto != nil {
+		n.registry.MustRegister(newCryptoCollector(n))
+	}
 	return n, nil
 }
 
