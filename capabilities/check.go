@@ -122,6 +122,10 @@ type BundleRequest struct {
 	// PacketOffload: the bundle wants secnic's packet offload rather than
 	// crypto offload.
 	PacketOffload bool `json:"packet_offload,omitempty"`
+	// Offload is the mode the bundle asks for; "" means the NIC's
+	// ([Manager.OffloadMode]). [Manager.Check] refuses the other mode and
+	// sets PacketOffload from the result.
+	Offload OffloadMode `json:"offload,omitempty"`
 }
 
 // checker evaluates a request against the hardware and the current
@@ -160,9 +164,20 @@ func Check(hw, cur Record, req BundleRequest) error {
 // Check is [Check] against the Manager's records.
 func (m *Manager) Check(req BundleRequest) error {
 	m.mu.Lock()
-	hw, cur, profile := m.hw, m.cur, m.profile
+	hw, cur, profile, mode := m.hw, m.cur, m.profile, m.mode
 	m.mu.Unlock()
-	return checker{hw: &hw, cur: &cur, profile: profile}.check(req)
+	c := checker{hw: &hw, cur: &cur, profile: profile}
+	r, err := resolveOffload(mode, req)
+	if err != nil {
+		// Asking for packet offload where the card has none says so first.
+		if req.PacketOffload || req.Offload == OffloadPacket {
+			if ferr := c.feature(FeaturePacketOffload, "packet offload"); ferr != nil {
+				return ferr
+			}
+		}
+		return err
+	}
+	return c.check(r)
 }
 
 func (c checker) check(req BundleRequest) error {

@@ -32,6 +32,8 @@ type Error struct {
 	Problem string
 	// Hint says how to fix it; may be empty.
 	Hint string
+	// Field, if set, names the request field at fault (e.g. "offload").
+	Field string `json:"-"`
 }
 
 // Error implements error.

@@ -49,6 +49,7 @@ type Manager struct {
 	mu      sync.Mutex
 	profile string
 	hw, cur Record
+	mode    OffloadMode
 	seq     uint64
 	subs    map[*Subscription]struct{}
 }
@@ -65,7 +66,7 @@ func NewManager(hw, cur Record) (*Manager, error) {
 	if err := cur.Within(hw); err != nil {
 		return nil, err
 	}
-	return &Manager{hw: hw, cur: cur, subs: map[*Subscription]struct{}{}}, nil
+	return &Manager{hw: hw, cur: cur, mode: defaultMode(hw), subs: map[*Subscription]struct{}{}}, nil
 }
 
 // NewManagerFromConfig builds the records with [Config.Build] and returns a

@@ -41,6 +41,15 @@ type Config struct {
 	// Capabilities chooses the emulated card: a profile and overrides of
 	// its hardware record and of the current configuration.
 	Capabilities capabilities.Config `json:"capabilities,omitzero"`
+	// Offload is the NIC's mode: "packet" (default; the host port is the
+	// TUN device of Host and the NIC frames, numbers and checks every
+	// packet) or "crypto" (the NDIS IPsecOV2 split: a host stack connects
+	// to the driver socket of Driver, builds the headers and does
+	// anti-replay; the NIC only encrypts, decrypts and checks ICVs). A
+	// bundle's offload defaults to it; the other mode is refused.
+	Offload string `json:"offload,omitempty"`
+	// Driver configures the driver socket of a crypto-offload NIC.
+	Driver DriverConfig `json:"driver,omitzero"`
 	// Host is the host port: the TUN device the local stack sends into.
 	Host HostConfig `json:"host,omitzero"`
 	// Wire is the wire port: where protected packets go.
@@ -80,6 +89,29 @@ type Config struct {
 	saspec.State
 
 	warnings []string // from LoadConfig; see Warnings
+}
+
+// DriverConfig is the driver socket of a crypto-offload NIC (package
+// driver; docs/driver-interface.md).
+type DriverConfig struct {
+	// Socket is the path of the SOCK_SEQPACKET unix socket a host stack
+	// connects to (default /run/secnic/NAME-driver.sock). Mode 0600.
+	Socket string `json:"socket,omitempty"`
+}
+
+// offloadMode returns the configured mode, packet by default.
+func (c *Config) offloadMode() capabilities.OffloadMode {
+	if c.Offload == "" {
+		return capabilities.OffloadPacket
+	}
+	return capabilities.OffloadMode(c.Offload)
+}
+
+func (c *Config) driverSocket() string {
+	if c.Driver.Socket != "" {
+		return c.Driver.Socket
+	}
+	return "/run/secnic/" + c.nicName() + "-driver.sock"
 }
 
 // HostConfig is the host port.
@@ -378,6 +410,23 @@ func (c *Config) validate(source string) error {
 		add("capabilities", "%v", err)
 	}
 
+	// Offload mode and driver socket.
+	switch m, err := capabilities.ParseOffloadMode(c.Offload); {
+	case err != nil:
+		add("offload", "%q is not an offload mode: give packet (default) or crypto", c.Offload)
+	case m == capabilities.OffloadCrypto:
+		if c.Host.Type != "" || len(c.Host.Addresses) > 0 || len(c.Host.Routes) > 0 {
+			add("host", "applies to packet offload (the TUN device); with offload: crypto the host stack connects to driver.socket instead")
+		}
+	default:
+		if c.Driver != (DriverConfig{}) {
+			add("driver", "applies to offload: crypto only")
+		}
+	}
+	if s := c.Driver.Socket; s != "" && !filepath.IsAbs(s) {
+		add("driver.socket", "%q must be an absolute path, e.g. /run/secnic/secnic0-driver.sock", s)
+	}
+
 	// Host port.
 	switch c.Host.Type {
 	case "", HostTUN, HostMemory:
@@ -530,6 +579,9 @@ func (c *Config) tryState() []string {
 	caps, err := capabilities.NewManagerFromConfig(c.Capabilities)
 	if err != nil {
 		return []string{"capabilities: " + err.Error()}
+	}
+	if err := caps.SetOffloadMode(c.offloadMode()); err != nil {
+		return []string{"offload: " + err.Error()}
 	}
 	scratch, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

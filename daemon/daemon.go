@@ -27,6 +27,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
+	"github.com/secnic/secnic/driver"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/ledger"
 	"github.com/secnic/secnic/nic"
@@ -123,6 +124,9 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	if d.caps, err = capabilities.NewManagerFromConfig(cfg.Capabilities); err != nil {
 		return nil, fmt.Errorf("daemon: capabilities: %w", err)
 	}
+	if err = d.caps.SetOffloadMode(cfg.offloadMode()); err != nil {
+		return nil, fmt.Errorf("daemon: offload: %w", err)
+	}
 	if dir := cfg.stateDir(); dir != "" {
 		if d.ledger, err = ledger.Open(dir); err != nil {
 			return nil, &ConfigError{Source: opts.ConfigPath, Problems: []string{"state_dir: " + strings.TrimPrefix(err.Error(), "ledger: ")}}
@@ -186,6 +190,7 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 		WireCapture:       cfg.Capture.Wire,
 		CaptureSnapLen:    cfg.Capture.SnapLen,
 		CaptureQueue:      cfg.Capture.Queue,
+		Offload:           string(cfg.offloadMode()),
 	}
 	// The NIC adds its name to its logs itself.
 	if d.nic, err = nic.New(ncfg, d.table, host, wire, filtered); err != nil {
@@ -338,6 +343,15 @@ func (d *Daemon) openHost(cfg *Config, wireMTU int) (tun.Port, error) {
 		}
 		routes = append(routes, rt)
 		d.v6Host = d.v6Host || dst.Addr().Is6()
+	}
+	if cfg.offloadMode() == capabilities.OffloadCrypto {
+		// The host stack connects to the driver socket; its packets
+		// are already framed, so the wire MTU is what it gets.
+		p, err := driver.Listen(cfg.driverSocket(), driver.PortConfig{MTU: wireMTU, Logger: d.log})
+		if err != nil {
+			return nil, fmt.Errorf("daemon: driver socket: %w", err)
+		}
+		return p, nil
 	}
 	mtu := int(cfg.Host.MTU)
 	if mtu == 0 {

@@ -123,6 +123,9 @@ func (d *Daemon) dryRun(state saspec.State) []string {
 	if err != nil {
 		return []string{"capabilities: " + err.Error()}
 	}
+	if err := caps.SetOffloadMode(d.caps.OffloadMode()); err != nil {
+		return []string{"offload: " + err.Error()}
+	}
 	// The scratch table sees a copy of the key-use ledger, so that key
 	// reuse is refused here exactly as the real reconcile would.
 	scratch, err := sadb.NewTable(sadb.TableConfig{Caps: caps, Logger: slog.New(slog.DiscardHandler), Ledger: d.table.Ledger().Clone()})

@@ -63,6 +63,10 @@ type Config struct {
 	// bytes and 1024 packets).
 	CaptureSnapLen int `json:"capture_snaplen,omitempty"`
 	CaptureQueue   int `json:"capture_queue,omitempty"`
+	// Offload is the NIC's mode: OffloadPacket (default; the host port is
+	// a TUN device) or OffloadCrypto (the host port is a DriverPort and
+	// the host stack frames the packets; see crypto.go).
+	Offload string `json:"offload,omitempty"`
 }
 
 // minWireMTU is the smallest wire MTU the NIC accepts: the datagram size
@@ -88,8 +92,9 @@ type NIC struct {
 	tx loopCounters // host -> wire, written by the transmit loop only
 	rx loopCounters // wire -> host, written by the receive loop only
 
-	txs *txState
-	rxs *rxState
+	txs    *txState
+	rxs    *rxState
+	crypto *cryptoState // crypto offload only
 
 	hostCap, wireCap *capture
 	collector        *collector
@@ -162,8 +167,25 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 	}
 	n.txs = newTxState(n)
 	n.rxs = newRxState(n)
+	switch cfg.Offload {
+	case "", OffloadPacket:
+		n.cfg.Offload = OffloadPacket
+	case OffloadCrypto:
+		d, ok := host.(DriverPort)
+		if !ok {
+			n.closeCaptures()
+			return nil, fmt.Errorf("nic: offload %q needs a driver socket as the host port (driver.Listen), not %s", OffloadCrypto, host.Name())
+		}
+		n.crypto = newCryptoState(n, d)
+	default:
+		n.closeCaptures()
+		return nil, fmt.Errorf("nic: offload %q is not a mode: use %q or %q", cfg.Offload, OffloadPacket, OffloadCrypto)
+	}
 	n.collector = newCollector(n)
 	n.registry = newRegistry(n.collector)
+	if n.crypto != nil {
+		n.registry.MustRegister(newCryptoCollector(n))
+	}
 	return n, nil
 }
 
@@ -183,8 +205,13 @@ func (n *NIC) Run(ctx context.Context) error {
 
 	n.log.Info("datapath starting", "host", n.host.Name(), "wire", n.wire.Name(), "wire_mtu", n.wireMTU, "host_mtu", n.HostMTU())
 	errc := make(chan error, 2)
-	go func() { errc <- n.txLoop() }()
-	go func() { errc <- n.rxLoop() }()
+	if n.crypto != nil {
+		go func() { errc <- n.cryptoTxLoop() }()
+		go func() { errc <- n.cryptoRxLoop() }()
+	} else {
+		go func() { errc <- n.txLoop() }()
+		go func() { errc <- n.rxLoop() }()
+	}
 	stopTimer, timerDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(timerDone); n.rxs.reasm.expireLoop(stopTimer) }()
 	defer func() { close(stopTimer); <-timerDone }()

@@ -167,6 +167,9 @@ type Stats struct {
 	// TX is host to wire, RX wire to host.
 	TX DirStats `json:"tx"`
 	RX DirStats `json:"rx"`
+	// Crypto counts the per-packet outcomes of a crypto-offload NIC (nil
+	// in packet mode).
+	Crypto *CryptoStats `json:"crypto,omitempty"`
 	// Keepalives counts RFC 3948 NAT-keepalives absorbed.
 	Keepalives uint64 `json:"keepalives"`
 	// IKEPassthrough counts non-ESP-marker (IKE) packets on the encapsulation
@@ -220,6 +223,10 @@ func (n *NIC) Stats() Stats {
 		Reassembled:    n.rx.reassembled.Load(),
 		ICMPTooBig:     n.tx.icmp.Load(),
 		SAs:            []SAStats{},
+	}
+	if n.crypto != nil {
+		cs := n.CryptoStats()
+		s.Crypto = &cs
 	}
 	for _, c := range []*capture{n.hostCap, n.wireCap} {
 		if c != nil {

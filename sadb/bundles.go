@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/saspec"
@@ -238,7 +239,7 @@ func (t *Table) checkSPILocked(dir sa.Direction, proto sa.Protocol, spi saspec.S
 
 // build creates the suites and SAs of a bundle.
 func (t *Table) build(p *saspec.BundlePlan, h sa.Handle) (*sa.Bundle, error) {
-	b := &sa.Bundle{Handle: h, Name: p.Spec.Name, Dir: p.Dir, Mode: p.Mode, IPv6: p.IPv6, PacketOffload: p.Packet}
+	b := &sa.Bundle{Handle: h, Name: p.Spec.Name, Dir: p.Dir, Mode: p.Mode, IPv6: p.IPv6, PacketOffload: p.Packet || (p.Spec.Offload == "" && t.caps.OffloadMode() == capabilities.OffloadPacket)}
 	mk := func(ps planSA) (*sa.SA, error) {
 		sp := ps.spec
 		sp2 := suite.Params{Auth: suite.Auth(sp.Auth), ICVLen: sp.ICVLen, AuthKey: sp.AuthKey.Bytes(), AllowLegacy: p.Spec.AllowLegacy}

@@ -196,5 +196,9 @@ func capError(field string, err error) error {
 			kind = k
 		}
 	}
+	var ce *capabilities.Error
+	if field == "" && errors.As(err, &ce) {
+		field = ce.Field
+	}
 	return &saspec.Error{Kind: kind, Field: field, Msg: strings.TrimPrefix(err.Error(), "capabilities: "), Err: err}
 }

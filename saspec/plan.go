@@ -201,8 +201,9 @@ func (b BundleSpec) Plan() (*BundlePlan, error) {
 
 	// Offload type.
 	switch strings.ToLower(s.Offload) {
-	case "", "crypto":
-		s.Offload = ""
+	case "":
+	case "crypto":
+		s.Offload = "crypto"
 	case "packet":
 		p.Packet, s.Offload = true, "packet"
 	default:
@@ -288,6 +289,7 @@ func (b BundleSpec) Plan() (*BundlePlan, error) {
 		ESN:           s.ESN,
 		UDPESP:        p.UDPType,
 		PacketOffload: p.Packet,
+		Offload:       capabilities.OffloadMode(s.Offload),
 	}
 	if p.Mode == sa.Tunnel {
 		req.Mode = capabilities.ModeTunnel

@@ -120,8 +120,10 @@ type BundleSpec struct {
 	// AllowLegacy permits DES, 3DES and HMAC-MD5 (also needed in the
 	// current offload configuration).
 	AllowLegacy bool `json:"allow_legacy,omitempty"`
-	// Offload is "crypto" (default; the NDIS IPsecOV2 split) or "packet"
-	// (secnic's packet offload, like XFRM_DEV_OFFLOAD_PACKET).
+	// Offload is "crypto" (the NDIS IPsecOV2 split; the host stack frames
+	// the packets over the driver socket) or "packet" (secnic's packet
+	// offload, like XFRM_DEV_OFFLOAD_PACKET); empty means the NIC's mode.
+	// A bundle asking for the mode the NIC does not run is refused.
 	Offload string `json:"offload,omitempty"`
 	// ESP and AH are the SAs; at least one. With both, the bundle is
 	// AH+ESP (NDIS AhEspCombined).
