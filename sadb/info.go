@@ -66,6 +66,14 @@ func (be *bundleEntry) info(keys bool) BundleInfo {
 	if !keys {
 		spec = spec.Redacted()
 	}
+	if spec.Offload == "" {
+		// The listing shows the mode the bundle runs in: a bundle that
+		// did not name one has its NIC's.
+		spec.Offload = "crypto"
+		if be.b.PacketOffload {
+			spec.Offload = "packet"
+		}
+	}
 	bi := BundleInfo{Handle: be.b.Handle, Origin: be.origin, Created: be.created, Spec: spec}
 	for _, s := range be.b.SAs() {
 		bi.SAs = append(bi.SAs, saInfo(s))

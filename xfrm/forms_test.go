@@ -53,7 +53,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\t seq-hi 0x0, seq 0x0, oseq-hi 0x0, oseq 0x0\n" +
 				"\t replay_window 64, bitmap-length 2\n" +
 				"\t 00000000 00000000 \n" +
-				"\tcrypto offload parameters: dev secnic0 dir in mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir in mode packet\n" +
 				"\tdir in\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
@@ -73,7 +73,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\tauth-trunc hmac(sha256) " + k32b + " (256 bits) 128\n" +
 				"\tenc cbc(aes) " + k32a + " (256 bits)\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir out mode packet\n" +
 				"\tdir out\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 uid 0\n" +
 				"\tlifetime config:\n" +
@@ -101,7 +101,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\treplay-window 32 \n" +
 				"\tauth-trunc hmac(sha1) <<Keys hidden>> 96\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir in mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir in mode packet\n" +
 				"\tdir in\n" +
 				"\tsel src ::/0 dst ::/0 \n",
 		},
@@ -139,7 +139,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\treplay-window 0 \n" +
 				"\taead rfc4543(gcm(aes)) " + k20c + " 128\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir out mode packet\n" +
 				"\tdir out\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
@@ -156,7 +156,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\treplay-window 0 \n" +
 				"\taead rfc7539esp(chacha20,poly1305) <<Keys hidden>> 128\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir in mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir in mode packet\n" +
 				"\tdir in\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
@@ -174,7 +174,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\tauth-trunc hmac(sha512) <<Keys hidden>> 256\n" +
 				"\tenc rfc3686(ctr(aes)) <<Keys hidden>>\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir out mode packet\n" +
 				"\tdir out\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
@@ -197,7 +197,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\t seq-hi 0x0, seq 0x0, oseq-hi 0x0, oseq 0x0\n" +
 				"\t replay_window 128, bitmap-length 4\n" +
 				"\t 00000000 00000000 00000000 00000000 \n" +
-				"\tcrypto offload parameters: dev secnic0 dir in mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir in mode packet\n" +
 				"\tdir in\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},
@@ -218,7 +218,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\tanti-replay esn context:\n" +
 				"\t seq-hi 0x0, seq 0x0, oseq-hi 0x5, oseq 0x0\n" +
 				"\t replay_window 0, bitmap-length 0\n" +
-				"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir out mode packet\n" +
 				"\tdir out\n" +
 				"\tsel src ::/0 dst ::/0 \n",
 		},
@@ -237,7 +237,7 @@ func TestGoldenStateForms(t *testing.T) {
 				"\treplay-window 0 \n" +
 				"\taead rfc4106(gcm(aes)) <<Keys hidden>> 128\n" +
 				"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-				"\tcrypto offload parameters: dev secnic0 dir in mode crypto\n" +
+				"\tcrypto offload parameters: dev secnic0 dir in mode packet\n" +
 				"\tdir in\n" +
 				"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n",
 		},

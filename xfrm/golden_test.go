@@ -52,7 +52,7 @@ func TestGoldenSelftest(t *testing.T) {
 		"\treplay-window 0 \n" +
 		"\taead rfc4106(gcm(aes)) <<Keys hidden>> 128\n" +
 		"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-		"\tcrypto offload parameters: dev simx1 dir out mode crypto\n" +
+		"\tcrypto offload parameters: dev simx1 dir out mode packet\n" +
 		"\tdir out\n" +
 		"\tsel src 192.168.123.0/24 dst 192.168.123.0/24 \n" +
 		"src 192.168.123.4 dst 192.168.123.3\n" +
@@ -60,7 +60,7 @@ func TestGoldenSelftest(t *testing.T) {
 		"\treplay-window 0 \n" +
 		"\taead rfc4106(gcm(aes)) <<Keys hidden>> 128\n" +
 		"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-		"\tcrypto offload parameters: dev simx1 dir in mode crypto\n" +
+		"\tcrypto offload parameters: dev simx1 dir in mode packet\n" +
 		"\tdir in\n" +
 		"\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n"
 	if got := g.run("ip x s list"); got != want {

@@ -146,7 +146,7 @@ func ParseState(words []string, o Options) (State, error) {
 		id                ID
 		mode              = "transport"
 		dir, offDir       string
-		packet            bool
+		packet, crypto    bool
 		window            *int
 		seqHigh           uint32
 		esn               bool
@@ -349,6 +349,7 @@ func ParseState(words []string, o Options) (State, error) {
 			}
 			switch v {
 			case "crypto":
+				crypto = true
 				v, err = a.value("offload crypto", "dev DEV")
 			case "packet":
 				packet = true
@@ -505,8 +506,11 @@ func ParseState(words []string, o Options) (State, error) {
 		b.Src = src.String()
 	}
 	b.Dst = dst.String()
-	if packet {
+	switch {
+	case packet:
 		b.Offload = "packet"
+	case crypto:
+		b.Offload = "crypto"
 	}
 	if legacy {
 		if !o.AllowLegacy {
