@@ -42,7 +42,7 @@ func TestXfrmCLI(t *testing.T) {
 		"\treplay-window 0 \n" +
 		"\taead rfc4106(gcm(aes)) <<Keys hidden>> 128\n" +
 		"\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n" +
-		"\tcrypto offload parameters: dev secnic0 dir out mode crypto\n" +
+		"\tcrypto offload parameters: dev secnic0 dir out mode packet\n" +
 		"\tdir out\n" +
 		"\tsel src 10.1.0.0/16 dst 10.2.0.0/16 \n"
 	if !strings.HasPrefix(out, want) {
