@@ -55,7 +55,7 @@ func TestRoundTrip(t *testing.T) {
 							t.Fatalf("Encap(%d bytes): %v", n, err)
 						}
 						checkWire(t, p.Bytes(), out, orig, f)
-						if err := Decap(in, p); err != sa.ReasonNone {
+						if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 							t.Fatalf("Decap(%d bytes): %v", n, err)
 						}
 						if !bytes.Equal(p.Bytes(), orig) {
@@ -217,7 +217,7 @@ func TestMutableFieldsIPv4(t *testing.T) {
 					e.edit(p.Bytes())
 					fixIPv4Checksum(p.Bytes())
 					want := clone(p.Bytes()[:20])
-					if err := Decap(in, p); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 						t.Fatalf("mutable field %s changed in transit: %v", e.name, err)
 					}
 					got := p.Bytes()
@@ -290,7 +290,7 @@ func TestMutableFieldsIPv6(t *testing.T) {
 				}
 				p.Bytes()[e.off] ^= e.mask
 				want := clone(p.Bytes()[:40+len(ext)])
-				err := Decap(in, p)
+				err := LocateAndDecap(in, p)
 				if !e.ok {
 					if err == sa.ReasonNone {
 						t.Fatalf("changing immutable byte %d went undetected", e.off)
@@ -332,7 +332,7 @@ func TestTamper(t *testing.T) {
 							// Also undoes a flip of the checksum itself.
 							fixIPv4Checksum(q.Bytes())
 						}
-						err := Decap(in, q)
+						err := LocateAndDecap(in, q)
 						if mutableBit(f.outer6, i, mask) {
 							if err != sa.ReasonNone {
 								t.Fatalf("flipping mutable bit 0x%02x of byte %d: %v", mask, i, err)
@@ -406,7 +406,7 @@ func TestIPv4Options(t *testing.T) {
 				c.edit(q.Bytes())
 				fixIPv4Checksum(q.Bytes())
 				want := clone(q.Bytes()[:44])
-				err := Decap(in, q)
+				err := LocateAndDecap(in, q)
 				if (err == sa.ReasonNone) != c.ok {
 					t.Fatalf("%s: got %v, want success %v", c.name, err, c.ok)
 				}
@@ -457,7 +457,7 @@ func TestIPv4SourceRoute(t *testing.T) {
 			if got := [4]byte(h[16:20]); got != final {
 				t.Fatalf("simulated routing ended at %v", got)
 			}
-			if err := Decap(in, p); err != sa.ReasonNone {
+			if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 				t.Fatalf("source-routed datagram at its final destination: %v", err)
 			}
 		})
@@ -536,7 +536,7 @@ func TestIPv6RoutingHeader(t *testing.T) {
 					t.Fatalf("simulated routing ended at %x", p.Bytes()[24:40])
 				}
 				checkReference(t, a, key, p.Bytes(), out.LastSeq(), false)
-				if err := Decap(in, p); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 					t.Fatalf("routed datagram at its final destination: %v", err)
 				}
 			})
@@ -589,7 +589,7 @@ func TestReplayBehaviour(t *testing.T) {
 		{136, sa.InStateSeqError},
 	}
 	for _, st := range steps {
-		if err := Decap(in, bufOf(pkts[st.seq-1])); err != st.want {
+		if err := LocateAndDecap(in, bufOf(pkts[st.seq-1])); err != st.want {
 			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
 		}
 	}
@@ -612,14 +612,14 @@ func TestReplayWindowNotMovedByForgery(t *testing.T) {
 	}
 	forged := clone(pkts[0])
 	binary.BigEndian.PutUint32(forged[28:], 1000) // sequence number
-	if err := Decap(in, bufOf(forged)); err != sa.InStateProtoError {
+	if err := LocateAndDecap(in, bufOf(forged)); err != sa.InStateProtoError {
 		t.Fatalf("forged packet: got %v, want XfrmInStateProtoError", err)
 	}
 	if in.Replay.Top() != 0 {
 		t.Fatalf("window moved to %d by a forged packet", in.Replay.Top())
 	}
 	for i, pk := range pkts {
-		if err := Decap(in, bufOf(pk)); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, bufOf(pk)); err != sa.ReasonNone {
 			t.Fatalf("packet %d after the forgery: %v", i+1, err)
 		}
 	}
@@ -643,7 +643,7 @@ func TestESNBoundary(t *testing.T) {
 				if got := binary.BigEndian.Uint32(p.Bytes()[28:]); got != uint32(want) {
 					t.Fatalf("wire seq %d, want the low half of %d", got, want)
 				}
-				if err := Decap(in, p); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 					t.Fatalf("seq %d: %v", want, err)
 				}
 			}
@@ -667,11 +667,11 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		if err := Decap(in, p); err != sa.InStateProtoError {
+		if err := LocateAndDecap(in, p); err != sa.InStateProtoError {
 			t.Fatalf("%s: got %v, want XfrmInStateProtoError", a, err)
 		}
 		in.Replay.SetTop(5 << 32)
-		if err := Decap(in, p); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 			t.Fatalf("%s with the right high half: %v", a, err)
 		}
 	}
@@ -730,7 +730,7 @@ func TestFragmentsRefused(t *testing.T) {
 	}
 	p.Bytes()[6] |= 0x20
 	fixIPv4Checksum(p.Bytes())
-	if err := Decap(in4, p); err != sa.InFragment {
+	if err := LocateAndDecap(in4, p); err != sa.InFragment {
 		t.Fatalf("Decap IPv4 fragment: got %v, want SecnicInFragment", err)
 	}
 	p6 := bufOf(transportDatagram(true, 30))
@@ -738,7 +738,7 @@ func TestFragmentsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	f6 := withIPv6Ext(p6.Bytes(), packet.ProtoFragment, []byte{0, 0, 0, 1, 0, 0, 0, 9}, 0)
-	if err := Decap(in6, bufOf(f6)); err != sa.InFragment {
+	if err := LocateAndDecap(in6, bufOf(f6)); err != sa.InFragment {
 		t.Fatalf("Decap IPv6 fragment: got %v, want SecnicInFragment", err)
 	}
 	if in4.Stats.Drops[sa.InFragment].Load() != 1 || out6.Stats.Drops[sa.OutFragment].Load() != 1 {
@@ -760,7 +760,7 @@ func TestMalformedInput(t *testing.T) {
 			prot := clone(p.Bytes())
 			for cut := 0; cut < len(prot); cut++ {
 				q := bufOf(prot[:cut])
-				if err := Decap(in, q); err == sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 					t.Fatalf("truncated to %d bytes but accepted", cut)
 				}
 			}
@@ -772,7 +772,7 @@ func TestMalformedInput(t *testing.T) {
 				}
 				q := bufOf(prot)
 				q.Bytes()[ahOff+1] = byte(v)
-				if err := Decap(in, q); err == sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 					t.Fatalf("payload length %d accepted", v)
 				}
 			}
@@ -801,7 +801,7 @@ func TestAcceptsEightByteAlignedIPv4(t *testing.T) {
 	icv, _ := refICV(t, suite.AuthSHA256, key, prot, 1, false)
 	copy(h[12:], icv)
 	p := bufOf(prot)
-	if err := Decap(in4, p); err != sa.ReasonNone {
+	if err := LocateAndDecap(in4, p); err != sa.ReasonNone {
 		t.Fatalf("8-byte-aligned AH behind IPv4: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), d) {
@@ -818,24 +818,24 @@ func TestMismatch(t *testing.T) {
 	prot := clone(p.Bytes())
 	q := bufOf(prot)
 	binary.BigEndian.PutUint32(q.Bytes()[24:], 0x9999)
-	if err := Decap(in, q); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, q); err != sa.InStateMismatch {
 		t.Fatalf("other SPI: got %v, want XfrmInStateMismatch", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[9] = packet.ProtoESP
 	fixIPv4Checksum(q.Bytes())
-	if err := Decap(in, q); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, q); err != sa.InStateMismatch {
 		t.Fatalf("ESP packet: got %v, want XfrmInStateMismatch", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[9] = packet.ProtoUDP
 	fixIPv4Checksum(q.Bytes())
-	if err := Decap(in, q); err != sa.InHdrError {
+	if err := LocateAndDecap(in, q); err != sa.InHdrError {
 		t.Fatalf("not IPsec: got %v, want XfrmInHdrError", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[10] ^= 1 // bad IPv4 header checksum
-	if err := Decap(in, q); err != sa.InHdrError {
+	if err := LocateAndDecap(in, q); err != sa.InHdrError {
 		t.Fatalf("bad checksum: got %v, want XfrmInHdrError", err)
 	}
 }
@@ -850,7 +850,7 @@ func TestModeMismatch(t *testing.T) {
 	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
-	if err := Decap(in, p); err != sa.InStateModeError {
+	if err := LocateAndDecap(in, p); err != sa.InStateModeError {
 		t.Fatalf("got %v, want XfrmInStateModeError", err)
 	}
 }
@@ -867,7 +867,7 @@ func TestWrongProtocolSA(t *testing.T) {
 	if err := Encap(s, bufOf(transportDatagram(false, 10))); err != sa.OutError {
 		t.Fatalf("ESP SA given to AH Encap: got %v", err)
 	}
-	if err := Decap(s, bufOf(transportDatagram(false, 10))); err != sa.InStateMismatch {
+	if err := LocateAndDecap(s, bufOf(transportDatagram(false, 10))); err != sa.InStateMismatch {
 		t.Fatalf("ESP SA given to AH Decap: got %v", err)
 	}
 }
@@ -881,7 +881,7 @@ func TestDeletedSARefuses(t *testing.T) {
 		}
 		in.Close()
 		out.Close()
-		if err := Decap(in, p); err == sa.ReasonNone {
+		if err := LocateAndDecap(in, p); err == sa.ReasonNone {
 			t.Fatal("deleted inbound SA still verifies")
 		}
 		if err := Encap(out, bufOf(innerDatagram(false, 10))); err == sa.ReasonNone {
@@ -909,7 +909,7 @@ func TestECNDecap(t *testing.T) {
 		}
 		p.Bytes()[1] |= 3 // congestion experienced on the outer header
 		fixIPv4Checksum(p.Bytes())
-		if err := Decap(in, p); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
 		tos, _ := packet.TOS(p.Bytes())
@@ -927,7 +927,7 @@ func TestECNDecap(t *testing.T) {
 		}
 		q.Bytes()[1] |= 3
 		fixIPv4Checksum(q.Bytes())
-		if err := Decap(in, q); err != sa.InStateModeError {
+		if err := LocateAndDecap(in, q); err != sa.InStateModeError {
 			t.Fatalf("CE over a not-ECT inner datagram: got %v, want XfrmInStateModeError", err)
 		}
 	}
@@ -969,7 +969,7 @@ func TestBufferTooSmall(t *testing.T) {
 	prot := clone(p.Bytes())
 	q := &packet.Buf{B: make([]byte, len(prot)+10)}
 	q.Len = copy(q.B, prot)
-	if err := Decap(in, q); err != sa.InBufferError {
+	if err := LocateAndDecap(in, q); err != sa.InBufferError {
 		t.Fatalf("no tailroom inbound: got %v, want XfrmInBufferError", err)
 	}
 	if !bytes.Equal(q.Bytes(), prot) {
@@ -989,7 +989,7 @@ func TestFailedDecapLeavesPacket(t *testing.T) {
 		}
 		p.Bytes()[len(p.Bytes())-1] ^= 1
 		prot := clone(p.Bytes())
-		if err := Decap(in, p); err != sa.InStateProtoError {
+		if err := LocateAndDecap(in, p); err != sa.InStateProtoError {
 			t.Fatalf("%s: got %v, want XfrmInStateProtoError", a, err)
 		}
 		if !bytes.Equal(p.Bytes(), prot) {
@@ -1006,7 +1006,7 @@ func TestLinkLayerPaddingIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := bufOf(append(clone(p.Bytes()), 0, 0, 0, 0, 0, 0)) // Ethernet minimum-frame padding
-	if err := Decap(in, q); err != sa.ReasonNone {
+	if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(q.Bytes(), orig) {

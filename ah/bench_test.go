@@ -58,7 +58,7 @@ func BenchmarkAHDecap(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					p.Off, p.Len = off, n
-					if err := Decap(in, p); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 						b.Fatal(err)
 					}
 				}
@@ -105,7 +105,7 @@ func TestNoAllocs(t *testing.T) {
 			decap := func() {
 				copy(q.B[packet.Headroom:], prot)
 				q.Off, q.Len = packet.Headroom, len(prot)
-				if err := Decap(in, q); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 			}

@@ -230,7 +230,7 @@ func TestInteropScapy(t *testing.T) {
 					prot := mustHex(t, ans.Pkt)
 					mutateInTransit(prot)
 					p := bufOf(prot)
-					if err := Decap(in, p); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 						t.Fatalf("secnic refused scapy's packet: %v\n%x", err, prot)
 					}
 					if !bytes.Equal(p.Bytes(), withMutated(orig, c.mode)) {
@@ -323,7 +323,7 @@ func TestInteropScapyRouting(t *testing.T) {
 	prot := mustHex(t, ans.Pkt)
 	route(prot)
 	p := bufOf(prot)
-	if err := Decap(in, p); err != sa.ReasonNone {
+	if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 		t.Fatalf("secnic refused scapy's routed packet: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), delivered) {
@@ -474,7 +474,7 @@ func TestKnownAnswer(t *testing.T) {
 				in.Replay.SetTop(v.Seq &^ 0xffffffff)
 			}
 			q := bufOf(mustHex(t, v.Protected))
-			if err := Decap(in, q); err != sa.ReasonNone {
+			if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 				t.Fatalf("Decap: %v", err)
 			}
 			if !bytes.Equal(q.Bytes(), plain) {
