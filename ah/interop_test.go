@@ -13,6 +13,7 @@ import (
 
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -68,11 +69,7 @@ type scapyPeer struct {
 // needScapy skips the test (or fails it under CI=true) with the reason.
 func needScapy(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...) + "; install it with: apt-get install -y python3-scapy"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Skipf(t, format+"; install it with: apt-get install -y python3-scapy", args...)
 }
 
 // startScapy starts testdata/scapy_ah.py under the system python.

@@ -9,13 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -26,14 +26,7 @@ const python = "/usr/bin/python3"
 // (CI=true), where .ci/run installs it and a skip would hide a failure.
 func requireScapy(t *testing.T) {
 	t.Helper()
-	err := exec.Command(python, "-c", "import scapy.layers.ipsec").Run()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("scapy is required in CI (apt-get install python3-scapy): %v", err)
-	}
-	t.Skipf("scapy not available (%v); install python3-scapy to run the interop tests", err)
+	testenv.RequireCommand(t, "scapy", "apt-get install python3-scapy", exec.Command(python, "-c", "import scapy.layers.ipsec"))
 }
 
 type scapyCase struct {

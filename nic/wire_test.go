@@ -9,6 +9,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
@@ -50,7 +51,7 @@ type vethEnv struct {
 
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-nic", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	if err != nil {
 		t.Fatal(err)

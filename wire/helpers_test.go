@@ -3,24 +3,11 @@ package wire
 import (
 	"bytes"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/packettest"
 )
-
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CI=true: not skipping)")
-	}
-	t.Skip("needs root")
-}
 
 // The outer (wire) addresses of the two sides, as in package nic's tests.
 var (

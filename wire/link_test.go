@@ -19,6 +19,7 @@ import (
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -115,7 +116,7 @@ type vethEnv struct {
 
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-wire", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	if err != nil {
 		t.Fatal(err)
