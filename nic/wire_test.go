@@ -51,16 +51,7 @@ type vethEnv struct {
 
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
-	testenv.RequireRoot(t)
-	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-nic", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	p := testenv.VethPair(t, netlab.PairConfig{Prefix: "secnic-nic", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	return &vethEnv{nsA: p.A.Path, nsB: p.B.Path, ifA: p.A.Veth, ifB: p.B.Veth}
 }
 

@@ -1,21 +1,13 @@
 package wire
 
 import (
-	"bytes"
-	"net/netip"
-	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/packettest"
 )
 
 // The outer (wire) addresses of the two sides, as in package nic's tests.
-var (
-	out4A = netip.MustParseAddr("192.0.2.1")
-	out4B = netip.MustParseAddr("192.0.2.2")
-	out6A = netip.MustParseAddr("2001:db8::1")
-	out6B = netip.MustParseAddr("2001:db8::2")
-)
+var out4A, out4B, out6A, out6B = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
 
 // udp and udpWith build UDP datagrams (package packettest).
 var udp, udpWith = packettest.UDP, packettest.UDPWith
@@ -42,14 +34,5 @@ func fragments4(pkt []byte, size int) [][]byte {
 	return out
 }
 
-func mustEqualPackets(t testing.TB, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d packets, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("packet %d differs:\n got % x\nwant % x", i, got[i][:min(80, len(got[i]))], want[i][:min(80, len(want[i]))])
-		}
-	}
-}
+// mustEqualPackets is packettest.MustEqualPackets.
+var mustEqualPackets = packettest.MustEqualPackets

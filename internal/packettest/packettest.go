@@ -5,9 +5,11 @@
 package packettest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
+	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
 )
@@ -125,4 +127,18 @@ func UDP(src, dst netip.Addr, sport, dport uint16, n int, seq uint32, df bool) [
 // as asked (IPv4), IP ID 0x1234, TTL or hop limit 64 and a valid checksum.
 func UDPWith(src, dst netip.Addr, sport, dport uint16, payload []byte, df bool) []byte {
 	return Fields{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Payload: payload, ID: 0x1234, DF: df}.Build()
+}
+
+// MustEqualPackets fails t unless got and want hold the same packets in
+// the same order, showing the first 80 bytes of the first that differs.
+func MustEqualPackets(t testing.TB, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d packets, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d differs:\n got % x\nwant % x", i, got[i][:min(80, len(got[i]))], want[i][:min(80, len(want[i]))])
+		}
+	}
 }
