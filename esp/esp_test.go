@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -237,27 +238,7 @@ func TestSequenceNeverWraps(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	for _, esn := range []bool{false, true} {
 		out, _ := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: esn})
-		max := uint64(math.MaxUint32)
-		if esn {
-			max = math.MaxUint64
-		}
-		if err := out.SetSeq(max - 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := Encap(out, bufOf(datagram(false, 10))); err != sa.ReasonNone {
-			t.Fatalf("last sequence number refused: %v", err)
-		}
-		for range 3 {
-			if err := Encap(out, bufOf(datagram(false, 10))); err != sa.OutStateSeqError {
-				t.Fatalf("esn=%v: got %v, want XfrmOutStateSeqError", esn, err)
-			}
-		}
-		if out.LastSeq() != max {
-			t.Fatalf("counter moved past the limit: %d", out.LastSeq())
-		}
-		if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
-			t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
-		}
+		packettest.CheckSeqNeverWraps(t, out, esn, func() sa.Reason { return Encap(out, bufOf(datagram(false, 10))) })
 	}
 }
 
