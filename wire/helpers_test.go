@@ -1,7 +1,6 @@
 package wire
 
 import (
-
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/packettest"
 )

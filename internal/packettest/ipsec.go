@@ -1,7 +1,5 @@
 package packettest
 
-// The benchmark loop and the checks that the esp and ah tests share.
-
 import (
 	"math"
 	"testing"
