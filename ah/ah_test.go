@@ -564,39 +564,13 @@ func onlyProtoLen(prot, orig []byte, rhLen int) bool {
 
 func TestReplayBehaviour(t *testing.T) {
 	out, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel, window: 64})
-	var pkts [][]byte
-	for range 200 {
+	packettest.CheckReplayWindow(t, in, func() []byte {
 		p := bufOf(innerDatagram(false, 10))
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		pkts = append(pkts, clone(p.Bytes()))
-	}
-	steps := []struct {
-		seq  int
-		want sa.Reason
-	}{
-		{1, sa.ReasonNone},
-		{1, sa.InStateSeqError},
-		{3, sa.ReasonNone},
-		{2, sa.ReasonNone},
-		{2, sa.InStateSeqError},
-		{100, sa.ReasonNone},
-		{37, sa.ReasonNone},
-		{36, sa.InStateSeqError},
-		{3, sa.InStateSeqError},
-		{200, sa.ReasonNone},
-		{137, sa.ReasonNone},
-		{136, sa.InStateSeqError},
-	}
-	for _, st := range steps {
-		if err := LocateAndDecap(in, bufOf(pkts[st.seq-1])); err != st.want {
-			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
-		}
-	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
-		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
-	}
+		return clone(p.Bytes())
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 // TestReplayWindowNotMovedByForgery: a packet with a high sequence number
@@ -630,27 +604,11 @@ func TestESNBoundary(t *testing.T) {
 	for _, a := range []suite.Auth{suite.AuthSHA1, suite.AuthGMAC256} {
 		t.Run(string(a), func(t *testing.T) {
 			out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: true, window: 128})
-			start := uint64(math.MaxUint32 - 5)
-			if err := out.SetSeq(start); err != nil {
-				t.Fatal(err)
-			}
-			in.Replay.SetTop(start)
-			for i := range 12 {
+			packettest.CheckESNBoundary(t, out, in, func() (*packet.Buf, sa.Reason) {
 				p := bufOf(innerDatagram(false, 20))
-				if err := Encap(out, p); err != sa.ReasonNone {
-					t.Fatal(err)
-				}
-				want := start + uint64(i) + 1
-				if got := binary.BigEndian.Uint32(p.Bytes()[28:]); got != uint32(want) {
-					t.Fatalf("wire seq %d, want the low half of %d", got, want)
-				}
-				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-					t.Fatalf("seq %d: %v", want, err)
-				}
-			}
-			if in.Replay.Top() != start+12 {
-				t.Fatalf("top %d, want %d", in.Replay.Top(), start+12)
-			}
+				return p, Encap(out, p)
+			}, func(pkt []byte) uint32 { return binary.BigEndian.Uint32(pkt[28:]) },
+				func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 		})
 	}
 }

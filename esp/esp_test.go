@@ -143,40 +143,13 @@ func TestTamper(t *testing.T) {
 func TestReplayBehaviour(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, window: 64})
-	var pkts [][]byte
-	for range 200 {
+	packettest.CheckReplayWindow(t, in, func() []byte {
 		p := bufOf(datagram(false, 10))
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		pkts = append(pkts, append([]byte(nil), p.Bytes()...))
-	}
-	dec := func(i int) sa.Reason { return LocateAndDecap(in, bufOf(pkts[i-1])) } // pkts[i-1] has seq i
-	steps := []struct {
-		seq  int
-		want sa.Reason
-	}{
-		{1, sa.ReasonNone},
-		{1, sa.InStateSeqError},   // duplicate
-		{3, sa.ReasonNone},        // out of order, ahead
-		{2, sa.ReasonNone},        // late but inside the window
-		{2, sa.InStateSeqError},   // duplicate
-		{100, sa.ReasonNone},      // jump
-		{37, sa.ReasonNone},       // left edge: 100-64+1
-		{36, sa.InStateSeqError},  // just outside the window
-		{3, sa.InStateSeqError},   // old
-		{200, sa.ReasonNone},      // jump
-		{137, sa.ReasonNone},      // edge again
-		{136, sa.InStateSeqError}, // outside
-	}
-	for _, st := range steps {
-		if err := dec(st.seq); err != st.want {
-			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
-		}
-	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
-		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
-	}
+		return append([]byte(nil), p.Bytes()...)
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 // TestESNBoundary crosses the 2^32 boundary: the wire carries only the low
@@ -191,27 +164,11 @@ func TestESNBoundary(t *testing.T) {
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: true, window: 128})
-			start := uint64(math.MaxUint32 - 5)
-			if err := out.SetSeq(start); err != nil {
-				t.Fatal(err)
-			}
-			in.Replay.SetTop(start)
-			for i := range 12 {
+			packettest.CheckESNBoundary(t, out, in, func() (*packet.Buf, sa.Reason) {
 				p := bufOf(datagram(false, 20))
-				if err := Encap(out, p); err != sa.ReasonNone {
-					t.Fatal(err)
-				}
-				want := start + uint64(i) + 1
-				if got := seqOf(t, p.Bytes()); got != uint32(want) {
-					t.Fatalf("wire seq %d, want low half of %d", got, want)
-				}
-				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-					t.Fatalf("seq %d: %v", want, err)
-				}
-			}
-			if in.Replay.Top() != start+12 {
-				t.Fatalf("top %d, want %d", in.Replay.Top(), start+12)
-			}
+				return p, Encap(out, p)
+			}, func(pkt []byte) uint32 { return seqOf(t, pkt) },
+				func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 		})
 	}
 }
