@@ -814,62 +814,17 @@ func TestWrongProtocolSA(t *testing.T) {
 func TestDeletedSARefuses(t *testing.T) {
 	for _, a := range []suite.Auth{suite.AuthSHA256, suite.AuthGMAC128} {
 		out, in := newPair(t, a, pairOpts{mode: sa.Tunnel})
-		p := bufOf(innerDatagram(false, 10))
-		if err := Encap(out, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		in.Close()
-		out.Close()
-		if err := LocateAndDecap(in, p); err == sa.ReasonNone {
-			t.Fatal("deleted inbound SA still verifies")
-		}
-		if err := Encap(out, bufOf(innerDatagram(false, 10))); err == sa.ReasonNone {
-			t.Fatal("deleted outbound SA still signs")
-		}
+		packettest.CheckDeletedSARefuses(t, out, in, func() (*packet.Buf, sa.Reason) {
+			p := bufOf(innerDatagram(false, 10))
+			return p, Encap(out, p)
+		}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 	}
 }
 
 func TestECNDecap(t *testing.T) {
-	for _, inner6 := range []bool{false, true} {
-		out, in := newPair(t, suite.AuthGMAC128, pairOpts{mode: sa.Tunnel, window: -1})
-		orig := innerDatagram(inner6, 10)
-		if inner6 {
-			packet.IPv6(orig).SetTrafficClass(0x2a)
-		} else {
-			orig[1] = 0x2a
-			fixIPv4Checksum(orig)
-		}
-		p := bufOf(orig)
-		if err := Encap(out, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		if p.Bytes()[1] != 0x2a {
-			t.Fatalf("outer TOS 0x%x, want DSCP and ECN copied (0x2a)", p.Bytes()[1])
-		}
-		p.Bytes()[1] |= 3 // congestion experienced on the outer header
-		fixIPv4Checksum(p.Bytes())
-		if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		tos, _ := packet.TOS(p.Bytes())
-		if tos != 0x2b {
-			t.Fatalf("inner TOS 0x%x, want CE propagated (0x2b)", tos)
-		}
-		if !inner6 && !packet.IPv4(p.Bytes()).ChecksumValid() {
-			t.Fatal("inner checksum not updated")
-		}
-		// CE on the outer header of a not-ECT inner datagram: dropped (RFC 6040).
-		notECT := innerDatagram(inner6, 10) // traffic class 0x28
-		q := bufOf(notECT)
-		if err := Encap(out, q); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		q.Bytes()[1] |= 3
-		fixIPv4Checksum(q.Bytes())
-		if err := LocateAndDecap(in, q); err != sa.InStateModeError {
-			t.Fatalf("CE over a not-ECT inner datagram: got %v, want XfrmInStateModeError", err)
-		}
-	}
+	out, in := newPair(t, suite.AuthGMAC128, pairOpts{mode: sa.Tunnel, window: -1})
+	packettest.CheckECNDecap(t, func(p *packet.Buf) sa.Reason { return Encap(out, p) },
+		func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 func TestTunnelOuterHeader(t *testing.T) {

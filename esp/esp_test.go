@@ -312,39 +312,15 @@ func TestUnknownSPIMismatch(t *testing.T) {
 func TestDeletedSARefuses(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel})
-	p := bufOf(datagram(false, 10))
-	if err := Encap(out, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	in.Close()
-	out.Close()
-	if err := LocateAndDecap(in, p); err == sa.ReasonNone {
-		t.Fatal("deleted inbound SA still decrypts")
-	}
-	if err := Encap(out, bufOf(datagram(false, 10))); err == sa.ReasonNone {
-		t.Fatal("deleted outbound SA still encrypts")
-	}
+	packettest.CheckDeletedSARefuses(t, out, in, func() (*packet.Buf, sa.Reason) {
+		p := bufOf(datagram(false, 10))
+		return p, Encap(out, p)
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 func TestECNDecap(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, window: -1})
-	orig := datagram(false, 10)
-	orig[1] = 0x2a // DSCP 10, ECT(0)
-	packet.IPv4(orig).UpdateChecksum()
-	p := bufOf(orig)
-	if err := Encap(out, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	if p.Bytes()[1] != 0x2a {
-		t.Fatalf("outer TOS 0x%x, want DSCP and ECN copied (0x2a)", p.Bytes()[1])
-	}
-	p.Bytes()[1] |= 3 // congestion experienced on the outer header
-	packet.IPv4(p.Bytes()).UpdateChecksum()
-	if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	if p.Bytes()[1] != 0x2b || !packet.IPv4(p.Bytes()).ChecksumValid() {
-		t.Fatalf("inner TOS 0x%x, want CE propagated (0x2b) with a valid checksum", p.Bytes()[1])
-	}
+	packettest.CheckECNDecap(t, func(p *packet.Buf) sa.Reason { return Encap(out, p) },
+		func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }

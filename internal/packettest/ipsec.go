@@ -126,3 +126,75 @@ func CheckESNBoundary(t testing.TB, out, in *sa.SA, protect func() (*packet.Buf,
 		t.Fatalf("top %d, want %d", in.Replay.Top(), start+12)
 	}
 }
+
+// CheckDeletedSARefuses: once the SAs are closed (their keys destroyed),
+// the inbound one verifies nothing and the outbound one protects nothing.
+// protect protects a fresh datagram with out; decap verifies with in.
+func CheckDeletedSARefuses(t testing.TB, out, in *sa.SA, protect func() (*packet.Buf, sa.Reason), decap func(*packet.Buf) sa.Reason) {
+	t.Helper()
+	p, err := protect()
+	if err != sa.ReasonNone {
+		t.Fatal(err)
+	}
+	in.Close()
+	out.Close()
+	if err := decap(p); err == sa.ReasonNone {
+		t.Fatal("deleted inbound SA still accepts a packet")
+	}
+	if _, err := protect(); err == sa.ReasonNone {
+		t.Fatal("deleted outbound SA still protects a packet")
+	}
+}
+
+// CheckECNDecap is the RFC 6040 test of esp and ah in tunnel mode over an
+// IPv4 outer header, for IPv4 and IPv6 inner datagrams (Datagram between
+// the hosts): DSCP and ECN are copied to the outer header, CE on the outer
+// header is propagated to an ECT inner datagram (IPv4 checksum updated),
+// and CE over a not-ECT inner datagram drops it (XfrmInStateModeError).
+// protect protects p with the outbound SA, decap verifies it with the
+// inbound one (window disabled).
+func CheckECNDecap(t testing.TB, protect, decap func(*packet.Buf) sa.Reason) {
+	t.Helper()
+	setCE := func(p *packet.Buf) {
+		p.Bytes()[1] |= 3 // congestion experienced on the outer header
+		packet.IPv4(p.Bytes()).UpdateChecksum()
+	}
+	for _, inner6 := range []bool{false, true} {
+		src, dst := HostA4, HostB4
+		if inner6 {
+			src, dst = HostA6, HostB6
+		}
+		orig := Datagram(src, dst, 10) // DSCP 10, not-ECT
+		if inner6 {
+			packet.IPv6(orig).SetTrafficClass(0x2a)
+		} else {
+			orig[1] = 0x2a // ECT(0)
+			packet.IPv4(orig).UpdateChecksum()
+		}
+		p := Buf(orig)
+		if err := protect(p); err != sa.ReasonNone {
+			t.Fatal(err)
+		}
+		if p.Bytes()[1] != 0x2a {
+			t.Fatalf("inner IPv6 %v: outer TOS 0x%x, want DSCP and ECN copied (0x2a)", inner6, p.Bytes()[1])
+		}
+		setCE(p)
+		if err := decap(p); err != sa.ReasonNone {
+			t.Fatal(err)
+		}
+		if tos, _ := packet.TOS(p.Bytes()); tos != 0x2b {
+			t.Fatalf("inner IPv6 %v: inner TOS 0x%x, want CE propagated (0x2b)", inner6, tos)
+		}
+		if !inner6 && !packet.IPv4(p.Bytes()).ChecksumValid() {
+			t.Fatal("inner checksum not updated")
+		}
+		q := Buf(Datagram(src, dst, 10))
+		if err := protect(q); err != sa.ReasonNone {
+			t.Fatal(err)
+		}
+		setCE(q)
+		if err := decap(q); err != sa.InStateModeError {
+			t.Fatalf("inner IPv6 %v: CE over a not-ECT inner datagram: got %v, want XfrmInStateModeError", inner6, err)
+		}
+	}
+}
