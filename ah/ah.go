@@ -264,8 +264,9 @@ func decap(s *sa.SA, p *packet.Buf, loc *packet.Loc, mode sa.Mode) sa.Reason {
 		return r
 	}
 	pkt := p.Data()
-	// Locate checked the IP header's lengths; its checksum is AH's to check.
-	if loc.Len > len(pkt) || !checksumOK(pkt) {
+	// Locate checked the IP header's lengths (a Loc without a datagram,
+	// e.g. the zero Loc, is refused here); the checksum is AH's to check.
+	if loc.Len < packet.IPv4MinLen || loc.Len > len(pkt) || !checksumOK(pkt) {
 		return sa.InHdrError
 	}
 	pkt = pkt[:loc.Len] // drop link-layer padding; the capacity stays

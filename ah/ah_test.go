@@ -914,3 +914,15 @@ func TestLegacyRefused(t *testing.T) {
 		t.Fatal("HMAC-MD5-96 accepted without allow_legacy")
 	}
 }
+
+// TestDecapRefusesAnUnlocatedPacket: Decap trusts the caller's Loc, but one
+// that locates no datagram (the zero Loc, what bundle.Decap leaves for a
+// datagram Locate refused) is a header error, not a crash.
+func TestDecapRefusesAnUnlocatedPacket(t *testing.T) {
+	_, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel})
+	for _, d := range [][]byte{{0x45}, innerDatagram(false, 10)} {
+		if r := Decap(in, bufOf(d), &packet.Loc{}); r != sa.InHdrError {
+			t.Fatalf("Decap of %d bytes with the zero Loc: %v, want XfrmInHdrError", len(d), r)
+		}
+	}
+}
