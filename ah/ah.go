@@ -193,63 +193,88 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 }
 
 // Decap verifies the AH datagram in p with the inbound SA s (found by the
-// caller from the SPI) and removes AH. On success p holds the original
-// datagram: the inner datagram in tunnel mode (with an outer CE mark
-// propagated, RFC 6040), the datagram without AH in transport mode (its IP
-// header as received: the mutable fields were zeroed only to compute the
-// ICV), and Decap returns sa.ReasonNone. Otherwise it returns why (also
-// counted on the SA) and p is unchanged apart from link-layer padding past
-// the IP length.
-func Decap(s *sa.SA, p *packet.Buf) sa.Reason {
-	return s.Outcome(decap(s, p, s.Mode))
+// caller from the SPI) and removes AH. loc is where packet.Locate found the
+// AH header in p.Bytes() (the caller located it to find s from the SPI;
+// Decap does not walk the headers to find it again, as esp.Decap does not).
+// On success p holds the original datagram: the inner datagram in tunnel
+// mode (with an outer CE mark propagated, RFC 6040), the datagram without
+// AH in transport mode (its IP header as received: the mutable fields were
+// zeroed only to compute the ICV), and Decap returns sa.ReasonNone; loc is
+// stale. Otherwise it returns why (also counted on the SA) and p is
+// unchanged apart from link-layer padding past the IP length.
+func Decap(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
+	return s.Outcome(decap(s, p, loc, s.Mode))
 }
 
 // DecapTransport is Decap in transport mode whatever s.Mode says: it
 // removes AH from behind the IP header and keeps that header. It is the
 // inbound half of EncapTransport (AH+ESP bundle in tunnel mode: AH is
 // verified on the outer header first, then ESP removes the tunnel).
-func DecapTransport(s *sa.SA, p *packet.Buf) sa.Reason {
-	return s.Outcome(decap(s, p, sa.Transport))
+func DecapTransport(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
+	return s.Outcome(decap(s, p, loc, sa.Transport))
 }
 
-func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
+// LocateAndDecap finds the AH header of p, as a receive path does before
+// Decap, and decapsulates with s in its mode. A fragment is InFragment and
+// a malformed datagram InHdrError; each is counted on s.
+func LocateAndDecap(s *sa.SA, p *packet.Buf) sa.Reason {
+	return s.Outcome(locateAndDecap(s, p, s.Mode))
+}
+
+// LocateAndDecapTransport is LocateAndDecap in transport mode, the
+// located form of DecapTransport.
+func LocateAndDecapTransport(s *sa.SA, p *packet.Buf) sa.Reason {
+	return s.Outcome(locateAndDecap(s, p, sa.Transport))
+}
+
+func locateAndDecap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
+	loc, err := packet.Locate(p.Bytes(), 0)
+	if err == nil {
+		return decap(s, p, &loc, mode)
+	}
+	// The checks decap makes before it looks at the headers, in its order.
+	if r := usable(s); r != sa.ReasonNone {
+		return r
+	}
+	if err == packet.ErrFragment && checksumOK(p.Data()) {
+		return sa.InFragment
+	}
+	return sa.InHdrError
+}
+
+// usable refuses an SA that cannot verify AH packets.
+func usable(s *sa.SA) sa.Reason {
 	if s.Expired() {
 		return sa.InStateExpired
 	}
 	if s.Proto != sa.AH || !s.Suite.IsAH() {
 		return sa.InStateMismatch
 	}
+	return sa.ReasonNone
+}
+
+// checksumOK reports whether pkt is not IPv4 or has a valid IPv4 header
+// checksum.
+func checksumOK(pkt []byte) bool {
+	return packet.Version(pkt) != 4 || packet.IPv4(pkt).ChecksumValid()
+}
+
+func decap(s *sa.SA, p *packet.Buf, loc *packet.Loc, mode sa.Mode) sa.Reason {
+	if r := usable(s); r != sa.ReasonNone {
+		return r
+	}
 	pkt := p.Data()
-	var ipLen int
-	switch packet.Version(pkt) {
-	case 4:
-		if _, ok := packet.ValidIPv4(pkt); !ok || !packet.IPv4(pkt).ChecksumValid() {
-			return sa.InHdrError
-		}
-		ipLen = packet.IPv4(pkt).TotalLen()
-	case 6:
-		if !packet.ValidIPv6(pkt) {
-			return sa.InHdrError
-		}
-		ipLen = packet.IPv6Len + packet.IPv6(pkt).PayloadLen()
-	default:
+	// Locate checked the IP header's lengths (a Loc without a datagram,
+	// e.g. the zero Loc, is refused here); the checksum is AH's to check.
+	if loc.Len < packet.IPv4MinLen || loc.Len > len(pkt) || !checksumOK(pkt) {
 		return sa.InHdrError
 	}
-	pkt = pkt[:ipLen] // drop link-layer padding; the capacity stays
-	ahOff, nextOff, wr := walk(pkt, nil, false)
-	switch wr {
-	case walkOK:
-	case walkFragment:
-		return sa.InFragment
-	case walkESP:
-		return sa.InStateMismatch
-	default:
-		return sa.InHdrError
+	pkt = pkt[:loc.Len] // drop link-layer padding; the capacity stays
+	ahOff, nextOff, r := located(pkt, loc)
+	if r != sa.ReasonNone {
+		return r
 	}
-	if ahOff+HeaderLen > len(pkt) {
-		return sa.InHdrError
-	}
-	if binary.BigEndian.Uint32(pkt[ahOff+4:]) != s.SPI {
+	if loc.SPI != s.SPI {
 		return sa.InStateMismatch
 	}
 	v6 := packet.Version(pkt) == 6
@@ -310,6 +335,39 @@ func decap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 	p.Len = len(pkt) - ahLen
 	packet.SetLength(p.Bytes())
 	return sa.ReasonNone
+}
+
+// located returns the offset of the AH header in pkt (cut to its IP
+// length) and of the byte that names it, from where packet.Locate found
+// them, and refuses what the header walk of the ICV computation would
+// refuse before it: ESP offered to an AH SA, a fragment, anything but AH,
+// malformed IPv4 or IPv6 options (Locate does not read them).
+func located(pkt []byte, loc *packet.Loc) (ahOff, nextOff int, r sa.Reason) {
+	switch loc.Kind {
+	case packet.AH:
+	case packet.ESP:
+		return 0, 0, sa.InStateMismatch
+	default:
+		if loc.Proto == packet.ProtoFragment {
+			return 0, 0, sa.InFragment // behind final destination options
+		}
+		return 0, 0, sa.InHdrError
+	}
+	fixed := packet.IPv4MinLen
+	if packet.Version(pkt) == 6 {
+		fixed = packet.IPv6Len
+	}
+	if loc.Off > fixed {
+		// IPv4 options or IPv6 extension headers in front of AH: the walk
+		// checks their options, which Locate steps over unread.
+		if _, _, wr := walk(pkt, nil, false); wr != walkOK {
+			return 0, 0, sa.InHdrError
+		}
+	}
+	if loc.Off+HeaderLen > len(pkt) {
+		return 0, 0, sa.InHdrError
+	}
+	return loc.Off, loc.NextOff, sa.ReasonNone
 }
 
 // lenOK reports whether an AH header of ahLen bytes fits SA s: the

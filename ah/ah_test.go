@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
@@ -55,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 							t.Fatalf("Encap(%d bytes): %v", n, err)
 						}
 						checkWire(t, p.Bytes(), out, orig, f)
-						if err := Decap(in, p); err != sa.ReasonNone {
+						if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 							t.Fatalf("Decap(%d bytes): %v", n, err)
 						}
 						if !bytes.Equal(p.Bytes(), orig) {
@@ -217,7 +218,7 @@ func TestMutableFieldsIPv4(t *testing.T) {
 					e.edit(p.Bytes())
 					fixIPv4Checksum(p.Bytes())
 					want := clone(p.Bytes()[:20])
-					if err := Decap(in, p); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 						t.Fatalf("mutable field %s changed in transit: %v", e.name, err)
 					}
 					got := p.Bytes()
@@ -290,7 +291,7 @@ func TestMutableFieldsIPv6(t *testing.T) {
 				}
 				p.Bytes()[e.off] ^= e.mask
 				want := clone(p.Bytes()[:40+len(ext)])
-				err := Decap(in, p)
+				err := LocateAndDecap(in, p)
 				if !e.ok {
 					if err == sa.ReasonNone {
 						t.Fatalf("changing immutable byte %d went undetected", e.off)
@@ -332,7 +333,7 @@ func TestTamper(t *testing.T) {
 							// Also undoes a flip of the checksum itself.
 							fixIPv4Checksum(q.Bytes())
 						}
-						err := Decap(in, q)
+						err := LocateAndDecap(in, q)
 						if mutableBit(f.outer6, i, mask) {
 							if err != sa.ReasonNone {
 								t.Fatalf("flipping mutable bit 0x%02x of byte %d: %v", mask, i, err)
@@ -406,7 +407,7 @@ func TestIPv4Options(t *testing.T) {
 				c.edit(q.Bytes())
 				fixIPv4Checksum(q.Bytes())
 				want := clone(q.Bytes()[:44])
-				err := Decap(in, q)
+				err := LocateAndDecap(in, q)
 				if (err == sa.ReasonNone) != c.ok {
 					t.Fatalf("%s: got %v, want success %v", c.name, err, c.ok)
 				}
@@ -457,7 +458,7 @@ func TestIPv4SourceRoute(t *testing.T) {
 			if got := [4]byte(h[16:20]); got != final {
 				t.Fatalf("simulated routing ended at %v", got)
 			}
-			if err := Decap(in, p); err != sa.ReasonNone {
+			if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 				t.Fatalf("source-routed datagram at its final destination: %v", err)
 			}
 		})
@@ -536,7 +537,7 @@ func TestIPv6RoutingHeader(t *testing.T) {
 					t.Fatalf("simulated routing ended at %x", p.Bytes()[24:40])
 				}
 				checkReference(t, a, key, p.Bytes(), out.LastSeq(), false)
-				if err := Decap(in, p); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 					t.Fatalf("routed datagram at its final destination: %v", err)
 				}
 			})
@@ -563,39 +564,13 @@ func onlyProtoLen(prot, orig []byte, rhLen int) bool {
 
 func TestReplayBehaviour(t *testing.T) {
 	out, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel, window: 64})
-	var pkts [][]byte
-	for range 200 {
+	packettest.CheckReplayWindow(t, in, func() []byte {
 		p := bufOf(innerDatagram(false, 10))
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		pkts = append(pkts, clone(p.Bytes()))
-	}
-	steps := []struct {
-		seq  int
-		want sa.Reason
-	}{
-		{1, sa.ReasonNone},
-		{1, sa.InStateSeqError},
-		{3, sa.ReasonNone},
-		{2, sa.ReasonNone},
-		{2, sa.InStateSeqError},
-		{100, sa.ReasonNone},
-		{37, sa.ReasonNone},
-		{36, sa.InStateSeqError},
-		{3, sa.InStateSeqError},
-		{200, sa.ReasonNone},
-		{137, sa.ReasonNone},
-		{136, sa.InStateSeqError},
-	}
-	for _, st := range steps {
-		if err := Decap(in, bufOf(pkts[st.seq-1])); err != st.want {
-			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
-		}
-	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
-		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
-	}
+		return clone(p.Bytes())
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 // TestReplayWindowNotMovedByForgery: a packet with a high sequence number
@@ -612,14 +587,14 @@ func TestReplayWindowNotMovedByForgery(t *testing.T) {
 	}
 	forged := clone(pkts[0])
 	binary.BigEndian.PutUint32(forged[28:], 1000) // sequence number
-	if err := Decap(in, bufOf(forged)); err != sa.InStateProtoError {
+	if err := LocateAndDecap(in, bufOf(forged)); err != sa.InStateProtoError {
 		t.Fatalf("forged packet: got %v, want XfrmInStateProtoError", err)
 	}
 	if in.Replay.Top() != 0 {
 		t.Fatalf("window moved to %d by a forged packet", in.Replay.Top())
 	}
 	for i, pk := range pkts {
-		if err := Decap(in, bufOf(pk)); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, bufOf(pk)); err != sa.ReasonNone {
 			t.Fatalf("packet %d after the forgery: %v", i+1, err)
 		}
 	}
@@ -629,27 +604,11 @@ func TestESNBoundary(t *testing.T) {
 	for _, a := range []suite.Auth{suite.AuthSHA1, suite.AuthGMAC256} {
 		t.Run(string(a), func(t *testing.T) {
 			out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: true, window: 128})
-			start := uint64(math.MaxUint32 - 5)
-			if err := out.SetSeq(start); err != nil {
-				t.Fatal(err)
-			}
-			in.Replay.SetTop(start)
-			for i := range 12 {
+			packettest.CheckESNBoundary(t, out, in, func() (*packet.Buf, sa.Reason) {
 				p := bufOf(innerDatagram(false, 20))
-				if err := Encap(out, p); err != sa.ReasonNone {
-					t.Fatal(err)
-				}
-				want := start + uint64(i) + 1
-				if got := binary.BigEndian.Uint32(p.Bytes()[28:]); got != uint32(want) {
-					t.Fatalf("wire seq %d, want the low half of %d", got, want)
-				}
-				if err := Decap(in, p); err != sa.ReasonNone {
-					t.Fatalf("seq %d: %v", want, err)
-				}
-			}
-			if in.Replay.Top() != start+12 {
-				t.Fatalf("top %d, want %d", in.Replay.Top(), start+12)
-			}
+				return p, Encap(out, p)
+			}, func(pkt []byte) uint32 { return binary.BigEndian.Uint32(pkt[28:]) },
+				func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 		})
 	}
 }
@@ -667,11 +626,11 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		if err := Decap(in, p); err != sa.InStateProtoError {
+		if err := LocateAndDecap(in, p); err != sa.InStateProtoError {
 			t.Fatalf("%s: got %v, want XfrmInStateProtoError", a, err)
 		}
 		in.Replay.SetTop(5 << 32)
-		if err := Decap(in, p); err != sa.ReasonNone {
+		if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 			t.Fatalf("%s with the right high half: %v", a, err)
 		}
 	}
@@ -680,27 +639,7 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 func TestSequenceNeverWraps(t *testing.T) {
 	for _, esn := range []bool{false, true} {
 		out, _ := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel, esn: esn})
-		max := uint64(math.MaxUint32)
-		if esn {
-			max = math.MaxUint64
-		}
-		if err := out.SetSeq(max - 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := Encap(out, bufOf(innerDatagram(false, 10))); err != sa.ReasonNone {
-			t.Fatalf("last sequence number refused: %v", err)
-		}
-		for range 3 {
-			if err := Encap(out, bufOf(innerDatagram(false, 10))); err != sa.OutStateSeqError {
-				t.Fatalf("esn=%v: got %v, want XfrmOutStateSeqError", esn, err)
-			}
-		}
-		if out.LastSeq() != max {
-			t.Fatalf("counter moved past the limit: %d", out.LastSeq())
-		}
-		if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
-			t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
-		}
+		packettest.CheckSeqNeverWraps(t, out, esn, func() sa.Reason { return Encap(out, bufOf(innerDatagram(false, 10))) })
 	}
 }
 
@@ -730,7 +669,7 @@ func TestFragmentsRefused(t *testing.T) {
 	}
 	p.Bytes()[6] |= 0x20
 	fixIPv4Checksum(p.Bytes())
-	if err := Decap(in4, p); err != sa.InFragment {
+	if err := LocateAndDecap(in4, p); err != sa.InFragment {
 		t.Fatalf("Decap IPv4 fragment: got %v, want SecnicInFragment", err)
 	}
 	p6 := bufOf(transportDatagram(true, 30))
@@ -738,7 +677,7 @@ func TestFragmentsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	f6 := withIPv6Ext(p6.Bytes(), packet.ProtoFragment, []byte{0, 0, 0, 1, 0, 0, 0, 9}, 0)
-	if err := Decap(in6, bufOf(f6)); err != sa.InFragment {
+	if err := LocateAndDecap(in6, bufOf(f6)); err != sa.InFragment {
 		t.Fatalf("Decap IPv6 fragment: got %v, want SecnicInFragment", err)
 	}
 	if in4.Stats.Drops[sa.InFragment].Load() != 1 || out6.Stats.Drops[sa.OutFragment].Load() != 1 {
@@ -760,7 +699,7 @@ func TestMalformedInput(t *testing.T) {
 			prot := clone(p.Bytes())
 			for cut := 0; cut < len(prot); cut++ {
 				q := bufOf(prot[:cut])
-				if err := Decap(in, q); err == sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 					t.Fatalf("truncated to %d bytes but accepted", cut)
 				}
 			}
@@ -772,7 +711,7 @@ func TestMalformedInput(t *testing.T) {
 				}
 				q := bufOf(prot)
 				q.Bytes()[ahOff+1] = byte(v)
-				if err := Decap(in, q); err == sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err == sa.ReasonNone {
 					t.Fatalf("payload length %d accepted", v)
 				}
 			}
@@ -801,7 +740,7 @@ func TestAcceptsEightByteAlignedIPv4(t *testing.T) {
 	icv, _ := refICV(t, suite.AuthSHA256, key, prot, 1, false)
 	copy(h[12:], icv)
 	p := bufOf(prot)
-	if err := Decap(in4, p); err != sa.ReasonNone {
+	if err := LocateAndDecap(in4, p); err != sa.ReasonNone {
 		t.Fatalf("8-byte-aligned AH behind IPv4: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), d) {
@@ -818,24 +757,24 @@ func TestMismatch(t *testing.T) {
 	prot := clone(p.Bytes())
 	q := bufOf(prot)
 	binary.BigEndian.PutUint32(q.Bytes()[24:], 0x9999)
-	if err := Decap(in, q); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, q); err != sa.InStateMismatch {
 		t.Fatalf("other SPI: got %v, want XfrmInStateMismatch", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[9] = packet.ProtoESP
 	fixIPv4Checksum(q.Bytes())
-	if err := Decap(in, q); err != sa.InStateMismatch {
+	if err := LocateAndDecap(in, q); err != sa.InStateMismatch {
 		t.Fatalf("ESP packet: got %v, want XfrmInStateMismatch", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[9] = packet.ProtoUDP
 	fixIPv4Checksum(q.Bytes())
-	if err := Decap(in, q); err != sa.InHdrError {
+	if err := LocateAndDecap(in, q); err != sa.InHdrError {
 		t.Fatalf("not IPsec: got %v, want XfrmInHdrError", err)
 	}
 	q = bufOf(prot)
 	q.Bytes()[10] ^= 1 // bad IPv4 header checksum
-	if err := Decap(in, q); err != sa.InHdrError {
+	if err := LocateAndDecap(in, q); err != sa.InHdrError {
 		t.Fatalf("bad checksum: got %v, want XfrmInHdrError", err)
 	}
 }
@@ -850,7 +789,7 @@ func TestModeMismatch(t *testing.T) {
 	if err := Encap(out, p); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
-	if err := Decap(in, p); err != sa.InStateModeError {
+	if err := LocateAndDecap(in, p); err != sa.InStateModeError {
 		t.Fatalf("got %v, want XfrmInStateModeError", err)
 	}
 }
@@ -867,7 +806,7 @@ func TestWrongProtocolSA(t *testing.T) {
 	if err := Encap(s, bufOf(transportDatagram(false, 10))); err != sa.OutError {
 		t.Fatalf("ESP SA given to AH Encap: got %v", err)
 	}
-	if err := Decap(s, bufOf(transportDatagram(false, 10))); err != sa.InStateMismatch {
+	if err := LocateAndDecap(s, bufOf(transportDatagram(false, 10))); err != sa.InStateMismatch {
 		t.Fatalf("ESP SA given to AH Decap: got %v", err)
 	}
 }
@@ -875,62 +814,17 @@ func TestWrongProtocolSA(t *testing.T) {
 func TestDeletedSARefuses(t *testing.T) {
 	for _, a := range []suite.Auth{suite.AuthSHA256, suite.AuthGMAC128} {
 		out, in := newPair(t, a, pairOpts{mode: sa.Tunnel})
-		p := bufOf(innerDatagram(false, 10))
-		if err := Encap(out, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		in.Close()
-		out.Close()
-		if err := Decap(in, p); err == sa.ReasonNone {
-			t.Fatal("deleted inbound SA still verifies")
-		}
-		if err := Encap(out, bufOf(innerDatagram(false, 10))); err == sa.ReasonNone {
-			t.Fatal("deleted outbound SA still signs")
-		}
+		packettest.CheckDeletedSARefuses(t, out, in, func() (*packet.Buf, sa.Reason) {
+			p := bufOf(innerDatagram(false, 10))
+			return p, Encap(out, p)
+		}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 	}
 }
 
 func TestECNDecap(t *testing.T) {
-	for _, inner6 := range []bool{false, true} {
-		out, in := newPair(t, suite.AuthGMAC128, pairOpts{mode: sa.Tunnel, window: -1})
-		orig := innerDatagram(inner6, 10)
-		if inner6 {
-			packet.IPv6(orig).SetTrafficClass(0x2a)
-		} else {
-			orig[1] = 0x2a
-			fixIPv4Checksum(orig)
-		}
-		p := bufOf(orig)
-		if err := Encap(out, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		if p.Bytes()[1] != 0x2a {
-			t.Fatalf("outer TOS 0x%x, want DSCP and ECN copied (0x2a)", p.Bytes()[1])
-		}
-		p.Bytes()[1] |= 3 // congestion experienced on the outer header
-		fixIPv4Checksum(p.Bytes())
-		if err := Decap(in, p); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		tos, _ := packet.TOS(p.Bytes())
-		if tos != 0x2b {
-			t.Fatalf("inner TOS 0x%x, want CE propagated (0x2b)", tos)
-		}
-		if !inner6 && !packet.IPv4(p.Bytes()).ChecksumValid() {
-			t.Fatal("inner checksum not updated")
-		}
-		// CE on the outer header of a not-ECT inner datagram: dropped (RFC 6040).
-		notECT := innerDatagram(inner6, 10) // traffic class 0x28
-		q := bufOf(notECT)
-		if err := Encap(out, q); err != sa.ReasonNone {
-			t.Fatal(err)
-		}
-		q.Bytes()[1] |= 3
-		fixIPv4Checksum(q.Bytes())
-		if err := Decap(in, q); err != sa.InStateModeError {
-			t.Fatalf("CE over a not-ECT inner datagram: got %v, want XfrmInStateModeError", err)
-		}
-	}
+	out, in := newPair(t, suite.AuthGMAC128, pairOpts{mode: sa.Tunnel, window: -1})
+	packettest.CheckECNDecap(t, func(p *packet.Buf) sa.Reason { return Encap(out, p) },
+		func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 func TestTunnelOuterHeader(t *testing.T) {
@@ -969,7 +863,7 @@ func TestBufferTooSmall(t *testing.T) {
 	prot := clone(p.Bytes())
 	q := &packet.Buf{B: make([]byte, len(prot)+10)}
 	q.Len = copy(q.B, prot)
-	if err := Decap(in, q); err != sa.InBufferError {
+	if err := LocateAndDecap(in, q); err != sa.InBufferError {
 		t.Fatalf("no tailroom inbound: got %v, want XfrmInBufferError", err)
 	}
 	if !bytes.Equal(q.Bytes(), prot) {
@@ -989,7 +883,7 @@ func TestFailedDecapLeavesPacket(t *testing.T) {
 		}
 		p.Bytes()[len(p.Bytes())-1] ^= 1
 		prot := clone(p.Bytes())
-		if err := Decap(in, p); err != sa.InStateProtoError {
+		if err := LocateAndDecap(in, p); err != sa.InStateProtoError {
 			t.Fatalf("%s: got %v, want XfrmInStateProtoError", a, err)
 		}
 		if !bytes.Equal(p.Bytes(), prot) {
@@ -1006,7 +900,7 @@ func TestLinkLayerPaddingIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := bufOf(append(clone(p.Bytes()), 0, 0, 0, 0, 0, 0)) // Ethernet minimum-frame padding
-	if err := Decap(in, q); err != sa.ReasonNone {
+	if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(q.Bytes(), orig) {
@@ -1018,5 +912,17 @@ func TestLinkLayerPaddingIgnored(t *testing.T) {
 func TestLegacyRefused(t *testing.T) {
 	if _, err := suite.New(suite.Params{Auth: suite.AuthMD5, AuthKey: randKey(16)}); err == nil {
 		t.Fatal("HMAC-MD5-96 accepted without allow_legacy")
+	}
+}
+
+// TestDecapRefusesAnUnlocatedPacket: Decap trusts the caller's Loc, but one
+// that locates no datagram (the zero Loc, what bundle.Decap leaves for a
+// datagram Locate refused) is a header error, not a crash.
+func TestDecapRefusesAnUnlocatedPacket(t *testing.T) {
+	_, in := newPair(t, suite.AuthSHA256, pairOpts{mode: sa.Tunnel})
+	for _, d := range [][]byte{{0x45}, innerDatagram(false, 10)} {
+		if r := Decap(in, bufOf(d), &packet.Loc{}); r != sa.InHdrError {
+			t.Fatalf("Decap of %d bytes with the zero Loc: %v, want XfrmInHdrError", len(d), r)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -17,23 +18,14 @@ func benchDatagram(size int) []byte {
 }
 
 // BenchmarkAHEncap measures tunnel-mode AH (with ESN) in place. AH leaves
-// the inner datagram as it is, so each round only rewinds the buffer.
+// the inner datagram as it is, so each round only rewinds the buffer
+// (packettest.BenchOp).
 func BenchmarkAHEncap(b *testing.B) {
 	for _, a := range allAuths() {
 		for _, size := range benchSizes {
 			b.Run(fmt.Sprintf("%s/%d", a, size), func(b *testing.B) {
 				out, _ := newPair(b, a, pairOpts{mode: sa.Tunnel, esn: true})
-				d := benchDatagram(size)
-				p := bufOf(d)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
-					p.Off, p.Len = packet.Headroom, len(d)
-					if err := Encap(out, p); err != sa.ReasonNone {
-						b.Fatal(err)
-					}
-				}
+				packettest.BenchOp(b, size, benchDatagram(size), 0, func(p *packet.Buf) sa.Reason { return Encap(out, p) })
 			})
 		}
 	}
@@ -52,16 +44,7 @@ func BenchmarkAHDecap(b *testing.B) {
 				if err := Encap(out, p); err != sa.ReasonNone {
 					b.Fatal(err)
 				}
-				off, n := p.Off, p.Len
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
-					p.Off, p.Len = off, n
-					if err := Decap(in, p); err != sa.ReasonNone {
-						b.Fatal(err)
-					}
-				}
+				packettest.BenchOp(b, size, clone(p.Bytes()), 0, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 			})
 		}
 	}
@@ -105,7 +88,7 @@ func TestNoAllocs(t *testing.T) {
 			decap := func() {
 				copy(q.B[packet.Headroom:], prot)
 				q.Off, q.Len = packet.Headroom, len(prot)
-				if err := Decap(in, q); err != sa.ReasonNone {
+				if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 					t.Fatal(err)
 				}
 			}

@@ -57,7 +57,7 @@ func TestCryptoSealOpen(t *testing.T) {
 						if Open(in, p.Bytes(), off, p.Len, &p.CB) != OpenOK || !bytes.Equal(p.Bytes(), w) {
 							t.Fatal("Open of a sealed packet failed or changed it")
 						}
-						if r := Decap(in, p); r != sa.ReasonNone || !bytes.Equal(p.Bytes(), d) {
+						if r := LocateAndDecap(in, p); r != sa.ReasonNone || !bytes.Equal(p.Bytes(), d) {
 							t.Fatalf("packet-offload Decap of a sealed packet: %v", r)
 						}
 					}

@@ -102,7 +102,7 @@ func FuzzAHDecap(f *testing.F) {
 		}
 		s := ins[int(which)%len(ins)]
 		p := bufOf(data)
-		err := Decap(s, p)
+		err := LocateAndDecap(s, p)
 		if err != sa.ReasonNone {
 			n := ipLength(data)
 			if p.Off != packet.Headroom || p.Len != len(data) || !bytes.Equal(p.Bytes()[:n], data[:n]) {
@@ -148,6 +148,38 @@ func FuzzNormalizeRestore(f *testing.F) {
 		m.restore(pkt)
 		if !bytes.Equal(pkt, data[:len(pkt)]) {
 			t.Fatalf("restore after walk (%d) changed the datagram:\n got %x\nwant %x", r, pkt, data[:len(pkt)])
+		}
+	})
+}
+
+// FuzzLocateFindsAHAsWalk: where Decap accepts the AH header packet.Locate
+// found (what bundle.Decap hands it), the header walk Decap used to do
+// finds the same AH header and the same byte naming it, and where the walk
+// finds AH so does Decap, so Decap taking the caller's Loc changes nothing.
+func FuzzLocateFindsAHAsWalk(f *testing.F) {
+	seeds, _ := seedPackets(f)
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		pkt := data[:ipLength(data)]
+		off, nextOff, r := walk(pkt, nil, false)
+		loc, err := packet.Locate(data, 0)
+		var (
+			lOff, lNext int
+			r2          = sa.InHdrError
+		)
+		if err == nil {
+			lOff, lNext, r2 = located(pkt, &loc)
+		}
+		if walkOK := r == walkOK && off+HeaderLen <= len(pkt); walkOK != (r2 == sa.ReasonNone) {
+			t.Fatalf("walk %d (AH at %d) but located %v (Locate %v, %v)", r, off, r2, loc.Kind, err)
+		}
+		if r2 == sa.ReasonNone && (lOff != off || lNext != nextOff || loc.Len != len(pkt)) {
+			t.Fatalf("walk: AH at %d named at %d; located: at %d named at %d (len %d of %d)", off, nextOff, lOff, lNext, loc.Len, len(pkt))
 		}
 	})
 }

@@ -1,12 +1,12 @@
 package ah
 
 import (
-	"crypto/rand"
-	"encoding/binary"
+	"bytes"
 	"net/netip"
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
@@ -23,11 +23,8 @@ func allAuths() []suite.Auth {
 	return out
 }
 
-func randKey(n int) []byte {
-	k := make([]byte, n)
-	rand.Read(k)
-	return k
-}
+// bufOf, randKey: packettest.Buf, packettest.RandKey.
+var bufOf, randKey = packettest.Buf, packettest.RandKey
 
 func keyFor(t testing.TB, a suite.Auth) []byte {
 	t.Helper()
@@ -47,15 +44,11 @@ type pairOpts struct {
 	spi    uint32
 }
 
+// The SA endpoints (v4a, v6b, ...) and the inner hosts (i4a, ...) of the
+// tests are packettest's.
 var (
-	v4a = netip.MustParseAddr("192.0.2.1")
-	v4b = netip.MustParseAddr("192.0.2.2")
-	v6a = netip.MustParseAddr("2001:db8::1")
-	v6b = netip.MustParseAddr("2001:db8::2")
-	i4a = netip.MustParseAddr("10.1.0.1")
-	i4b = netip.MustParseAddr("10.2.0.1")
-	i6a = netip.MustParseAddr("fd00:1::1")
-	i6b = netip.MustParseAddr("fd00:2::1")
+	v4a, v4b, v6a, v6b = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
+	i4a, i4b, i6a, i6b = packettest.HostA4, packettest.HostB4, packettest.HostA6, packettest.HostB6
 )
 
 // newSA returns one AH SA with the given key.
@@ -96,41 +89,11 @@ func newPair(t testing.TB, a suite.Auth, o pairOpts) (out, in *sa.SA) {
 	return newSA(t, a, sa.Out, o), newSA(t, a, sa.In, o)
 }
 
-func checksumOrFFFF(c uint16) uint16 {
-	if c == 0 {
-		return 0xffff
-	}
-	return c
-}
-
-// udpSegment builds a UDP segment with n payload bytes and its checksum.
-func udpSegment(src, dst netip.Addr, n int) []byte {
-	seg := make([]byte, packet.UDPLen+n)
-	for i := range n {
-		seg[packet.UDPLen+i] = byte(i*7 + 3)
-	}
-	u := packet.UDP(seg)
-	u.SetSrcPort(12345)
-	u.SetDstPort(5201)
-	u.SetLength(len(seg))
-	u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(src, dst, packet.ProtoUDP, seg)))
-	return seg
-}
-
-// udpDatagram builds an IPv4 or IPv6 UDP datagram with n payload bytes.
+// udpDatagram builds an IPv4 or IPv6 UDP datagram with n payload bytes
+// (packettest.Datagram), over IPv6 with a flow label, which AH must leave
+// out of the ICV.
 func udpDatagram(src, dst netip.Addr, n int) []byte {
-	seg := udpSegment(src, dst, n)
-	if src.Is4() {
-		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, packet.IPv4Fields{TOS: 0x28, TotalLen: len(b), ID: 77, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-		copy(b[20:], seg)
-		return b
-	}
-	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, packet.IPv6Fields{TrafficClass: 0x28, PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	binary.BigEndian.PutUint32(b[0:], binary.BigEndian.Uint32(b[0:])|0x12345) // a flow label
-	copy(b[40:], seg)
-	return b
+	return packettest.Fields{Src: src, Dst: dst, SrcPort: 12345, DstPort: 5201, Payload: packettest.Pattern(n, 7, 3), TOS: 0x28, ID: 77, DF: true, FlowLabel: 0x12345}.Build()
 }
 
 // innerDatagram builds a tunnel-mode inner datagram.
@@ -177,15 +140,7 @@ func withIPv6Ext(d []byte, first uint8, ext []byte, lastNextOff int) []byte {
 	return b
 }
 
-func bufOf(b []byte) *packet.Buf {
-	p := packet.NewBuf(len(b) + 1024)
-	if err := p.SetBytes(b); err != nil {
-		panic(err)
-	}
-	return p
-}
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
+var clone = bytes.Clone
 
 // ahOffset finds the AH header of a protected datagram.
 func ahOffset(t testing.TB, pkt []byte) int {

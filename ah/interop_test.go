@@ -13,6 +13,7 @@ import (
 
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -68,11 +69,7 @@ type scapyPeer struct {
 // needScapy skips the test (or fails it under CI=true) with the reason.
 func needScapy(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...) + "; install it with: apt-get install -y python3-scapy"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Skipf(t, format+"; install it with: apt-get install -y python3-scapy", args...)
 }
 
 // startScapy starts testdata/scapy_ah.py under the system python.
@@ -230,7 +227,7 @@ func TestInteropScapy(t *testing.T) {
 					prot := mustHex(t, ans.Pkt)
 					mutateInTransit(prot)
 					p := bufOf(prot)
-					if err := Decap(in, p); err != sa.ReasonNone {
+					if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 						t.Fatalf("secnic refused scapy's packet: %v\n%x", err, prot)
 					}
 					if !bytes.Equal(p.Bytes(), withMutated(orig, c.mode)) {
@@ -323,7 +320,7 @@ func TestInteropScapyRouting(t *testing.T) {
 	prot := mustHex(t, ans.Pkt)
 	route(prot)
 	p := bufOf(prot)
-	if err := Decap(in, p); err != sa.ReasonNone {
+	if err := LocateAndDecap(in, p); err != sa.ReasonNone {
 		t.Fatalf("secnic refused scapy's routed packet: %v", err)
 	}
 	if !bytes.Equal(p.Bytes(), delivered) {
@@ -474,7 +471,7 @@ func TestKnownAnswer(t *testing.T) {
 				in.Replay.SetTop(v.Seq &^ 0xffffffff)
 			}
 			q := bufOf(mustHex(t, v.Protected))
-			if err := Decap(in, q); err != sa.ReasonNone {
+			if err := LocateAndDecap(in, q); err != sa.ReasonNone {
 				t.Fatalf("Decap: %v", err)
 			}
 			if !bytes.Equal(q.Bytes(), plain) {

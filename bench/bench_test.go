@@ -18,6 +18,7 @@ import (
 
 	"github.com/secnic/secnic/daemon"
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/testenv"
 )
 
 // daemonEnv makes the test binary act as `secnic run --config FILE`, so
@@ -40,27 +41,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true, so not skipping: "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root (network namespaces, veth, TUN devices)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		skip("needs /dev/net/tun: %v", err)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skip("needs ip(8) (Debian: iproute2)")
-	}
-}
-
 func testDaemonCommand(cfg string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), daemonEnv+"="+cfg)
@@ -71,7 +51,8 @@ func testDaemonCommand(cfg string) *exec.Cmd {
 // fraction of a second per traffic kind. Each must produce a number with
 // its traffic intact, or say why it cannot run here; none may fail.
 func TestBenchShort(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireTUN(t)
+	testenv.RequireTool(t, "ip", "Debian: iproute2")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	traffic := []string{"tcp", "tcp-2", "udp-64", "udp-mtu", "rr"}

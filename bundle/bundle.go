@@ -164,9 +164,9 @@ func applyIn(b *sa.Bundle, p *packet.Buf, r *Result) sa.Reason {
 	if b.AH != nil {
 		var reason sa.Reason
 		if ahOverESPTunnel(b) {
-			reason = ah.DecapTransport(b.AH, p)
+			reason = ah.LocateAndDecapTransport(b.AH, p)
 		} else {
-			reason = ah.Decap(b.AH, p)
+			reason = ah.LocateAndDecap(b.AH, p)
 		}
 		if reason != sa.ReasonNone {
 			r.Failed, r.FailedIn = b.AH, b

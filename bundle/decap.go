@@ -46,12 +46,16 @@ func (u *Used) add(b *sa.Bundle) {
 // policy decides).
 //
 // loc is the caller's packet.Locate of p, of an IPsec kind (ESP, AH or
-// UDPESP). On sa.ReasonNone p holds the decapsulated datagram, which the
-// caller checks against its inbound policies (sadb.Snapshot.Admit); used lists the bundles it came through. Any
+// UDPESP); each layer's decapsulation takes the location of its header
+// from it, so no layer parses its outer headers twice. On sa.ReasonNone p
+// holds the decapsulated datagram and loc is packet.Locate of it (the zero
+// Loc if Locate refused it, e.g. an inner fragment), which the caller
+// passes on to its inbound policy check (sadb.Snapshot.Admit, which reads
+// the flow from it); used lists the bundles the datagram came through. Any
 // other reason means drop p (counted on the SA that refused, if one did):
 // sa.InNoStates when the outer SPI is unknown, sa.InTmplMismatch when an
 // AH+ESP bundle's ESP does not follow its AH, sa.InHdrError beyond
-// MaxLayers. loc is stale on return.
+// MaxLayers; loc is then stale.
 func Decap(snap Lookup, p *packet.Buf, loc *packet.Loc, encapPort uint16) (used Used, r sa.Reason) {
 	var wantESP *sa.SA // after the AH of an AH+ESP bundle, that bundle's ESP must follow
 	for layer := 0; ; layer++ {
@@ -73,9 +77,9 @@ func Decap(snap Lookup, p *packet.Buf, loc *packet.Loc, encapPort uint16) (used 
 		case s.Proto == sa.ESP:
 			r = esp.Decap(s, p, loc)
 		case ahOverESPTunnel(b):
-			r = ah.DecapTransport(s, p)
+			r = ah.DecapTransport(s, p, loc)
 		default:
-			r = ah.Decap(s, p)
+			r = ah.Decap(s, p, loc)
 		}
 		if r != sa.ReasonNone {
 			return used, r
@@ -88,6 +92,9 @@ func Decap(snap Lookup, p *packet.Buf, loc *packet.Loc, encapPort uint16) (used 
 		if *loc, err = packet.Locate(p.Bytes(), encapPort); err != nil || !loc.Kind.IsIPsec() {
 			if wantESP != nil {
 				return used, sa.InTmplMismatch
+			}
+			if err != nil {
+				*loc = packet.Loc{} // not located: Admit parses the datagram itself
 			}
 			return used, sa.ReasonNone
 		}

@@ -1,24 +1,20 @@
 package bundle
 
 import (
-	"crypto/rand"
+	"bytes"
 	"net/netip"
 	"testing"
 
-	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
 
+// The SA endpoints (v4a, v6b, ...) and the inner hosts (i4a, ...) of the
+// tests are packettest's.
 var (
-	v4a = netip.MustParseAddr("192.0.2.1")
-	v4b = netip.MustParseAddr("192.0.2.2")
-	v6a = netip.MustParseAddr("2001:db8::1")
-	v6b = netip.MustParseAddr("2001:db8::2")
-	i4a = netip.MustParseAddr("10.1.0.1")
-	i4b = netip.MustParseAddr("10.2.0.1")
-	i6a = netip.MustParseAddr("fd00:1::1")
-	i6b = netip.MustParseAddr("fd00:2::1")
+	v4a, v4b, v6a, v6b = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
+	i4a, i4b, i6a, i6b = packettest.HostA4, packettest.HostB4, packettest.HostA6, packettest.HostB6
 )
 
 func endpoints(v6 bool) (src, dst netip.Addr) {
@@ -50,11 +46,8 @@ type saDesc struct {
 	authKey  []byte
 }
 
-func randKey(n int) []byte {
-	k := make([]byte, n)
-	rand.Read(k)
-	return k
-}
+// bufOf, randKey, udpDatagram: packettest's Buf, RandKey and Datagram.
+var bufOf, randKey, udpDatagram = packettest.Buf, packettest.RandKey, packettest.Datagram
 
 // keys fills in random keys of the right lengths.
 func (d *saDesc) keys() {
@@ -119,42 +112,4 @@ func bundlePair(t testing.TB, mode sa.Mode, espD, ahD *saDesc) (out, in *sa.Bund
 	return out, in
 }
 
-func checksumOrFFFF(c uint16) uint16 {
-	if c == 0 {
-		return 0xffff
-	}
-	return c
-}
-
-// udpDatagram builds an IPv4 or IPv6 UDP datagram with n payload bytes.
-func udpDatagram(src, dst netip.Addr, n int) []byte {
-	seg := make([]byte, packet.UDPLen+n)
-	for i := range n {
-		seg[packet.UDPLen+i] = byte(i*5 + 1)
-	}
-	u := packet.UDP(seg)
-	u.SetSrcPort(4242)
-	u.SetDstPort(5201)
-	u.SetLength(len(seg))
-	u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(src, dst, packet.ProtoUDP, seg)))
-	if src.Is4() {
-		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, packet.IPv4Fields{TOS: 0x28, TotalLen: len(b), ID: 99, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-		copy(b[20:], seg)
-		return b
-	}
-	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, packet.IPv6Fields{TrafficClass: 0x28, PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	copy(b[40:], seg)
-	return b
-}
-
-func bufOf(b []byte) *packet.Buf {
-	p := packet.NewBuf(len(b) + 1024)
-	if err := p.SetBytes(b); err != nil {
-		panic(err)
-	}
-	return p
-}
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
+var clone = bytes.Clone

@@ -7,19 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CI=true: not skipping)")
-	}
-	t.Skip("needs root")
-}
+	"github.com/secnic/secnic/internal/testenv"
+)
 
 func TestListenRefusesAnOpenSocketDirectory(t *testing.T) {
 	dir := t.TempDir()
@@ -66,7 +56,7 @@ func TestListenRefusesAnOpenSocketDirectory(t *testing.T) {
 }
 
 func TestListenRefusesADirectoryOfAnotherUser(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
 	if err := os.Mkdir(run, 0o700); err != nil {
@@ -82,7 +72,7 @@ func TestListenRefusesADirectoryOfAnotherUser(t *testing.T) {
 }
 
 func TestClientRefusesASocketOfAnotherUser(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	_, client := limitedServer(t, Limits{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

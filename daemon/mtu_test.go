@@ -13,20 +13,9 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/saspec"
 )
-
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CI=true: not skipping)")
-	}
-	t.Skip("needs root")
-}
 
 func TestNextAutoMTU(t *testing.T) {
 	for _, c := range []struct {
@@ -48,7 +37,7 @@ func TestNextAutoMTU(t *testing.T) {
 // TestAutoMTUDoesNotFlap adds and deletes an SA of larger overhead many
 // times: the TUN MTU goes down once and stays there until a reload.
 func TestAutoMTUDoesNotFlap(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	ns := fmt.Sprintf("secnic-mtu-%06x", rand.Uint32()&0xffffff)
 	nsPath, err := netlab.NewNamespace(ns)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/testenv"
 )
 
 // The secnic binary, built once per test run into a directory others may
@@ -31,14 +32,8 @@ var (
 // buildSecnic builds cmd/secnic (once) and returns the binary's path.
 func buildSecnic(t *testing.T) string {
 	t.Helper()
-	requireRoot(t)
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs the go command to build cmd/secnic")
-		}
-		t.Skip("needs the go command to build cmd/secnic")
-	}
+	requireLab(t)
+	goBin := testenv.RequireTool(t, "go", "the Go toolchain, to build cmd/secnic")
 	binOnce.Do(func() {
 		if binDir, binErr = os.MkdirTemp("", "secnic-e2e-bin-"); binErr != nil {
 			return

@@ -12,11 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/internal/twonic"
 	"github.com/secnic/secnic/nic"
 )
@@ -24,27 +24,13 @@ import (
 // nsPrefix names the namespaces the tests create.
 const nsPrefix = "secnic-e2e"
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
+// requireLab skips a test (fails it under CI=true) without what the
+// scenarios need: TUN devices in network namespaces, ip(8) and ping(8).
+func requireLab(t *testing.T) {
 	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true, so not skipping: "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root (network namespaces, veth, TUN devices)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		skip("needs /dev/net/tun: %v", err)
-	}
-	for _, tool := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip("needs %s(8) (Debian: iproute2, iputils-ping)", tool)
-		}
-	}
+	testenv.RequireTUN(t)
+	testenv.RequireTool(t, "ip", "Debian: iproute2")
+	testenv.RequireTool(t, "ping", "Debian: iputils-ping")
 }
 
 func TestMain(m *testing.M) {
@@ -81,7 +67,7 @@ var _ io.Writer = tWriter{}
 // startLab starts sc and removes it when the test ends.
 func startLab(t *testing.T, sc twonic.Scenario) *twonic.Lab {
 	t.Helper()
-	requireRoot(t)
+	requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := twonic.Start(ctx, sc, nsPrefix, testLogger(t))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/internal/twonic"
 )
 
@@ -17,13 +18,7 @@ import (
 // decrypt the capture with it.
 func TestWiresharkKeys(t *testing.T) {
 	bin := buildSecnic(t)
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs tshark (Debian: tshark)")
-		}
-		t.Skip("needs tshark")
-	}
+	tshark := testenv.RequireTool(t, "tshark", "Debian: tshark")
 	for _, tc := range []struct {
 		name string
 		sc   twonic.Scenario

@@ -23,7 +23,7 @@ import (
 // sockets: everything comes from secnic xfrm lines.
 func xfrmLab(t *testing.T, mode string) (*twonic.Lab, string) {
 	t.Helper()
-	requireRoot(t)
+	requireLab(t)
 	pair, err := netlab.NewPair(netlab.PairConfig{Prefix: nsPrefix})
 	if err != nil {
 		t.Fatal(err)

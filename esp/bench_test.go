@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
@@ -52,20 +53,9 @@ func BenchmarkEncap(b *testing.B) {
 		for _, size := range benchSizes {
 			b.Run(fmt.Sprintf("%s/%d", a.name, size), func(b *testing.B) {
 				out, _ := newPair(b, a, pairOpts{mode: sa.Tunnel, esn: true})
-				d := benchDatagram(size)
-				p := bufOf(d)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
-					// Encap encrypted the previous datagram in place; only
-					// its headers matter for the next round.
-					copy(p.B[packet.Headroom:], d[:packet.IPv4MinLen+packet.UDPLen])
-					p.Off, p.Len = packet.Headroom, len(d)
-					if err := Encap(out, p); err != sa.ReasonNone {
-						b.Fatal(err)
-					}
-				}
+				// Encap encrypted the previous datagram in place; only its
+				// headers matter for the next round.
+				packettest.BenchOp(b, size, benchDatagram(size), packet.IPv4MinLen+packet.UDPLen, func(p *packet.Buf) sa.Reason { return Encap(out, p) })
 			})
 		}
 	}
@@ -85,17 +75,7 @@ func BenchmarkDecap(b *testing.B) {
 					b.Fatal(err)
 				}
 				prot := append([]byte(nil), p.Bytes()...)
-				q := bufOf(prot)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
-					copy(q.B[packet.Headroom:], prot)
-					q.Off, q.Len = packet.Headroom, len(prot)
-					if err := LocateAndDecap(in, q); err != sa.ReasonNone {
-						b.Fatal(err)
-					}
-				}
+				packettest.BenchOp(b, size, prot, len(prot), func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 			})
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -142,40 +143,13 @@ func TestTamper(t *testing.T) {
 func TestReplayBehaviour(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, window: 64})
-	var pkts [][]byte
-	for range 200 {
+	packettest.CheckReplayWindow(t, in, func() []byte {
 		p := bufOf(datagram(false, 10))
 		if err := Encap(out, p); err != sa.ReasonNone {
 			t.Fatal(err)
 		}
-		pkts = append(pkts, append([]byte(nil), p.Bytes()...))
-	}
-	dec := func(i int) sa.Reason { return LocateAndDecap(in, bufOf(pkts[i-1])) } // pkts[i-1] has seq i
-	steps := []struct {
-		seq  int
-		want sa.Reason
-	}{
-		{1, sa.ReasonNone},
-		{1, sa.InStateSeqError},   // duplicate
-		{3, sa.ReasonNone},        // out of order, ahead
-		{2, sa.ReasonNone},        // late but inside the window
-		{2, sa.InStateSeqError},   // duplicate
-		{100, sa.ReasonNone},      // jump
-		{37, sa.ReasonNone},       // left edge: 100-64+1
-		{36, sa.InStateSeqError},  // just outside the window
-		{3, sa.InStateSeqError},   // old
-		{200, sa.ReasonNone},      // jump
-		{137, sa.ReasonNone},      // edge again
-		{136, sa.InStateSeqError}, // outside
-	}
-	for _, st := range steps {
-		if err := dec(st.seq); err != st.want {
-			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
-		}
-	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
-		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
-	}
+		return append([]byte(nil), p.Bytes()...)
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 // TestESNBoundary crosses the 2^32 boundary: the wire carries only the low
@@ -190,27 +164,11 @@ func TestESNBoundary(t *testing.T) {
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: true, window: 128})
-			start := uint64(math.MaxUint32 - 5)
-			if err := out.SetSeq(start); err != nil {
-				t.Fatal(err)
-			}
-			in.Replay.SetTop(start)
-			for i := range 12 {
+			packettest.CheckESNBoundary(t, out, in, func() (*packet.Buf, sa.Reason) {
 				p := bufOf(datagram(false, 20))
-				if err := Encap(out, p); err != sa.ReasonNone {
-					t.Fatal(err)
-				}
-				want := start + uint64(i) + 1
-				if got := seqOf(t, p.Bytes()); got != uint32(want) {
-					t.Fatalf("wire seq %d, want low half of %d", got, want)
-				}
-				if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-					t.Fatalf("seq %d: %v", want, err)
-				}
-			}
-			if in.Replay.Top() != start+12 {
-				t.Fatalf("top %d, want %d", in.Replay.Top(), start+12)
-			}
+				return p, Encap(out, p)
+			}, func(pkt []byte) uint32 { return seqOf(t, pkt) },
+				func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 		})
 	}
 }
@@ -237,27 +195,7 @@ func TestSequenceNeverWraps(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	for _, esn := range []bool{false, true} {
 		out, _ := newPair(t, a, pairOpts{mode: sa.Tunnel, esn: esn})
-		max := uint64(math.MaxUint32)
-		if esn {
-			max = math.MaxUint64
-		}
-		if err := out.SetSeq(max - 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := Encap(out, bufOf(datagram(false, 10))); err != sa.ReasonNone {
-			t.Fatalf("last sequence number refused: %v", err)
-		}
-		for range 3 {
-			if err := Encap(out, bufOf(datagram(false, 10))); err != sa.OutStateSeqError {
-				t.Fatalf("esn=%v: got %v, want XfrmOutStateSeqError", esn, err)
-			}
-		}
-		if out.LastSeq() != max {
-			t.Fatalf("counter moved past the limit: %d", out.LastSeq())
-		}
-		if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
-			t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
-		}
+		packettest.CheckSeqNeverWraps(t, out, esn, func() sa.Reason { return Encap(out, bufOf(datagram(false, 10))) })
 	}
 }
 
@@ -374,39 +312,15 @@ func TestUnknownSPIMismatch(t *testing.T) {
 func TestDeletedSARefuses(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel})
-	p := bufOf(datagram(false, 10))
-	if err := Encap(out, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	in.Close()
-	out.Close()
-	if err := LocateAndDecap(in, p); err == sa.ReasonNone {
-		t.Fatal("deleted inbound SA still decrypts")
-	}
-	if err := Encap(out, bufOf(datagram(false, 10))); err == sa.ReasonNone {
-		t.Fatal("deleted outbound SA still encrypts")
-	}
+	packettest.CheckDeletedSARefuses(t, out, in, func() (*packet.Buf, sa.Reason) {
+		p := bufOf(datagram(false, 10))
+		return p, Encap(out, p)
+	}, func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }
 
 func TestECNDecap(t *testing.T) {
 	a := alg{name: "aes-gcm-128", enc: "aes-gcm-128", auth: "none"}
 	out, in := newPair(t, a, pairOpts{mode: sa.Tunnel, window: -1})
-	orig := datagram(false, 10)
-	orig[1] = 0x2a // DSCP 10, ECT(0)
-	packet.IPv4(orig).UpdateChecksum()
-	p := bufOf(orig)
-	if err := Encap(out, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	if p.Bytes()[1] != 0x2a {
-		t.Fatalf("outer TOS 0x%x, want DSCP and ECN copied (0x2a)", p.Bytes()[1])
-	}
-	p.Bytes()[1] |= 3 // congestion experienced on the outer header
-	packet.IPv4(p.Bytes()).UpdateChecksum()
-	if err := LocateAndDecap(in, p); err != sa.ReasonNone {
-		t.Fatal(err)
-	}
-	if p.Bytes()[1] != 0x2b || !packet.IPv4(p.Bytes()).ChecksumValid() {
-		t.Fatalf("inner TOS 0x%x, want CE propagated (0x2b) with a valid checksum", p.Bytes()[1])
-	}
+	packettest.CheckECNDecap(t, func(p *packet.Buf) sa.Reason { return Encap(out, p) },
+		func(p *packet.Buf) sa.Reason { return LocateAndDecap(in, p) })
 }

@@ -1,13 +1,13 @@
 package esp
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"testing"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
 	"github.com/secnic/secnic/sa"
 )
@@ -45,11 +45,8 @@ func allAlgs() []alg {
 	return out
 }
 
-func randKey(n int) []byte {
-	k := make([]byte, n)
-	rand.Read(k)
-	return k
-}
+// bufOf, randKey: packettest.Buf, packettest.RandKey.
+var bufOf, randKey = packettest.Buf, packettest.RandKey
 
 func params(a alg) suite.Params {
 	e, _ := suite.LookupEnc(a.enc)
@@ -70,15 +67,11 @@ type pairOpts struct {
 	tfc    int
 }
 
+// The SA endpoints (v4a, v6b, ...) and the inner hosts (i4a, ...) of the
+// tests are packettest's.
 var (
-	v4a = netip.MustParseAddr("192.0.2.1")
-	v4b = netip.MustParseAddr("192.0.2.2")
-	v6a = netip.MustParseAddr("2001:db8::1")
-	v6b = netip.MustParseAddr("2001:db8::2")
-	i4a = netip.MustParseAddr("10.1.0.1")
-	i4b = netip.MustParseAddr("10.2.0.1")
-	i6a = netip.MustParseAddr("fd00:1::1")
-	i6b = netip.MustParseAddr("fd00:2::1")
+	v4a, v4b, v6a, v6b = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
+	i4a, i4b, i6a, i6b = packettest.HostA4, packettest.HostB4, packettest.HostA6, packettest.HostB6
 )
 
 // newPair returns an outbound SA and the matching inbound SA with the same keys.
@@ -114,29 +107,10 @@ func newPair(t testing.TB, a alg, o pairOpts) (out, in *sa.SA) {
 	return mk(sa.Out), mk(sa.In)
 }
 
-// udpDatagram builds an IPv4 or IPv6 UDP datagram with n payload bytes.
+// udpDatagram builds an IPv4 or IPv6 UDP datagram with n payload bytes
+// (packettest.Datagram; v6 says which src and dst are).
 func udpDatagram(v6 bool, src, dst netip.Addr, n int) []byte {
-	payload := make([]byte, n)
-	for i := range payload {
-		payload[i] = byte(i*7 + 3)
-	}
-	seg := make([]byte, packet.UDPLen+n)
-	u := packet.UDP(seg)
-	u.SetSrcPort(12345)
-	u.SetDstPort(5201)
-	u.SetLength(len(seg))
-	copy(seg[8:], payload)
-	u.SetChecksum(checksumOrFFFF(packet.TransportChecksum(src, dst, packet.ProtoUDP, seg)))
-	if !v6 {
-		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, packet.IPv4Fields{TOS: 0x28, TotalLen: len(b), ID: 77, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-		copy(b[20:], seg)
-		return b
-	}
-	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, packet.IPv6Fields{TrafficClass: 0x28, PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	copy(b[40:], seg)
-	return b
+	return packettest.Datagram(src, dst, n)
 }
 
 func datagram(inner6 bool, n int) []byte {
@@ -152,14 +126,6 @@ func transportDatagram(outer6 bool, n int) []byte {
 		return udpDatagram(true, v6a, v6b, n)
 	}
 	return udpDatagram(false, v4a, v4b, n)
-}
-
-func bufOf(b []byte) *packet.Buf {
-	p := packet.NewBuf(len(b) + 1024)
-	if err := p.SetBytes(b); err != nil {
-		panic(err)
-	}
-	return p
 }
 
 func seqOf(t testing.TB, pkt []byte) uint32 {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,26 +15,16 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/saspec"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces); CI runs as root")
-	}
-	t.Skip("needs root to create network namespaces")
-}
 
 // TestScapyLiveNIC runs a secnic NIC whose wire port is the link port on a
 // veth in one network namespace, and scapy in the other namespace as the
 // IPsec peer: scapy decrypts what the NIC puts on the link, and the NIC
 // decrypts what scapy sends, for AEAD, cipher+HMAC and ChaCha20 SAs.
 func TestScapyLiveNIC(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireNetns(t)
 	requireScapy(t)
 	pair, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-interop"})
 	if err != nil {

@@ -4,18 +4,18 @@ package interop
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/internal/suite"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -26,14 +26,7 @@ const python = "/usr/bin/python3"
 // (CI=true), where .ci/run installs it and a skip would hide a failure.
 func requireScapy(t *testing.T) {
 	t.Helper()
-	err := exec.Command(python, "-c", "import scapy.layers.ipsec").Run()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("scapy is required in CI (apt-get install python3-scapy): %v", err)
-	}
-	t.Skipf("scapy not available (%v); install python3-scapy to run the interop tests", err)
+	testenv.RequireCommand(t, "scapy", "apt-get install python3-scapy", exec.Command(python, "-c", "import scapy.layers.ipsec"))
 }
 
 type scapyCase struct {
@@ -248,36 +241,11 @@ func runScapy(t *testing.T, script string, cases []scapyCase) []scapyResult {
 	return resp.Results
 }
 
-func randBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
-}
+// randBytes is packettest.RandKey.
+var randBytes = packettest.RandKey
 
 // udpDatagram builds an IPv4 or IPv6 UDP datagram (with a valid checksum)
 // carrying n payload bytes.
 func udpDatagram(src, dst netip.Addr, n int) []byte {
-	seg := make([]byte, packet.UDPLen+n)
-	for i := range n {
-		seg[packet.UDPLen+i] = byte(i*13 + 7)
-	}
-	u := packet.UDP(seg)
-	u.SetSrcPort(40000)
-	u.SetDstPort(5201)
-	u.SetLength(len(seg))
-	c := packet.TransportChecksum(src, dst, packet.ProtoUDP, seg)
-	if c == 0 {
-		c = 0xffff
-	}
-	u.SetChecksum(c)
-	if src.Is4() {
-		b := make([]byte, packet.IPv4MinLen+len(seg))
-		packet.WriteIPv4(b, packet.IPv4Fields{TotalLen: len(b), ID: 1, DF: true, TTL: 64, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
-		copy(b[packet.IPv4MinLen:], seg)
-		return b
-	}
-	b := make([]byte, packet.IPv6Len+len(seg))
-	packet.WriteIPv6(b, packet.IPv6Fields{PayloadLen: len(seg), NextHeader: packet.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	copy(b[packet.IPv6Len:], seg)
-	return b
+	return packettest.Fields{Src: src, Dst: dst, SrcPort: 40000, DstPort: 5201, Payload: packettest.Pattern(n, 13, 7), ID: 1, DF: true}.Build()
 }

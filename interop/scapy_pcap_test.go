@@ -5,16 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/pcaptool"
 	"github.com/secnic/secnic/saspec"
 )
@@ -144,42 +141,13 @@ func orNoneAuth(a string) string {
 	return a
 }
 
+// writeRaw and readRaw write and read raw-IP capture files
+// (packettest.WritePcap, packettest.ReadPcap).
 func writeRaw(t *testing.T, path string, pkts [][]byte) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeRaw); err != nil {
-		t.Fatal(err)
-	}
-	for i, p := range pkts {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(p), Length: len(p)}
-		if err := w.WritePacket(ci, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	packettest.WritePcap(t, path, layers.LinkTypeRaw, pkts...)
 }
 
 func readRaw(t *testing.T, path string) [][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	for {
-		d, _, err := r.ReadPacketData()
-		if err != nil {
-			return out
-		}
-		out = append(out, append([]byte(nil), d...))
-	}
+	_, pkts := packettest.ReadPcap(t, path)
+	return pkts
 }

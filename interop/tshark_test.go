@@ -19,22 +19,12 @@ import (
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/esp"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
 )
-
-func requireTshark(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("tshark"); err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("tshark is required in CI (apt-get install tshark)")
-	}
-	t.Skip("tshark not installed; install it to run the Wireshark interop test")
-}
 
 // tsharkAlgs are the ESP transforms Wireshark 4.0 decrypts and verifies.
 var tsharkAlgs = []struct{ enc, auth string }{
@@ -50,7 +40,7 @@ var tsharkAlgs = []struct{ enc, auth string }{
 // wireshark-keys` writes), and checks that tshark decrypts every packet to
 // the original datagram and reports its ICV good.
 func TestTsharkDecryptsESP(t *testing.T) {
-	requireTshark(t)
+	testenv.RequireTool(t, "tshark", "apt-get install tshark")
 	prof, err := capabilities.LookupProfile("full")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/saspec"
 )
 
@@ -25,7 +26,7 @@ import (
 // Kernels built without ESP (like the one this project is developed on)
 // cannot be the peer; the test then says so and does not pretend.
 func TestLinuxXFRM(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireNetns(t)
 	pair, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-xfrm"})
 	if err != nil {
 		t.Fatal(err)

@@ -471,7 +471,7 @@ func (n *NIC) receive(r *rxState, snap *sadb.Snapshot, p *packet.Buf) {
 	// the result against the inbound policy (RFC 4301 5.2).
 	used, reason := bundle.Decap(snap, p, &loc, n.encapPort)
 	if reason == sa.ReasonNone {
-		reason = snap.Admit(p.Bytes(), used.Bundles())
+		reason = snap.Admit(p.Bytes(), &loc, used.Bundles())
 	}
 	if reason != sa.ReasonNone {
 		c.drop(dropReason(reason))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -19,32 +18,15 @@ import (
 	"github.com/secnic/secnic/tun"
 )
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CI=true: not skipping)")
-	}
-	t.Skip("needs root")
-}
-
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Addresses used by the tests. Side A's inner network is 10.1/16 (fd00:1::/48),
 // side B's 10.2/16 (fd00:2::/48); the outer (tunnel) endpoints and the
 // transport-mode hosts are 192.0.2.1/2 (2001:db8::1/2).
+// (packettest's addresses).
 var (
-	in4A  = netip.MustParseAddr("10.1.0.1")
-	in4B  = netip.MustParseAddr("10.2.0.1")
-	in6A  = netip.MustParseAddr("fd00:1::1")
-	in6B  = netip.MustParseAddr("fd00:2::1")
-	out4A = netip.MustParseAddr("192.0.2.1")
-	out4B = netip.MustParseAddr("192.0.2.2")
-	out6A = netip.MustParseAddr("2001:db8::1")
-	out6B = netip.MustParseAddr("2001:db8::2")
+	in4A, in4B, in6A, in6B     = packettest.HostA4, packettest.HostB4, packettest.HostA6, packettest.HostB6
+	out4A, out4B, out6A, out6B = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
 )
 
 // alg is an algorithm combination.
@@ -387,17 +369,8 @@ func (s *side) drops(dir, name string) uint64 {
 	return d.Drops[name]
 }
 
-func mustEqualPackets(t testing.TB, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d packets, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("packet %d differs:\n got % x\nwant % x", i, got[i][:min(80, len(got[i]))], want[i][:min(80, len(want[i]))])
-		}
-	}
-}
+// mustEqualPackets is packettest.MustEqualPackets.
+var mustEqualPackets = packettest.MustEqualPackets
 
 func ptr[T any](v T) *T { return &v }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -298,13 +299,7 @@ func TestWiresharkKeys(t *testing.T) {
 // TestWiresharkDecrypts has tshark decrypt a wire capture with the key
 // table: the algorithm names and key layout are what Wireshark expects.
 func TestWiresharkDecrypts(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tshark is not installed (CI=true: not skipping)")
-		}
-		t.Skip("tshark not installed")
-	}
+	tshark := testenv.RequireTool(t, "tshark", "Debian: tshark")
 	for _, al := range []alg{algGCM, algCBC} {
 		t.Run(al.name, func(t *testing.T) {
 			dir := t.TempDir()

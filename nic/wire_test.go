@@ -2,13 +2,13 @@ package nic
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
@@ -21,24 +21,9 @@ import (
 // (127.x.y.z, all local on Linux) pointing at each other.
 func loopbackPair(t testing.TB, mtu int) (a, b *wire.UDPPort) {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		x, y := byte(rand.IntN(250)+1), byte(rand.IntN(250)+1)
-		la := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 1}), 4789)
-		lb := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 2}), 4789)
-		var err error
-		a, err = wire.OpenUDP(wire.UDPConfig{Local: la, Peer: lb, MTU: mtu, Batch: 32})
-		if err == nil {
-			b, err = wire.OpenUDP(wire.UDPConfig{Local: lb, Peer: la, MTU: mtu, Batch: 32})
-			if err == nil {
-				t.Cleanup(func() { a.Close(); b.Close() })
-				return a, b
-			}
-			a.Close()
-		}
-		if attempt > 10 {
-			t.Fatalf("cannot open loopback UDP ports: %v", err)
-		}
-	}
+	return testenv.LoopbackPair(t, 4789, func(local, peer netip.AddrPort) (*wire.UDPPort, error) {
+		return wire.OpenUDP(wire.UDPConfig{Local: local, Peer: peer, MTU: mtu, Batch: 32})
+	})
 }
 
 // vethEnv is two network namespaces joined by a veth pair, with
@@ -50,16 +35,7 @@ type vethEnv struct {
 
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
-	requireRoot(t)
-	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-nic", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	p := testenv.VethPair(t, netlab.PairConfig{Prefix: "secnic-nic", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	return &vethEnv{nsA: p.A.Path, nsB: p.B.Path, ifA: p.A.Veth, ifB: p.B.Veth}
 }
 

@@ -12,13 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 	"github.com/secnic/secnic/sa"
 )
 
@@ -61,48 +59,17 @@ func loadVectors(t *testing.T) []vector {
 	return f.Vectors
 }
 
-func writePcap(t testing.TB, path string, lt layers.LinkType, frames ...[]byte) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, lt); err != nil {
-		t.Fatal(err)
-	}
-	for i, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000+int64(i), 0), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+// writePcap is packettest.WritePcap.
+var writePcap = packettest.WritePcap
 
+// readPcap reads the packets of a raw-IP capture file (the tool's output).
 func readPcap(t *testing.T, path string) [][]byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	lt, pkts := packettest.ReadPcap(t, path)
+	if lt != layers.LinkTypeRaw {
+		t.Fatalf("output link type %v, want raw IP", lt)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.LinkType() != layers.LinkTypeRaw {
-		t.Fatalf("output link type %v, want raw IP", r.LinkType())
-	}
-	var out [][]byte
-	for {
-		d, _, err := r.ReadPacketData()
-		if err != nil {
-			break
-		}
-		out = append(out, append([]byte(nil), d...))
-	}
-	return out
+	return pkts
 }
 
 var (

@@ -57,7 +57,26 @@ func FlowOf(pkt []byte) (Flow, bool) {
 	if nonFirst {
 		return f, true
 	}
-	l4 := pkt[sp.HdrLen:sp.Len]
+	return withPorts(f, pkt[sp.HdrLen:sp.Len])
+}
+
+// FlowOfLoc is FlowOf of a datagram that packet.Locate has parsed without
+// an error (loc), as bundle.Decap leaves it: it takes the addresses,
+// protocol and header length from loc instead of parsing the headers
+// again. Where Locate's view of the headers is not SplitIP's (IPv6
+// extension headers, fragments) or loc is nil or zero, it parses pkt with
+// FlowOf. The result is always FlowOf(pkt)'s.
+func FlowOfLoc(pkt []byte, loc *packet.Loc) (Flow, bool) {
+	if loc == nil || loc.Len == 0 || loc.Len > len(pkt) || loc.Fragment ||
+		(packet.Version(pkt) == 6 && loc.HdrLen != packet.IPv6Len) {
+		return FlowOf(pkt)
+	}
+	return withPorts(Flow{Src: loc.Src, Dst: loc.Dst, Proto: loc.Proto}, pkt[loc.HdrLen:loc.Len])
+}
+
+// withPorts completes f with the ports (or ICMP type and code) in l4, the
+// upper-layer header and payload of a first fragment or whole datagram.
+func withPorts(f Flow, l4 []byte) (Flow, bool) {
 	switch f.Proto {
 	case packet.ProtoTCP, packet.ProtoUDP, 132, 136:
 		if len(l4) < 4 {

@@ -64,11 +64,23 @@ func TestFlowOf(t *testing.T) {
 			if ok != c.ok || got != c.want {
 				t.Fatalf("FlowOf = %+v, %v; want %+v, %v", got, ok, c.want, c.ok)
 			}
+			if loc, err := packet.Locate(c.pkt, 0); err == nil {
+				if got, ok := FlowOfLoc(c.pkt, &loc); ok != c.ok || got != c.want {
+					t.Fatalf("FlowOfLoc = %+v, %v; want %+v, %v", got, ok, c.want, c.ok)
+				}
+			}
 		})
 	}
 	p := ipv4Pkt(6, 0, ports)
 	if allocs := testing.AllocsPerRun(1000, func() { FlowOf(p) }); allocs != 0 {
 		t.Errorf("FlowOf allocates %.1f times per call", allocs)
+	}
+	loc, err := packet.Locate(p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { FlowOfLoc(p, &loc) }); allocs != 0 {
+		t.Errorf("FlowOfLoc allocates %.1f times per call", allocs)
 	}
 }
 
@@ -78,6 +90,18 @@ func FuzzFlowOf(f *testing.F) {
 	f.Add(ipv6Pkt(0, []byte{6, 0, 1, 4, 0, 0, 0, 0}, []byte{1, 2, 3, 4}))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		fl, ok := FlowOf(pkt)
+		// FlowOfLoc of what Locate found (with or without an encapsulation
+		// port), or of nothing, is FlowOf.
+		for _, port := range []uint16{0, 4500} {
+			if loc, err := packet.Locate(pkt, port); err == nil {
+				if fl2, ok2 := FlowOfLoc(pkt, &loc); fl2 != fl || ok2 != ok {
+					t.Fatalf("FlowOfLoc (port %d) = %+v, %v; FlowOf = %+v, %v", port, fl2, ok2, fl, ok)
+				}
+			}
+		}
+		if fl2, ok2 := FlowOfLoc(pkt, &packet.Loc{}); fl2 != fl || ok2 != ok {
+			t.Fatalf("FlowOfLoc (zero Loc) = %+v, %v; FlowOf = %+v, %v", fl2, ok2, fl, ok)
+		}
 		if !ok {
 			if fl != (Flow{}) {
 				t.Fatalf("failed FlowOf returned %+v", fl)
@@ -91,6 +115,20 @@ func FuzzFlowOf(f *testing.F) {
 			t.Fatalf("ports for protocol %d: %+v", fl.Proto, fl)
 		}
 	})
+}
+
+func BenchmarkFlowOfLoc(b *testing.B) {
+	p := ipv4Pkt(6, 0, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
+	loc, err := packet.Locate(p, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := FlowOfLoc(p, &loc); !ok {
+			b.Fatal("bad packet")
+		}
+	}
 }
 
 func BenchmarkFlowOf(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/secnic/secnic/internal/cow"
+	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/saspec"
 )
@@ -286,11 +287,12 @@ func dirIndex(d sa.Direction) int {
 
 // Admit is the RFC 4301 5.2 inbound selector check of a datagram that
 // came through bundles (outermost first): it must match an inbound Protect
-// policy that lists every one of them. It returns sa.InHdrError for a
-// datagram without a readable flow, sa.InTmplMismatch when no such policy
-// admits it.
-func (s *Snapshot) Admit(pkt []byte, bundles []*sa.Bundle) sa.Reason {
-	flow, ok := sa.FlowOf(pkt)
+// policy that lists every one of them. loc is packet.Locate of pkt as
+// bundle.Decap leaves it, or nil: the flow is read with sa.FlowOfLoc. It
+// returns sa.InHdrError for a datagram without a readable flow,
+// sa.InTmplMismatch when no such policy admits it.
+func (s *Snapshot) Admit(pkt []byte, loc *packet.Loc, bundles []*sa.Bundle) sa.Reason {
+	flow, ok := sa.FlowOfLoc(pkt, loc)
 	if !ok {
 		return sa.InHdrError
 	}

@@ -20,29 +20,8 @@ import (
 
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
+	"github.com/secnic/secnic/internal/testenv"
 )
-
-// skipOrFail skips the test, or fails it when CI=true, where a missing
-// privilege or device must not hide the root tests.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but cannot run: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// requireRoot skips (or fails under CI=true) unless the test runs as root
-// with /dev/net/tun available.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to create TUN devices and network namespaces")
-	}
-	if _, err := os.Stat(cloneDevice); err != nil {
-		skipOrFail(t, "needs %s: %v", cloneDevice, err)
-	}
-}
 
 // newNetns creates a named network namespace with a random name, brings its
 // loopback up, and deletes it when the test ends. It returns the path of the
@@ -52,7 +31,7 @@ func newNetns(t *testing.T) string {
 	name := fmt.Sprintf("secnic-tun-%08x", rand.Uint32())
 	path, err := netlab.NewNamespace(name)
 	if err != nil {
-		skipOrFail(t, "cannot create network namespace %s: %v", name, err)
+		testenv.Skipf(t, "cannot create network namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		if err := netlab.DeleteNamespace(name); err != nil {
@@ -293,7 +272,7 @@ var families = []family{
 }
 
 func TestTUNInNamespace(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireTUN(t)
 	for _, fam := range families {
 		for _, offloads := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/offloads=%v", fam.name, offloads), func(t *testing.T) {
@@ -616,7 +595,7 @@ func testTUN(t *testing.T, fam family, offloads bool) {
 }
 
 func TestOpenErrorsInNamespace(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireTUN(t)
 	nsPath := newNetns(t)
 	nl := nlHandle(t, nsPath)
 	first, err := Open(Config{Name: "sntaken0", NetnsPath: nsPath})

@@ -1,34 +1,12 @@
 package wire
 
 import (
-	"bytes"
-	"net/netip"
-	"os"
-	"testing"
-
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/internal/packettest"
 )
 
-// requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CI=true: not skipping)")
-	}
-	t.Skip("needs root")
-}
-
 // The outer (wire) addresses of the two sides, as in package nic's tests.
-var (
-	out4A = netip.MustParseAddr("192.0.2.1")
-	out4B = netip.MustParseAddr("192.0.2.2")
-	out6A = netip.MustParseAddr("2001:db8::1")
-	out6B = netip.MustParseAddr("2001:db8::2")
-)
+var out4A, out4B, out6A, out6B = packettest.EndA4, packettest.EndB4, packettest.EndA6, packettest.EndB6
 
 // udp and udpWith build UDP datagrams (package packettest).
 var udp, udpWith = packettest.UDP, packettest.UDPWith
@@ -55,14 +33,5 @@ func fragments4(pkt []byte, size int) [][]byte {
 	return out
 }
 
-func mustEqualPackets(t testing.TB, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d packets, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("packet %d differs:\n got % x\nwant % x", i, got[i][:min(80, len(got[i]))], want[i][:min(80, len(want[i]))])
-		}
-	}
-}
+// mustEqualPackets is packettest.MustEqualPackets.
+var mustEqualPackets = packettest.MustEqualPackets

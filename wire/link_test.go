@@ -19,6 +19,7 @@ import (
 	"github.com/secnic/secnic/internal/netlab"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/testenv"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -115,16 +116,7 @@ type vethEnv struct {
 
 func newVethEnv(t *testing.T) *vethEnv {
 	t.Helper()
-	requireRoot(t)
-	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-wire", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	p := testenv.VethPair(t, netlab.PairConfig{Prefix: "secnic-wire", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
 	return &vethEnv{nsA: p.A.Path, nsB: p.B.Path, ifA: p.A.Veth, ifB: p.B.Veth}
 }
 

@@ -3,35 +3,21 @@ package wire
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/secnic/secnic/internal/testenv"
 )
 
 // loopbackPair opens two UDP wire ports on random loopback addresses
 // (127.x.y.z, all local on Linux) pointing at each other.
 func loopbackPair(t testing.TB, mtu int) (a, b *UDPPort) {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		x, y := byte(rand.IntN(250)+1), byte(rand.IntN(250)+1)
-		la := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 1}), 4789)
-		lb := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, x, y, 2}), 4789)
-		var err error
-		a, err = OpenUDP(UDPConfig{Local: la, Peer: lb, MTU: mtu, Batch: 32})
-		if err == nil {
-			b, err = OpenUDP(UDPConfig{Local: lb, Peer: la, MTU: mtu, Batch: 32})
-			if err == nil {
-				t.Cleanup(func() { a.Close(); b.Close() })
-				return a, b
-			}
-			a.Close()
-		}
-		if attempt > 10 {
-			t.Fatalf("cannot open loopback UDP ports: %v", err)
-		}
-	}
+	return testenv.LoopbackPair(t, 4789, func(local, peer netip.AddrPort) (*UDPPort, error) {
+		return OpenUDP(UDPConfig{Local: local, Peer: peer, MTU: mtu, Batch: 32})
+	})
 }
 
 func TestUDPPort(t *testing.T) {

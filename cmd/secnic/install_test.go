@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/secnic/secnic/internal/testenv"
 )
 
 // TestGendocs writes the man pages and completions in-process.
@@ -51,12 +53,7 @@ func TestMakeInstall(t *testing.T) {
 		t.Skip("builds secnic; skipped with -short")
 	}
 	for _, tool := range []string{"make", "go", "install", "sed"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("CI=true, so not skipping: needs %s", tool)
-			}
-			t.Skipf("needs %s", tool)
-		}
+		testenv.RequireTool(t, tool, "Debian: make, coreutils, sed; the Go toolchain")
 	}
 	dest, bin := t.TempDir(), filepath.Join(t.TempDir(), "secnic")
 	cmd := exec.Command("make", "-C", "../..", "install", "DESTDIR="+dest, "PREFIX=/usr", "BIN="+bin, "VERSION=v0.0.0-test")

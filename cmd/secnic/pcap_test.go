@@ -10,13 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/internal/packettest"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string) {
@@ -26,39 +24,15 @@ func runCLI(t *testing.T, args ...string) (int, string) {
 	return code, out.String() + errOut.String()
 }
 
+// pcapFile and pcapPackets write and read raw-IP capture files
+// (packettest.WritePcap, packettest.ReadPcap).
 func pcapFile(t *testing.T, path string, pkts ...[]byte) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	w.WriteFileHeader(65535, layers.LinkTypeRaw)
-	for i, p := range pkts {
-		w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1700000000+int64(i), 0), CaptureLength: len(p), Length: len(p)}, p)
-	}
+	packettest.WritePcap(t, path, layers.LinkTypeRaw, pkts...)
 }
 
 func pcapPackets(t *testing.T, path string) [][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	for {
-		d, _, err := r.ReadPacketData()
-		if err != nil {
-			return out
-		}
-		out = append(out, append([]byte(nil), d...))
-	}
+	_, pkts := packettest.ReadPcap(t, path)
+	return pkts
 }
 
 // TestPcapCommandVector reproduces RFC 7634 appendix A (ChaCha20-Poly1305

@@ -12,22 +12,13 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/netlab"
+	"github.com/secnic/secnic/internal/testenv"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true, so not skipping: needs root (raw ICMP sockets, network namespaces)")
-		}
-		t.Skip("needs root (raw ICMP sockets, network namespaces)")
-	}
-}
 
 // TestEchoLoopback: the built-in echo is answered on the loopback of a
 // namespace of its own, over IPv4 and IPv6, and counts what it sent.
 func TestEchoLoopback(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireNetns(t)
 	name := fmt.Sprintf("secnic-echotest-%d", os.Getpid())
 	path, err := netlab.NewNamespace(name)
 	if err != nil {
