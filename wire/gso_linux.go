@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -365,24 +366,39 @@ func putSegmentSize(c []byte, size int) {
 }
 
 // groSize returns the segment size of a coalesced receive from its control
-// messages, or 0 if there is none (one datagram). It accepts any bytes:
-// a malformed control area yields 0.
+// messages, or 0 if there is none (one datagram). It reads any bytes
+// (alignment included) without panicking: a malformed control area yields 0.
 func groSize(control []byte) int {
 	for len(control) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&control[0]))
-		l := int(h.Len)
+		// struct cmsghdr: a size_t length, then level and type (int).
+		var l int
+		if unix.SizeofCmsghdr == 16 {
+			v := binary.NativeEndian.Uint64(control)
+			if v > uint64(len(control)) {
+				return 0
+			}
+			l = int(v)
+		} else {
+			l = int(binary.NativeEndian.Uint32(control))
+		}
+		lw := unix.SizeofCmsghdr - 8 // where level and type start
 		if l < unix.SizeofCmsghdr || l > len(control) {
 			return 0
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(2) {
-			data := control[unix.CmsgLen(0):l]
-			if len(data) >= 4 {
-				return int(*(*int32)(unsafe.Pointer(&data[0])))
+		level := int32(binary.NativeEndian.Uint32(control[lw:]))
+		typ := int32(binary.NativeEndian.Uint32(control[lw+4:]))
+		data := control[unix.CmsgLen(0):l]
+		if level == unix.IPPROTO_UDP && typ == unix.UDP_GRO {
+			switch {
+			case len(data) >= 4:
+				return int(int32(binary.NativeEndian.Uint32(data)))
+			case len(data) >= 2:
+				return int(binary.NativeEndian.Uint16(data))
 			}
-			return int(*(*uint16)(unsafe.Pointer(&data[0])))
+			return 0
 		}
-		space := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if space > len(control) {
+		space := unix.CmsgSpace(len(data))
+		if space >= len(control) {
 			return 0
 		}
 		control = control[space:]
