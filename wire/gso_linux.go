@@ -32,11 +32,11 @@ const (
 	// one UDP_SEGMENT send may carry.
 	udpMaxSegments = 64
 	// gsoMaxBytes4 and gsoMaxBytes6 bound the UDP payload of one
-	// segmented send: the super-datagram's length fields are 16 bits
-	// (IPv4 total length covers the 20-byte header, the IPv6 payload
-	// length does not; both cover the 8-byte UDP header).
+	// segmented send: the kernel refuses (EMSGSIZE) a super-datagram
+	// whose IP header, UDP header and payload exceed 65535 bytes (IPv6
+	// too, although its payload length field would allow 40 more).
 	gsoMaxBytes4 = 0xffff - 20 - 8
-	gsoMaxBytes6 = 0xffff - 8
+	gsoMaxBytes6 = 0xffff - 40 - 8
 	// groBufSize holds the largest coalesced datagram the kernel delivers.
 	groBufSize = 1 << 16
 )
