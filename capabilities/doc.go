@@ -69,7 +69,10 @@
 // [Profiles] lists the hardware records secnic can pretend to be: full, ndis,
 // ixgbe, mlx5 and netdevsim. Each can be changed field by field with
 // [Overrides] (see [Config] for the shape of a configuration file section).
-// No profile claims LSO: secnic does not segment ESP packets.
+// No profile claims LSO by itself: [Manager.SetSegmentOffload] sets
+// LsoSupported when the NIC's wire port segments in one offload what the
+// host sent as one super-packet (the daemon does this for the udp wire with
+// UDP_SEGMENT).
 //
 // # Views
 //

@@ -39,7 +39,7 @@ const (
 	secnicReplayWindow = 4096
 )
 
-const noLSO = "LsoSupported is FALSE: secnic does not segment ESP packets (the real device's tx-esp-segmentation is not emulated)."
+const noLSO = "LsoSupported follows the wire port, not the profile: TRUE when the port sends the ESP segments of one host super-packet with one segmentation offload (the udp wire with UDP_SEGMENT), FALSE otherwise (link and memory wires)."
 
 // fullRecord is everything secnic implements.
 func fullRecord() Record {

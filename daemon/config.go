@@ -216,7 +216,7 @@ type WireConfig struct {
 	Cable string `json:"cable,omitempty"`
 	// Batch is the number of packets per system call (default 64).
 	Batch int `json:"batch,omitempty"`
-	// SocketBuffer sets the socket buffers in bytes (default 4 MiB).
+	// SocketBuffer sets the socket buffers in bytes (default 7 MiB for udp, 4 MiB for link).
 	SocketBuffer int `json:"socket_buffer,omitempty"`
 	// Faults injects seeded faults into the packets sent to the wire, for
 	// tests and labs (see FaultsConfig); nil means none.

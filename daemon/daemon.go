@@ -164,6 +164,11 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 	if err != nil {
 		return nil, err
 	}
+	// LsoSupported follows the wire port (capabilities.SetSegmentOffload).
+	if _, err := d.caps.SetSegmentOffload(segmentOffload(wire), cfg.Capabilities.Current.LsoSupported); err != nil {
+		wire.Close()
+		return nil, fmt.Errorf("daemon: capabilities: %w", err)
+	}
 	wire = d.injectFaults(cfg.Wire.Faults, wire)
 	wireMTU := cfg.Datapath.WireMTU
 	if wireMTU == 0 || wireMTU > wire.MTU() {
@@ -276,6 +281,14 @@ func wipeState(s *saspec.State) {
 }
 
 // openWire opens the configured wire port.
+// segmentOffload reports whether a wire port sends the segments of one
+// host super-packet with one segmentation offload (wire.UDPPort with
+// UDP_SEGMENT); ports without the method do not.
+func segmentOffload(p tun.Port) bool {
+	s, ok := p.(interface{ SegmentOffload() bool })
+	return ok && s.SegmentOffload()
+}
+
 func (d *Daemon) openWire(cfg *Config) (tun.Port, error) {
 	w := cfg.Wire
 	switch w.Type {

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -26,8 +27,16 @@ type UDPConfig struct {
 	MTU int
 	// Batch is the number of datagrams per system call (default 64).
 	Batch int
-	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF in bytes (default 4 MiB).
+	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF in bytes (default 7 MiB,
+	// as wireguard-go; as root the FORCE variants pass net.core.rmem_max
+	// and wmem_max).
 	SocketBuffer int
+	// NoSegmentOffload keeps the port from using UDP_SEGMENT and UDP_GRO
+	// even where the kernel has them: one datagram per packet each way.
+	NoSegmentOffload bool
+	// Logger receives the one warning when the kernel refuses segmented
+	// sends (nil: slog.Default()).
+	Logger *slog.Logger
 	// NetnsPath, if set, opens the socket in that network namespace
 	// (e.g. /run/netns/NAME).
 	NetnsPath string
@@ -37,9 +46,17 @@ type UDPConfig struct {
 // UDP datagram carries one protected IP packet. The socket is connected to
 // the peer, so the kernel drops datagrams from anyone else, and reads and
 // writes move a batch per recvmmsg/sendmmsg system call without allocating.
+//
+// Where the kernel has UDP segmentation offload, Write sends each run of
+// equal-size packets (the ESP packets of one TSO super-packet from the host
+// are all one size but the last) as one segmented message, zero-copy from
+// the caller's buffers, and Read takes coalesced receives (UDP_GRO) apart
+// into the caller's buffers; see SegmentOffload.
 type UDPPort struct {
 	conn   *net.UDPConn
-	io     *mmsg
+	io     *mmsg      // receive without UDP_GRO
+	gro    *groReader // receive with UDP_GRO (io unused then)
+	tx     *gsoSender
 	mtu    int
 	batch  int
 	name   string
@@ -61,7 +78,10 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 		cfg.Batch = 64
 	}
 	if cfg.SocketBuffer <= 0 {
-		cfg.SocketBuffer = 4 << 20
+		cfg.SocketBuffer = DefaultSocketBuffer
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	network := "udp4"
 	if cfg.Local.Addr().Is6() && !cfg.Local.Addr().Is4In6() {
@@ -75,27 +95,56 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wire: udp wire port %v -> %v: %w (is the local address configured and the port free?)", cfg.Local, cfg.Peer, err)
 	}
-	_ = c.SetReadBuffer(cfg.SocketBuffer)
-	_ = c.SetWriteBuffer(cfg.SocketBuffer)
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("wire: udp wire port: %w", err)
 	}
-	// The emulated link does its own fragmentation: never let the kernel
-	// fragment a datagram (loopback would not anyway).
+	var gso, gro bool
 	_ = rc.Control(func(fd uintptr) {
+		setSocketBuffers(int(fd), cfg.SocketBuffer)
+		// The emulated link does its own fragmentation: never let the
+		// kernel fragment a datagram (loopback would not anyway).
 		if network == "udp4" {
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
 		}
+		if !cfg.NoSegmentOffload {
+			gso = probeGSO(int(fd))
+			gro = enableGRO(int(fd))
+		}
 	})
-	return &UDPPort{
+	p := &UDPPort{
 		conn:  c,
-		io:    newMmsg(rc, cfg.Batch),
 		mtu:   cfg.MTU,
 		batch: cfg.Batch,
 		name:  fmt.Sprintf("udp:%v->%v", c.LocalAddr(), cfg.Peer),
-	}, nil
+	}
+	maxBytes := gsoMaxBytes4
+	if network == "udp6" {
+		maxBytes = gsoMaxBytes6
+	}
+	p.tx = newGSOSender(rc, cfg.Batch, maxBytes, gso, cfg.Logger, p.name)
+	if gro {
+		p.gro = newGROReader(rc, cfg.Batch)
+	} else {
+		p.io = newMmsg(rc, cfg.Batch)
+	}
+	return p, nil
+}
+
+// DefaultSocketBuffer is the socket buffer size, in bytes, of a UDP wire
+// port whose configuration names none (wireguard-go's choice).
+const DefaultSocketBuffer = 7 << 20
+
+// setSocketBuffers sets SO_RCVBUF and SO_SNDBUF to size, past the sysctl
+// limits with the FORCE variants where allowed (CAP_NET_ADMIN).
+func setSocketBuffers(fd, size int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+	}
 }
 
 func (p *UDPPort) closedErr(err error) error {
@@ -111,39 +160,59 @@ func (p *UDPPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if p.closed.Load() {
 		return 0, p.closedErr(nil)
 	}
-	n, err := p.io.recv(bufs, sizes, offset)
+	var n int
+	var err error
+	if p.gro != nil {
+		n, err = p.gro.recv(bufs, sizes, offset)
+	} else {
+		n, err = p.io.recv(bufs, sizes, offset)
+	}
 	if err != nil {
 		return 0, p.closedErr(err)
 	}
 	return n, nil
 }
 
-// Write sends bufs[i][offset:] as one datagram each, in batches.
+// Write sends bufs[i][offset:] as one datagram each, in batches; runs of
+// equal-size packets go as one segmented message each while
+// SegmentOffload is true. It returns the number of packets sent (see
+// tun.Port).
 func (p *UDPPort) Write(bufs [][]byte, offset int) (int, error) {
 	if p.closed.Load() {
 		return 0, p.closedErr(nil)
 	}
-	total := 0
-	var last error
-	for len(bufs) > 0 {
-		cnt := min(len(bufs), p.batch)
-		for i := range cnt {
-			p.io.prepSend(i, bufs[i][offset:])
-		}
-		n, err := p.io.send(cnt)
-		total += n
-		if err != nil {
-			if p.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return total, p.closedErr(err)
-			}
-			last = err
-		}
-		bufs = bufs[cnt:]
+	if offset < 0 {
+		return 0, fmt.Errorf("wire: %s: %w: offset %d is negative", p.name, tun.ErrOffset, offset)
 	}
-	if last != nil {
-		return total, p.closedErr(last)
+	for i, b := range bufs {
+		if offset > len(b) {
+			return 0, fmt.Errorf("wire: %s: %w: offset %d is past the end of bufs[%d] (length %d)", p.name, tun.ErrOffset, offset, i, len(b))
+		}
 	}
-	return total, nil
+	n, err := p.tx.write(bufs, offset, nil)
+	if err != nil {
+		return n, p.closedErr(err)
+	}
+	return n, nil
+}
+
+// SegmentOffload reports whether Write hands runs of equal-size packets to
+// the kernel as one segmented send (UDP_SEGMENT). It is false when the
+// kernel lacks it, when the port was opened with NoSegmentOffload, and
+// after the kernel refused it on this socket.
+func (p *UDPPort) SegmentOffload() bool { return p.tx.on.Load() }
+
+// ReceiveOffload reports whether the kernel may coalesce received datagrams
+// (UDP_GRO) for Read to take apart.
+func (p *UDPPort) ReceiveOffload() bool { return p.gro != nil }
+
+// OffloadStats returns how many runs went out one datagram each after the
+// kernel refused them segmented, and how many receives were coalesced.
+func (p *UDPPort) OffloadStats() (fallbacks, coalesced uint64) {
+	if p.gro != nil {
+		coalesced = p.gro.coalesced.Load()
+	}
+	return p.tx.fallbacks.Load(), coalesced
 }
 
 // BatchSize returns the number of datagrams per system call.
