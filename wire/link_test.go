@@ -204,18 +204,78 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 	return out
 }
 
-func TestLinkPort(t *testing.T) {
+// linkMethods are the link port's methods as the tests run them: each name
+// is a LinkConfig.Method, except "ring-v2", the rings with a TPACKET_V2
+// receive ring.
+var linkMethods = []string{LinkMmsg, LinkRing, "ring-v2"}
+
+// forEachMethod runs test once per link method.
+func forEachMethod(t *testing.T, test func(t *testing.T, method string)) {
+	for _, m := range linkMethods {
+		t.Run(m, func(t *testing.T) {
+			if m == "ring-v2" {
+				old := ringRXVersion
+				ringRXVersion = unix.TPACKET_V2
+				t.Cleanup(func() { ringRXVersion = old })
+				m = LinkRing
+			}
+			test(t, m)
+		})
+	}
+}
+
+// openLinkPair opens link ports with method on both sides of e.
+func openLinkPair(t *testing.T, e *vethEnv, method string) (pA, pB *LinkPort) {
+	t.Helper()
+	pA, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pA.Close() })
+	pB, err = OpenLink(LinkConfig{Interface: e.ifB, EncapPort: 4500, NetnsPath: e.nsB, Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pB.Close() })
+	if pA.Method() != method || pB.Method() != method {
+		t.Fatalf("methods %q and %q, want %q", pA.Method(), pB.Method(), method)
+	}
+	return pA, pB
+}
+
+// TestLinkAuto checks that a veth gets the rings without asking.
+func TestLinkAuto(t *testing.T) {
 	e := newVethEnv(t)
-	pA, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
+	p, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pA.Close()
-	pB, err := OpenLink(LinkConfig{Interface: e.ifB, EncapPort: 4500, NetnsPath: e.nsB})
+	defer p.Close()
+	if p.Method() != LinkRing {
+		t.Fatalf("method %q on a veth, want %q", p.Method(), LinkRing)
+	}
+	if _, err := OpenLink(LinkConfig{Interface: e.ifA, NetnsPath: e.nsA, Method: "carrier-pigeon"}); err == nil {
+		t.Fatal("an unknown method was accepted")
+	}
+	// Loopback has no Ethernet next hop: auto falls back, ring refuses.
+	if _, err := OpenLink(LinkConfig{Interface: "lo", NetnsPath: e.nsA, Method: LinkRing}); err == nil {
+		t.Fatal("the rings opened on lo")
+	}
+	lo, err := OpenLink(LinkConfig{Interface: "lo", NetnsPath: e.nsA})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pB.Close()
+	defer lo.Close()
+	if lo.Method() != LinkMmsg {
+		t.Fatalf("method %q on lo, want %q", lo.Method(), LinkMmsg)
+	}
+}
+
+func TestLinkPort(t *testing.T) { forEachMethod(t, testLinkPort) }
+
+func testLinkPort(t *testing.T, method string) {
+	e := newVethEnv(t)
+	pA, pB := openLinkPair(t, e, method)
 	if pA.MTU() != 1500 || pA.Name() != "link:"+e.ifA {
 		t.Fatalf("MTU %d name %s", pA.MTU(), pA.Name())
 	}
@@ -314,5 +374,34 @@ func TestLinkPort(t *testing.T) {
 	send(pB, w)
 	if got := next(t, rxA); !bytes.Equal(got, w) {
 		t.Fatalf("A received % x first, want B's packet", got[:min(48, len(got))])
+	}
+	if method == LinkRing {
+		// The first packets to B went through the kernel, which resolved
+		// B's MAC; once the port has it, they go through the TX ring.
+		for _, dst := range []netip.Addr{out4B, out6B} {
+			for i := 0; ; i++ {
+				if _, ok := (*pA.hops.snap.Load())[dst]; ok {
+					break
+				}
+				if i > 2000 {
+					t.Fatalf("A never learnt the MAC of %v (watchdog)", dst)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			before := pA.txr.sent.Load()
+			src := out4A
+			if dst.Is6() {
+				src = out6A
+			}
+			w := esp(src, dst, 300)
+			send(pA, w, w)
+			if got := next(t, rxB); !bytes.Equal(got, w) {
+				t.Fatalf("B received % x, want % x", got[:min(48, len(got))], w[:48])
+			}
+			next(t, rxB)
+			if n := pA.txr.sent.Load() - before; n != 2 {
+				t.Fatalf("%d of 2 packets to %v went through A's TX ring", n, dst)
+			}
+		}
 	}
 }
