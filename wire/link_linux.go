@@ -41,7 +41,7 @@ type LinkConfig struct {
 const (
 	// LinkAuto picks the fastest method that works on the interface.
 	LinkAuto = "auto"
-	// LinkRing receives through a TPACKET_V3 PACKET_MMAP ring and sends
+	// LinkRing receives through a TPACKET_V2 PACKET_MMAP ring and sends
 	// whole Ethernet frames through a TPACKET_V2 TX ring with
 	// PACKET_QDISC_BYPASS, one sendto per batch; the next hop's MAC comes
 	// from the kernel's neighbour table. Needs an Ethernet interface.

@@ -205,17 +205,17 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 }
 
 // linkMethods are the link port's methods as the tests run them: each name
-// is a LinkConfig.Method, except "ring-v2", the rings with a TPACKET_V2
+// is a LinkConfig.Method, except "ring-v3", the rings with a TPACKET_V3
 // receive ring.
-var linkMethods = []string{LinkMmsg, LinkRing, "ring-v2"}
+var linkMethods = []string{LinkMmsg, LinkRing, "ring-v3"}
 
 // forEachMethod runs test once per link method.
 func forEachMethod(t *testing.T, test func(t *testing.T, method string)) {
 	for _, m := range linkMethods {
 		t.Run(m, func(t *testing.T) {
-			if m == "ring-v2" {
+			if m == "ring-v3" {
 				old := ringRXVersion
-				ringRXVersion = unix.TPACKET_V2
+				ringRXVersion = unix.TPACKET_V3
 				t.Cleanup(func() { ringRXVersion = old })
 				m = LinkRing
 			}

@@ -17,9 +17,14 @@ import (
 
 // The link port's packet rings (LinkRing).
 
-// ringRXVersion is the TPACKET version of the receive ring (see
-// docs/performance.md, "Link wire: packet rings / AF_XDP", for why).
-var ringRXVersion = unix.TPACKET_V3
+// ringRXVersion is the TPACKET version of the receive ring. TPACKET_V3
+// hands over whole blocks, but a block that is not full only when its
+// retire timer (at least 1 ms) fires, which put 1 ms on every receive at
+// low rates (request/response: 403 transactions/s against 3945 with V2; see
+// docs/performance.md, "Link wire: packet rings / AF_XDP"). TPACKET_V2
+// hands over each frame as it is written, and the reader still takes every
+// waiting frame per wake-up. The tests run both.
+var ringRXVersion = unix.TPACKET_V2
 
 // txRingFrames is the number of TX frames: a few batches in flight.
 const txRingFrames = 256
