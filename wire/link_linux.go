@@ -46,6 +46,10 @@ const (
 	// PACKET_QDISC_BYPASS, one sendto per batch; the next hop's MAC comes
 	// from the kernel's neighbour table. Needs an Ethernet interface.
 	LinkRing = "ring"
+	// LinkXDP receives through an AF_XDP socket that an XDP program on
+	// the interface feeds with the ESP, AH and UDP-encapsulated frames
+	// (the kernel never sees them), and sends through its TX ring.
+	LinkXDP = "xdp"
 	// LinkMmsg receives with recvmmsg on an AF_PACKET socket and sends
 	// with sendmmsg on raw IP sockets (one trip through the kernel's IP
 	// output per packet).
@@ -88,7 +92,8 @@ type LinkPort struct {
 	method string
 	rxr    *rxRing   // LinkRing
 	txr    *txRing   // LinkRing
-	hops   *nextHops // LinkRing
+	xsk    *xsk      // LinkXDP
+	hops   *nextHops // LinkRing, LinkXDP
 	slow   [][]byte  // LinkRing: packets of one Write that go through the kernel
 
 	rx      *os.File
@@ -141,6 +146,10 @@ func openLink(cfg LinkConfig) (_ *LinkPort, err error) {
 	case LinkRing:
 		if err := p.openRings(cfg, ifi); err != nil {
 			return nil, fmt.Errorf("wire: link %s: packet rings: %w (use method %q or %q on this interface)", p.ifname, err, LinkAuto, LinkMmsg)
+		}
+	case LinkXDP:
+		if err := p.openXDP(cfg, ifi); err != nil {
+			return nil, fmt.Errorf("wire: link %s: AF_XDP: %w (use method %q or %q on this interface)", p.ifname, err, LinkAuto, LinkRing)
 		}
 	case LinkMmsg:
 		if err := p.openRX(cfg); err != nil {
@@ -309,9 +318,12 @@ func (p *LinkPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	var n int
 	var err error
-	if p.rxr != nil {
+	switch {
+	case p.xsk != nil:
+		n, err = p.xsk.read(bufs, sizes, offset)
+	case p.rxr != nil:
 		n, err = p.rxr.read(bufs, sizes, offset)
-	} else {
+	default:
 		n, err = p.rxio.recv(bufs, sizes, offset)
 	}
 	if err != nil {
@@ -331,6 +343,9 @@ func (p *LinkPort) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	if p.txr != nil {
 		return p.writeRing(bufs, offset)
+	}
+	if p.xsk != nil {
+		return p.writeXDP(bufs, offset)
 	}
 	return p.writeRaw(bufs, offset)
 }
@@ -411,7 +426,7 @@ func (p *LinkPort) MTU() int { return p.mtu }
 // Name returns "link:IFNAME".
 func (p *LinkPort) Name() string { return "link:" + p.ifname }
 
-// Method returns how the port moves packets: LinkRing or LinkMmsg.
+// Method returns how the port moves packets: LinkXDP, LinkRing or LinkMmsg.
 func (p *LinkPort) Method() string { return p.method }
 
 // Close closes every socket of the port.

@@ -185,14 +185,15 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 					out[fields[0]] = v
 					continue
 				}
-				if len(fields) > 1 && fields[0] == "Icmp:" {
-					if head == nil {
+				if len(fields) > 1 && (fields[0] == "Icmp:" || fields[0] == "Ip:") {
+					if head == nil || head[0] != fields[0] {
 						head = fields
 					} else {
 						for i := 1; i < len(fields) && i < len(head); i++ {
 							v, _ := strconv.ParseUint(fields[i], 10, 64)
-							out["Icmp"+head[i]] = v
+							out[strings.TrimSuffix(fields[0], ":")+head[i]] = v
 						}
+						head = nil
 					}
 				}
 			}
@@ -208,7 +209,7 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 // linkMethods are the link port's methods as the tests run them: each name
 // is a LinkConfig.Method, except "ring-v3", the rings with a TPACKET_V3
 // receive ring.
-var linkMethods = []string{LinkMmsg, LinkRing, "ring-v3"}
+var linkMethods = []string{LinkMmsg, LinkRing, "ring-v3", LinkXDP}
 
 // forEachMethod runs test once per link method.
 func forEachMethod(t *testing.T, test func(t *testing.T, method string)) {
@@ -347,6 +348,16 @@ func testLinkPort(t *testing.T, method string) {
 			if d6 := after["Icmp6OutDestUnreachs"] - before["Icmp6OutDestUnreachs"]; d6 != 2 {
 				t.Fatalf("B's kernel sent %d ICMPv6 destination unreachables, want 2 (port 9 twice)", d6)
 			}
+			// B's kernel received the two datagrams to port 9 and the
+			// control, and on every method but XDP also the ESP, the
+			// NAT-T datagram and the two fragments.
+			want := uint64(7)
+			if method == LinkXDP {
+				want = 3
+			}
+			if d := after["IpInReceives"] - before["IpInReceives"]; d != want {
+				t.Fatalf("B's kernel received %d IPv4 packets, want %d", d, want)
+			}
 			break
 		}
 		if i > 2000 {
@@ -376,7 +387,7 @@ func testLinkPort(t *testing.T, method string) {
 	if got := next(t, rxA); !bytes.Equal(got, w) {
 		t.Fatalf("A received % x first, want B's packet", got[:min(48, len(got))])
 	}
-	if method == LinkRing {
+	if method == LinkRing || method == LinkXDP {
 		// The first packets to B went through the kernel, which resolved
 		// B's MAC; once the port has it, they go through the TX ring.
 		for _, dst := range []netip.Addr{out4B, out6B} {
@@ -389,7 +400,13 @@ func testLinkPort(t *testing.T, method string) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			before := pA.txr.sent.Load()
+			sent := func() uint64 {
+				if pA.xsk != nil {
+					return pA.xsk.sent.Load()
+				}
+				return pA.txr.sent.Load()
+			}
+			before := sent()
 			src := out4A
 			if dst.Is6() {
 				src = out6A
@@ -400,7 +417,7 @@ func testLinkPort(t *testing.T, method string) {
 				t.Fatalf("B received % x, want % x", got[:min(48, len(got))], w[:48])
 			}
 			next(t, rxB)
-			if n := pA.txr.sent.Load() - before; n != 2 {
+			if n := sent() - before; n != 2 {
 				t.Fatalf("%d of 2 packets to %v went through A's TX ring", n, dst)
 			}
 		}
@@ -466,7 +483,7 @@ func benchLinkPort(b *testing.B, method string) {
 		batch[i] = pkt
 	}
 	// Let A learn B's MAC (the first packets go through the kernel).
-	for i := 0; got.Load() == 0 || (method == LinkRing && pA.txr.sent.Load() == 0); i++ {
+	for i := 0; got.Load() == 0 || (method == LinkRing && pA.txr.sent.Load() == 0) || (method == LinkXDP && pA.xsk.sent.Load() == 0); i++ {
 		if i > 2000 {
 			b.Fatal("nothing arrived (watchdog)")
 		}

@@ -147,12 +147,15 @@ func (p *LinkPort) closeRings() {
 	if p.txr != nil {
 		p.txr.close()
 	}
+	if p.xsk != nil {
+		p.xsk.close()
+	}
 	if p.hops != nil {
 		p.hops.close()
 	}
 	if !p.closed.Load() {
 		// A failed set-up: the port goes on without rings.
-		p.rxr, p.txr, p.hops, p.method = nil, nil, nil, ""
+		p.rxr, p.txr, p.xsk, p.hops, p.method = nil, nil, nil, nil, ""
 	}
 }
 
