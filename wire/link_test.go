@@ -502,3 +502,38 @@ func benchLinkPort(b *testing.B, method string) {
 	time.Sleep(50 * time.Millisecond)
 	b.ReportMetric(float64(got.Load()-start)/float64(b.N*len(batch))*100, "%delivered")
 }
+
+// TestLinkXDPAttach checks that the XDP program leaves with the port (the
+// next port can attach again), and that a port does not replace another
+// program already on the interface.
+func TestLinkXDPAttach(t *testing.T) {
+	e := newVethEnv(t)
+	for range 2 {
+		p, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: LinkXDP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: LinkXDP}); err == nil {
+			t.Fatal("a second XDP port attached over the first")
+		}
+		// auto does not use XDP, so it opens next to it.
+		q, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+		p.Close()
+	}
+	h, err := netns.Handle(e.nsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(e.ifA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		t.Fatalf("an XDP program is still attached after Close: %+v", x)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -153,8 +154,17 @@ func (p *LinkPort) openXDP(cfg LinkConfig, ifi *net.Interface) (err error) {
 	for i := half; i < xskFrames; i++ {
 		x.free = append(x.free, uint64(i*xskFrameSize))
 	}
-	if err := unix.Bind(fd, &unix.SockaddrXDP{Flags: unix.XDP_COPY, Ifindex: uint32(p.ifindex), QueueID: 0}); err != nil {
-		return fmt.Errorf("bind AF_XDP socket: %w", err)
+	// A socket closed a moment ago may still hold the queue: the kernel
+	// releases it after a grace period.
+	for i := 0; ; i++ {
+		err := unix.Bind(fd, &unix.SockaddrXDP{Flags: unix.XDP_COPY, Ifindex: uint32(p.ifindex), QueueID: 0})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EBUSY) || i == 50 {
+			return fmt.Errorf("bind AF_XDP socket: %w (is another AF_XDP program on queue 0 of the interface?)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if x.xmap, err = newXSKMap(1); err != nil {
 		return fmt.Errorf("XSKMAP: %w", permHint(err))
