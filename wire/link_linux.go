@@ -37,6 +37,9 @@ type LinkConfig struct {
 	Method string
 }
 
+// autoMethods are the methods LinkAuto tries, in order, before LinkMmsg.
+var autoMethods = []string{LinkRing}
+
 // Link port methods (LinkConfig.Method, LinkPort.Method).
 const (
 	// LinkAuto picks the fastest method that works on the interface.
@@ -137,8 +140,17 @@ func openLink(cfg LinkConfig) (_ *LinkPort, err error) {
 	}()
 	switch cfg.Method {
 	case "", LinkAuto:
-		if p.openRings(cfg, ifi) != nil {
+		for _, m := range autoMethods {
+			open := p.openRings
+			if m == LinkXDP {
+				open = p.openXDP
+			}
+			if open(cfg, ifi) == nil {
+				break
+			}
 			p.closeRings()
+		}
+		if p.method == "" {
 			if err := p.openRX(cfg); err != nil {
 				return nil, err
 			}
