@@ -54,7 +54,7 @@ func newNextHops(h *netlink.Handle, ifindex int, src net.HardwareAddr) *nextHops
 // resolver to find it.
 func (n *nextHops) lookup(dst netip.Addr) (mac [6]byte, ok bool) {
 	mac, ok = (*n.snap.Load())[dst]
-	if !ok {
+	if !ok && !dst.IsMulticast() {
 		select {
 		case n.want <- dst:
 		default:
@@ -71,7 +71,9 @@ func (n *nextHops) close() {
 
 func (n *nextHops) run() {
 	defer n.wg.Done()
-	followed := map[netip.Addr]bool{}
+	// followed maps each destination to the number of looks that did
+	// not resolve it in a row.
+	followed := map[netip.Addr]int{}
 	slow := time.NewTicker(time.Second)
 	defer slow.Stop()
 	// While a destination is unresolved, look again soon: the kernel is
@@ -83,15 +85,18 @@ func (n *nextHops) run() {
 		case <-n.done:
 			return
 		case d := <-n.want:
+			if _, ok := followed[d]; ok {
+				continue // already being looked at
+			}
 			if len(followed) >= maxNextHops {
 				clear(followed)
 			}
-			followed[d] = true
+			followed[d] = 0
 		case <-fast.C:
 		case <-slow.C:
 			n.refreshSrc()
 		}
-		if n.resolve(followed) < len(followed) {
+		if n.resolve(followed) {
 			fast.Reset(2 * time.Millisecond)
 		}
 	}
@@ -113,9 +118,13 @@ func (n *nextHops) refreshSrc() {
 // to the cached MAC.
 const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
 
+// fastLooks is how many times, 2 ms apart, the resolver looks for a new
+// destination's MAC before it falls back to once a second.
+const fastLooks = 50
+
 // resolve publishes a new snapshot for the followed destinations and
-// returns how many of them it resolved.
-func (n *nextHops) resolve(followed map[netip.Addr]bool) int {
+// reports whether one of them, not resolved, deserves another look soon.
+func (n *nextHops) resolve(followed map[netip.Addr]int) (again bool) {
 	neigh := map[netip.Addr][6]byte{}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		list, err := n.h.NeighList(n.ifindex, fam)
@@ -133,17 +142,19 @@ func (n *nextHops) resolve(followed map[netip.Addr]bool) int {
 		}
 	}
 	m := make(map[netip.Addr][6]byte, len(followed))
-	for d := range followed {
-		hop, ok := n.hop(d)
-		if !ok {
-			continue
+	for d, misses := range followed {
+		if hop, ok := n.hop(d); ok {
+			if mac, ok := neigh[hop]; ok {
+				m[d] = mac
+				followed[d] = 0
+				continue
+			}
 		}
-		if mac, ok := neigh[hop]; ok {
-			m[d] = mac
-		}
+		followed[d] = misses + 1
+		again = again || misses+1 < fastLooks
 	}
 	n.snap.Store(&m)
-	return len(m)
+	return again
 }
 
 // hop returns the next hop towards dst through the interface.
