@@ -63,7 +63,10 @@ const (
 // packets, so that real IPsec peers on that link see standard ESP, AH and
 // UDP-encapsulated ESP (RFC 3948).
 //
-// Design (see docs/datapath-notes.md for the consequences):
+// Design (see docs/datapath-notes.md for the consequences), as on the
+// LinkMmsg method; LinkRing and LinkXDP replace the receive socket and the
+// send path (see their constants) and keep the raw IP sockets for packets
+// whose next hop the kernel has not resolved yet:
 //
 //   - Receive: one AF_PACKET SOCK_DGRAM socket bound to the interface. A
 //     classic BPF filter passes only packets addressed to this host
