@@ -211,6 +211,9 @@ type WireConfig struct {
 	MTU int `json:"mtu,omitempty"`
 	// Interface is the Linux interface of a link port, e.g. eth0 (link).
 	Interface string `json:"interface,omitempty"`
+	// Method is how a link port moves packets: auto (default), ring or
+	// mmsg (wire.LinkConfig.Method).
+	Method string `json:"method,omitempty"`
 	// Cable names the in-process cable; the two daemons that name the same
 	// cable are connected (memory).
 	Cable string `json:"cable,omitempty"`
@@ -499,6 +502,11 @@ func (c *Config) validate(source string) error {
 		}
 		if w.Local != "" || w.Peer != "" || w.Cable != "" || w.MTU != 0 {
 			add("wire", "local, peer, mtu and cable do not apply to a link port (it uses the interface's addresses and MTU)")
+		}
+		switch w.Method {
+		case "", "auto", "ring", "mmsg": // wire.LinkAuto, LinkRing, LinkMmsg
+		default:
+			add("wire.method", "%q is not a link method: give auto, ring or mmsg", w.Method)
 		}
 	case WireMemory:
 		if w.Cable == "" {

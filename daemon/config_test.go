@@ -154,6 +154,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"udp-families", "wire: {type: udp, local: '192.0.2.1:1', peer: '[fd00::1]:1'}\n", []string{"wire.peer", "families"}},
 		{"udp-mtu", "wire: {type: udp, local: '192.0.2.1:1', peer: '192.0.2.2:1', mtu: 100}\n", []string{"wire.mtu"}},
 		{"link-no-if", "wire: {type: link}\n", []string{"wire.interface: is missing"}},
+		{"link-method", "wire: {type: link, interface: eth0, method: afxdp}\n", []string{"wire.method", "auto, ring or mmsg"}},
 		{"link-with-peer", "wire: {type: link, interface: eth0, peer: '1.2.3.4:5'}\n", []string{"do not apply to a link port"}},
 		{"memory-no-cable", "wire: {type: memory}\n", []string{"wire.cable: is missing"}},
 		{"encap-port", minimal + "encap_port: 70000\n", []string{"encap_port"}},

@@ -322,7 +322,7 @@ func (d *Daemon) openWire(cfg *Config) (tun.Port, error) {
 		case cfg.EncapPort > 0:
 			encap = uint16(cfg.EncapPort)
 		}
-		port, err := wire.OpenLink(wire.LinkConfig{Interface: w.Interface, EncapPort: encap, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
+		port, err := wire.OpenLink(wire.LinkConfig{Interface: w.Interface, Method: w.Method, EncapPort: encap, Batch: w.Batch, SocketBuffer: w.SocketBuffer, NetnsPath: cfg.Netns})
 		if err != nil {
 			return nil, fmt.Errorf("daemon: wire port: %w", err)
 		}

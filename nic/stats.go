@@ -160,6 +160,9 @@ type Stats struct {
 	Name     string `json:"name"`
 	HostPort string `json:"host_port"`
 	WirePort string `json:"wire_port"`
+	// WireMethod is how the wire port moves packets, for ports that say
+	// (the link port: ring or mmsg).
+	WireMethod string `json:"wire_method,omitempty"`
 	// WireMTU is the MTU the NIC protects for; HostMTU the largest inner
 	// packet that always fits after protection (see Config.HostMTU).
 	WireMTU int `json:"wire_mtu"`
@@ -227,6 +230,9 @@ func (n *NIC) Stats() Stats {
 	if n.crypto != nil {
 		cs := n.CryptoStats()
 		s.Crypto = &cs
+	}
+	if m, ok := n.wire.(interface{ Method() string }); ok {
+		s.WireMethod = m.Method()
 	}
 	for _, c := range []*capture{n.hostCap, n.wireCap} {
 		if c != nil {

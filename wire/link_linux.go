@@ -31,13 +31,42 @@ type LinkConfig struct {
 	// NetnsPath, if set, opens the port on an interface of that network
 	// namespace (e.g. /run/netns/NAME).
 	NetnsPath string
+	// Method is how packets move between secnic and the interface:
+	// LinkRing (PACKET_MMAP rings), LinkMmsg (recvmmsg and raw IP sockets)
+	// or "" / LinkAuto: the rings where they can be set up, else mmsg.
+	Method string
 }
+
+// autoMethods are the methods LinkAuto tries, in order, before LinkMmsg.
+var autoMethods = []string{LinkRing}
+
+// Link port methods (LinkConfig.Method, LinkPort.Method).
+const (
+	// LinkAuto picks the fastest method that works on the interface.
+	LinkAuto = "auto"
+	// LinkRing receives through a TPACKET_V2 PACKET_MMAP ring and sends
+	// whole Ethernet frames through a TPACKET_V2 TX ring with
+	// PACKET_QDISC_BYPASS, one sendto per batch; the next hop's MAC comes
+	// from the kernel's neighbour table. Needs an Ethernet interface.
+	LinkRing = "ring"
+	// LinkXDP receives through an AF_XDP socket that an XDP program on
+	// the interface feeds with the ESP, AH and UDP-encapsulated frames
+	// (the kernel never sees them), and sends through its TX ring.
+	LinkXDP = "xdp"
+	// LinkMmsg receives with recvmmsg on an AF_PACKET socket and sends
+	// with sendmmsg on raw IP sockets (one trip through the kernel's IP
+	// output per packet).
+	LinkMmsg = "mmsg"
+)
 
 // LinkPort puts protected packets on a real Linux link as ordinary IP
 // packets, so that real IPsec peers on that link see standard ESP, AH and
 // UDP-encapsulated ESP (RFC 3948).
 //
-// Design (see docs/datapath-notes.md for the consequences):
+// Design (see docs/datapath-notes.md for the consequences), as on the
+// LinkMmsg method; LinkRing and LinkXDP replace the receive socket and the
+// send path (see their constants) and keep the raw IP sockets for packets
+// whose next hop the kernel has not resolved yet:
 //
 //   - Receive: one AF_PACKET SOCK_DGRAM socket bound to the interface. A
 //     classic BPF filter passes only packets addressed to this host
@@ -65,6 +94,13 @@ type LinkPort struct {
 	ifindex int
 	mtu     int
 	batch   int
+
+	method string
+	rxr    *rxRing   // LinkRing
+	txr    *txRing   // LinkRing
+	xsk    *xsk      // LinkXDP
+	hops   *nextHops // LinkRing, LinkXDP
+	slow   [][]byte  // LinkRing: packets of one Write that go through the kernel
 
 	rx      *os.File
 	rxio    *mmsg
@@ -105,9 +141,43 @@ func openLink(cfg LinkConfig) (_ *LinkPort, err error) {
 			p.Close()
 		}
 	}()
-	if err := p.openRX(cfg); err != nil {
-		return nil, err
+	switch cfg.Method {
+	case "", LinkAuto:
+		for _, m := range autoMethods {
+			open := p.openRings
+			if m == LinkXDP {
+				open = p.openXDP
+			}
+			if open(cfg, ifi) == nil {
+				break
+			}
+			p.closeRings()
+		}
+		if p.method == "" {
+			if err := p.openRX(cfg); err != nil {
+				return nil, err
+			}
+		}
+	case LinkRing:
+		if err := p.openRings(cfg, ifi); err != nil {
+			return nil, fmt.Errorf("wire: link %s: packet rings: %w (use method %q or %q on this interface)", p.ifname, err, LinkAuto, LinkMmsg)
+		}
+	case LinkXDP:
+		if err := p.openXDP(cfg, ifi); err != nil {
+			return nil, fmt.Errorf("wire: link %s: AF_XDP: %w (use method %q or %q on this interface)", p.ifname, err, LinkAuto, LinkRing)
+		}
+	case LinkMmsg:
+		if err := p.openRX(cfg); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("wire: link %s: method %q is not one of %q, %q, %q", p.ifname, cfg.Method, LinkAuto, LinkRing, LinkMmsg)
 	}
+	if p.method == "" {
+		p.method = LinkMmsg
+	}
+	// The raw IP sockets send on every method: on the rings, the packets
+	// whose next hop the kernel has not resolved yet go through them.
 	if err := p.openTX(cfg); err != nil {
 		return nil, err
 	}
@@ -261,20 +331,42 @@ func (p *LinkPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if p.closed.Load() {
 		return 0, p.closedErr(nil)
 	}
-	n, err := p.rxio.recv(bufs, sizes, offset)
+	var n int
+	var err error
+	switch {
+	case p.xsk != nil:
+		n, err = p.xsk.read(bufs, sizes, offset)
+	case p.rxr != nil:
+		n, err = p.rxr.read(bufs, sizes, offset)
+	default:
+		n, err = p.rxio.recv(bufs, sizes, offset)
+	}
 	if err != nil {
 		return 0, p.closedErr(err)
 	}
 	return n, nil
 }
 
-// Write sends IP datagrams out of the interface. IPv4 and IPv6 packets
-// go through their own raw sockets; consecutive packets of one family
-// share a sendmmsg call.
+// Write sends IP datagrams out of the interface. On the rings, each goes
+// into a TX frame behind an Ethernet header and one sendto sends the batch;
+// a packet whose next hop is not resolved yet, and every packet on the
+// mmsg method, goes through the raw IP socket of its family, consecutive
+// packets of one family sharing a sendmmsg call.
 func (p *LinkPort) Write(bufs [][]byte, offset int) (int, error) {
 	if p.closed.Load() {
 		return 0, p.closedErr(nil)
 	}
+	if p.txr != nil {
+		return p.writeRing(bufs, offset)
+	}
+	if p.xsk != nil {
+		return p.writeXDP(bufs, offset)
+	}
+	return p.writeRaw(bufs, offset)
+}
+
+// writeRaw sends through the raw IP sockets.
+func (p *LinkPort) writeRaw(bufs [][]byte, offset int) (int, error) {
 	total := 0
 	var last error
 	for len(bufs) > 0 {
@@ -349,11 +441,15 @@ func (p *LinkPort) MTU() int { return p.mtu }
 // Name returns "link:IFNAME".
 func (p *LinkPort) Name() string { return "link:" + p.ifname }
 
+// Method returns how the port moves packets: LinkXDP, LinkRing or LinkMmsg.
+func (p *LinkPort) Method() string { return p.method }
+
 // Close closes every socket of the port.
 func (p *LinkPort) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
+	p.closeRings()
 	for _, f := range []*os.File{p.rx, p.tx4, p.tx6} {
 		if f != nil {
 			f.Close()

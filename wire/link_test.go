@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -176,14 +177,15 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 					out[fields[0]] = v
 					continue
 				}
-				if len(fields) > 1 && fields[0] == "Icmp:" {
-					if head == nil {
+				if len(fields) > 1 && (fields[0] == "Icmp:" || fields[0] == "Ip:") {
+					if head == nil || head[0] != fields[0] {
 						head = fields
 					} else {
 						for i := 1; i < len(fields) && i < len(head); i++ {
 							v, _ := strconv.ParseUint(fields[i], 10, 64)
-							out["Icmp"+head[i]] = v
+							out[strings.TrimSuffix(fields[0], ":")+head[i]] = v
 						}
+						head = nil
 					}
 				}
 			}
@@ -196,18 +198,78 @@ func snmp(t *testing.T, ns string) map[string]uint64 {
 	return out
 }
 
-func TestLinkPort(t *testing.T) {
+// linkMethods are the link port's methods as the tests run them: each name
+// is a LinkConfig.Method, except "ring-v3", the rings with a TPACKET_V3
+// receive ring.
+var linkMethods = []string{LinkMmsg, LinkRing, "ring-v3", LinkXDP}
+
+// forEachMethod runs test once per link method.
+func forEachMethod(t *testing.T, test func(t *testing.T, method string)) {
+	for _, m := range linkMethods {
+		t.Run(m, func(t *testing.T) {
+			if m == "ring-v3" {
+				old := ringRXVersion
+				ringRXVersion = unix.TPACKET_V3
+				t.Cleanup(func() { ringRXVersion = old })
+				m = LinkRing
+			}
+			test(t, m)
+		})
+	}
+}
+
+// openLinkPair opens link ports with method on both sides of e.
+func openLinkPair(t *testing.T, e *vethEnv, method string) (pA, pB *LinkPort) {
+	t.Helper()
+	pA, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pA.Close() })
+	pB, err = OpenLink(LinkConfig{Interface: e.ifB, EncapPort: 4500, NetnsPath: e.nsB, Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pB.Close() })
+	if pA.Method() != method || pB.Method() != method {
+		t.Fatalf("methods %q and %q, want %q", pA.Method(), pB.Method(), method)
+	}
+	return pA, pB
+}
+
+// TestLinkAuto checks that a veth gets the rings without asking.
+func TestLinkAuto(t *testing.T) {
 	e := newVethEnv(t)
-	pA, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
+	p, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pA.Close()
-	pB, err := OpenLink(LinkConfig{Interface: e.ifB, EncapPort: 4500, NetnsPath: e.nsB})
+	defer p.Close()
+	if p.Method() != LinkRing {
+		t.Fatalf("method %q on a veth, want %q", p.Method(), LinkRing)
+	}
+	if _, err := OpenLink(LinkConfig{Interface: e.ifA, NetnsPath: e.nsA, Method: "carrier-pigeon"}); err == nil {
+		t.Fatal("an unknown method was accepted")
+	}
+	// Loopback has no Ethernet next hop: auto falls back, ring refuses.
+	if _, err := OpenLink(LinkConfig{Interface: "lo", NetnsPath: e.nsA, Method: LinkRing}); err == nil {
+		t.Fatal("the rings opened on lo")
+	}
+	lo, err := OpenLink(LinkConfig{Interface: "lo", NetnsPath: e.nsA})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pB.Close()
+	defer lo.Close()
+	if lo.Method() != LinkMmsg {
+		t.Fatalf("method %q on lo, want %q", lo.Method(), LinkMmsg)
+	}
+}
+
+func TestLinkPort(t *testing.T) { forEachMethod(t, testLinkPort) }
+
+func testLinkPort(t *testing.T, method string) {
+	e := newVethEnv(t)
+	pA, pB := openLinkPair(t, e, method)
 	if pA.MTU() != 1500 || pA.Name() != "link:"+e.ifA {
 		t.Fatalf("MTU %d name %s", pA.MTU(), pA.Name())
 	}
@@ -278,6 +340,16 @@ func TestLinkPort(t *testing.T) {
 			if d6 := after["Icmp6OutDestUnreachs"] - before["Icmp6OutDestUnreachs"]; d6 != 2 {
 				t.Fatalf("B's kernel sent %d ICMPv6 destination unreachables, want 2 (port 9 twice)", d6)
 			}
+			// B's kernel received the two datagrams to port 9 and the
+			// control, and on every method but XDP also the ESP, the
+			// NAT-T datagram and the two fragments.
+			want := uint64(7)
+			if method == LinkXDP {
+				want = 3
+			}
+			if d := after["IpInReceives"] - before["IpInReceives"]; d != want {
+				t.Fatalf("B's kernel received %d IPv4 packets, want %d", d, want)
+			}
 			break
 		}
 		if i > 2000 {
@@ -306,5 +378,154 @@ func TestLinkPort(t *testing.T) {
 	send(pB, w)
 	if got := next(t, rxA); !bytes.Equal(got, w) {
 		t.Fatalf("A received % x first, want B's packet", got[:min(48, len(got))])
+	}
+	if method == LinkRing || method == LinkXDP {
+		// The first packets to B went through the kernel, which resolved
+		// B's MAC; once the port has it, they go through the TX ring.
+		for _, dst := range []netip.Addr{out4B, out6B} {
+			for i := 0; ; i++ {
+				if _, ok := (*pA.hops.snap.Load())[dst]; ok {
+					break
+				}
+				if i > 2000 {
+					t.Fatalf("A never learnt the MAC of %v (watchdog)", dst)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			sent := func() uint64 {
+				if pA.xsk != nil {
+					return pA.xsk.sent.Load()
+				}
+				return pA.txr.sent.Load()
+			}
+			before := sent()
+			src := out4A
+			if dst.Is6() {
+				src = out6A
+			}
+			w := esp(src, dst, 300)
+			send(pA, w, w)
+			if got := next(t, rxB); !bytes.Equal(got, w) {
+				t.Fatalf("B received % x, want % x", got[:min(48, len(got))], w[:48])
+			}
+			next(t, rxB)
+			if n := sent() - before; n != 2 {
+				t.Fatalf("%d of 2 packets to %v went through A's TX ring", n, dst)
+			}
+		}
+	}
+}
+
+// BenchmarkLinkPort sends batches of 64 ESP packets of 1400 bytes from A
+// to B over a veth pair, B reading them on its own goroutine, on every
+// method. An op is one batch; the allocations counted are those of the
+// whole process, Write and Read included: there must be none.
+func BenchmarkLinkPort(b *testing.B) {
+	for _, m := range linkMethods {
+		b.Run(m, func(b *testing.B) {
+			if m == "ring-v3" {
+				old := ringRXVersion
+				ringRXVersion = unix.TPACKET_V3
+				b.Cleanup(func() { ringRXVersion = old })
+				m = LinkRing
+			}
+			benchLinkPort(b, m)
+		})
+	}
+}
+
+func benchLinkPort(b *testing.B, method string) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	p, err := netlab.NewPair(netlab.PairConfig{Prefix: "secnic-wb", V4A: out4A, V4B: out4B, V6A: out6A, V6B: out6B})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	pA, err := OpenLink(LinkConfig{Interface: p.A.Veth, NetnsPath: p.A.Path, Method: method})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pA.Close()
+	pB, err := OpenLink(LinkConfig{Interface: p.B.Veth, NetnsPath: p.B.Path, Method: method})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pB.Close()
+	var got atomic.Uint64
+	go func() {
+		bufs := make([][]byte, pB.BatchSize())
+		for i := range bufs {
+			bufs[i] = make([]byte, 2048)
+		}
+		sizes := make([]int, len(bufs))
+		for {
+			n, err := pB.Read(bufs, sizes, 0)
+			if err != nil {
+				return
+			}
+			got.Add(uint64(n))
+		}
+	}()
+	pkt := make([]byte, 1400)
+	packet.WriteIPv4(pkt, packet.IPv4Fields{TotalLen: len(pkt), ID: 1, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
+	batch := make([][]byte, 64)
+	for i := range batch {
+		batch[i] = pkt
+	}
+	// Let A learn B's MAC (the first packets go through the kernel).
+	for i := 0; got.Load() == 0 || (method == LinkRing && pA.txr.sent.Load() == 0) || (method == LinkXDP && pA.xsk.sent.Load() == 0); i++ {
+		if i > 2000 {
+			b.Fatal("nothing arrived (watchdog)")
+		}
+		pA.Write(batch[:1], 0)
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := got.Load()
+	b.SetBytes(int64(len(batch) * len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := pA.Write(batch, 0); n != len(batch) || err != nil {
+			b.Fatalf("Write: %d, %v", n, err)
+		}
+	}
+	b.StopTimer()
+	time.Sleep(50 * time.Millisecond)
+	b.ReportMetric(float64(got.Load()-start)/float64(b.N*len(batch))*100, "%delivered")
+}
+
+// TestLinkXDPAttach checks that the XDP program leaves with the port (the
+// next port can attach again), and that a port does not replace another
+// program already on the interface.
+func TestLinkXDPAttach(t *testing.T) {
+	e := newVethEnv(t)
+	for range 2 {
+		p, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: LinkXDP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA, Method: LinkXDP}); err == nil {
+			t.Fatal("a second XDP port attached over the first")
+		}
+		// auto does not use XDP, so it opens next to it.
+		q, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Close()
+		p.Close()
+	}
+	h, err := netns.Handle(e.nsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(e.ifA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		t.Fatalf("an XDP program is still attached after Close: %+v", x)
 	}
 }
