@@ -61,7 +61,7 @@ func lookupSnapshot(b *testing.B, n int) *Snapshot {
 }
 
 func BenchmarkLookupIn(b *testing.B) {
-	for _, n := range []int{1, 1000, 1000000} {
+	for _, n := range []int{1, 1000, 100000, 1000000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			snap := lookupSnapshot(b, n)
 			// Probe keys spread over the table, precomputed.
@@ -135,7 +135,7 @@ func benchSrc(i int) netip.Addr {
 }
 
 func BenchmarkMatchOut(b *testing.B) {
-	for _, n := range []int{1, 1000, 1000000} {
+	for _, n := range []int{1, 1000, 100000, 1000000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			snap := policySnapshot(b, n)
 			const probes = 4096
