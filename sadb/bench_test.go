@@ -53,11 +53,18 @@ func lookupSnapshot(b *testing.B, n int) *Snapshot {
 	var w cow.Writer[inKey, saRef]
 	w.Init(&s.inExact)
 	for i := range n {
-		k := inKey{spi: uint32(0x1000 + i), proto: sa.ESP, dst: benchDst(i % 1024)}
+		k := newInKey(uint32(0x1000+i), sa.ESP, benchDst(i%1024))
 		w.Set(k.hash(), k, pool[i%len(pool)])
 	}
 	benchSnaps[n] = s
 	return s
+}
+
+// probe is one LookupIn of the benchmark.
+type probe struct {
+	spi   uint32
+	proto sa.Protocol
+	dst   netip.Addr
 }
 
 func BenchmarkLookupIn(b *testing.B) {
@@ -66,10 +73,10 @@ func BenchmarkLookupIn(b *testing.B) {
 			snap := lookupSnapshot(b, n)
 			// Probe keys spread over the table, precomputed.
 			const probes = 4096
-			keys := make([]inKey, probes)
+			keys := make([]probe, probes)
 			for i := range keys {
 				j := (i * 7919) % n
-				keys[i] = inKey{spi: uint32(0x1000 + j), proto: sa.ESP, dst: benchDst(j % 1024)}
+				keys[i] = probe{spi: uint32(0x1000 + j), proto: sa.ESP, dst: benchDst(j % 1024)}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -325,10 +325,10 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		}
 		if b.Dir == sa.In {
 			if dst.IsValid() {
-				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
+				k := newInKey(s.SPI, s.Proto, dst)
 				x.inExact.Set(k.hash(), k, saRef{s, b})
 			} else {
-				k := wildKey{spi: s.SPI, proto: s.Proto}
+				k := newWildKey(s.SPI, s.Proto)
 				x.inWild.Set(k.hash(), k, saRef{s, b})
 			}
 		}
@@ -367,10 +367,10 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		}
 		if b.Dir == sa.In {
 			if dst.IsValid() {
-				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
+				k := newInKey(s.SPI, s.Proto, dst)
 				x.inExact.Del(k.hash(), k)
 			} else {
-				k := wildKey{spi: s.SPI, proto: s.Proto}
+				k := newWildKey(s.SPI, s.Proto)
 				x.inWild.Del(k.hash(), k)
 			}
 			t.usage.InboundSAs--
