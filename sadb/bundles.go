@@ -64,6 +64,7 @@ func (t *Table) addBundles(specs []saspec.BundleSpec, origin string) ([]AddResul
 	}
 	t.mu.Lock()
 	x := t.begin()
+	x.batch = len(specs) > 1
 	ok := 0
 	for i, p := range plans {
 		if p == nil {
@@ -101,6 +102,8 @@ func (t *Table) addBundles(specs []saspec.BundleSpec, origin string) ([]AddResul
 	}
 	if err == nil && failed > 0 {
 		t.log.Info("SA add request partly failed", "offloaded", ok, "failed", failed)
+	} else if ok > 1 {
+		t.log.Info("SA bundles offloaded", "count", ok)
 	}
 	return res, err
 }
@@ -191,7 +194,7 @@ func (t *Table) addLocked(x *tx, p *saspec.BundlePlan, origin string, handle sa.
 	be := &bundleEntry{b: b, spec: p.Spec, plan: p, origin: origin, created: time.Now()}
 	t.insertLocked(x, be)
 	x.events = append(x.events, bundleEvent(EventSAAdded, b))
-	t.log.Info("SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
+	t.logBundle(x, "SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
 	return handle, nil
 }
 
@@ -426,6 +429,7 @@ func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x := t.begin()
+	x.batch = len(hs) > 1
 	n := 0
 	for i, h := range hs {
 		be := t.bundles[h]
@@ -439,6 +443,9 @@ func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	if n > 0 {
 		_ = x.commit() // a delete installs nothing, so it cannot fail
 	}
+	if n > 1 {
+		t.log.Info("SA bundles deleted", "count", n)
+	}
 	return errs
 }
 
@@ -446,7 +453,18 @@ func (t *Table) deleteLocked(x *tx, be *bundleEntry) {
 	t.removeLocked(x, be)
 	x.closing = append(x.closing, be)
 	x.events = append(x.events, bundleEvent(EventSADeleted, be.b))
-	t.log.Info("SA bundle deleted", "handle", uint64(be.b.Handle), "name", be.b.Name)
+	t.logBundle(x, "SA bundle deleted", "handle", uint64(be.b.Handle), "name", be.b.Name)
+}
+
+// logBundle logs one bundle's change: at Info for a request of one
+// bundle, at Debug for a batch, whose request logs one line with the count
+// (a line per bundle at Info would flood the log with a large table).
+func (t *Table) logBundle(x *tx, msg string, args ...any) {
+	if x.batch {
+		t.log.Debug(msg, args...)
+		return
+	}
+	t.log.Info(msg, args...)
 }
 
 // Update applies NDIS UPDATE_SA: new ESN high-order bits for the bundle's
