@@ -191,7 +191,7 @@ func (t *Table) addLocked(x *tx, p *saspec.BundlePlan, origin string, handle sa.
 		return 0, err
 	}
 	x.built = append(x.built, b)
-	be := &bundleEntry{b: b, spec: p.Spec, plan: p, origin: origin, created: time.Now()}
+	be := &bundleEntry{b: b, spec: p.Spec, dst: p.Dst, origin: origin, created: time.Now()}
 	t.insertLocked(x, be)
 	x.events = append(x.events, bundleEvent(EventSAAdded, b))
 	t.logBundle(x, "SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
@@ -316,7 +316,7 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		t.names[b.Name] = b.Handle
 	}
 	x.onUndo(func() { t.removeLocked(x, be) })
-	dst := be.plan.Dst
+	dst := be.dst
 	for _, s := range b.SAs() {
 		t.unretireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out {
@@ -355,7 +355,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		delete(t.names, b.Name)
 	}
 	x.onUndo(func() { t.insertLocked(x, be) })
-	dst := be.plan.Dst
+	dst := be.dst
 	for _, s := range b.SAs() {
 		t.retireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out && t.live[u.fp] == b.Handle {

@@ -91,7 +91,6 @@ func (x *tx) commit() error {
 			t.uses.set(s, nil)
 		}
 		be.spec.Wipe()
-		be.plan = nil
 	}
 	for _, e := range x.events {
 		t.bus.emit(e)
