@@ -593,7 +593,7 @@ func TestReplayBehaviour(t *testing.T) {
 			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
 		}
 	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
+	if got := in.Stats.Dropped(sa.InStateSeqError); got != 5 {
 		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
 	}
 }
@@ -698,7 +698,7 @@ func TestSequenceNeverWraps(t *testing.T) {
 		if out.LastSeq() != max {
 			t.Fatalf("counter moved past the limit: %d", out.LastSeq())
 		}
-		if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
+		if got := out.Stats.Dropped(sa.OutStateSeqError); got != 3 {
 			t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
 		}
 	}
@@ -741,7 +741,7 @@ func TestFragmentsRefused(t *testing.T) {
 	if err := Decap(in6, bufOf(f6)); err != sa.InFragment {
 		t.Fatalf("Decap IPv6 fragment: got %v, want SecnicInFragment", err)
 	}
-	if in4.Stats.Drops[sa.InFragment].Load() != 1 || out6.Stats.Drops[sa.OutFragment].Load() != 1 {
+	if in4.Stats.Dropped(sa.InFragment) != 1 || out6.Stats.Dropped(sa.OutFragment) != 1 {
 		t.Fatal("fragments not counted")
 	}
 }

@@ -173,7 +173,7 @@ func TestReplayBehaviour(t *testing.T) {
 			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
 		}
 	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
+	if got := in.Stats.Dropped(sa.InStateSeqError); got != 5 {
 		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
 	}
 }
@@ -255,7 +255,7 @@ func TestSequenceNeverWraps(t *testing.T) {
 		if out.LastSeq() != max {
 			t.Fatalf("counter moved past the limit: %d", out.LastSeq())
 		}
-		if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
+		if got := out.Stats.Dropped(sa.OutStateSeqError); got != 3 {
 			t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
 		}
 	}
@@ -274,7 +274,7 @@ func TestDummyPacketDropped(t *testing.T) {
 	if err := LocateAndDecap(in, p); err != sa.InDummy {
 		t.Fatalf("got %v, want SecnicInDummy", err)
 	}
-	if in.Stats.Drops[sa.InDummy].Load() != 1 {
+	if in.Stats.Dropped(sa.InDummy) != 1 {
 		t.Fatal("dummy packet not counted")
 	}
 }
