@@ -16,18 +16,19 @@ import (
 // every change (RCU style). Readers load it once per batch and never lock.
 //
 // Copying whole maps on every change would make adding the n-th SA cost
-// O(n). Instead every index is a cow.Map (package internal/cow): 4096 shards, each an ordinary Go
-// map, chosen by the top bits of a 64-bit mix of the key, reached through a
-// 64x64 tree of pointer arrays. A change copies the root array, the leaf
-// array and the shard it touches (two arrays of 64 pointers plus one small
-// map); a batch (several bundles in one request, a reconcile) copies each
-// of them once. With a million SAs a shard holds about 250 entries, so a
-// single add copies about 250 map entries.
+// O(n). Instead every index is a cow.Map (package internal/cow): 4096 shards, each a small
+// open-addressing hash table (linear probing on the low bits of the hash,
+// which the table keeps, so a lookup never hashes the key again), chosen by
+// the top bits of a 64-bit mix of the key, reached through a 64x64 tree
+// whose leaves hold the shard headers. A change copies the root array, the
+// leaf and the shard it touches; a batch (several bundles in one request, a
+// reconcile) copies each of them once. With a million SAs a shard holds
+// about 250 entries, so a single add copies about 250 entries.
 //
 // Inbound SAs: LookupIn hashes (SPI, protocol, destination) into the exact
 // index, then, if nothing is there, (SPI, protocol) into the wildcard index
 // of SAs whose destination is the NDIS wildcard (zero). Both are O(1): one
-// mix, one shard load, one Go map lookup, no allocation.
+// mix, the root, the leaf, one probe run of the shard, no allocation.
 //
 // Policies: each direction has a classifier. A policy's selector has a
 // shape: the address family, the source and destination prefix lengths
