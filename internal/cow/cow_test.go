@@ -10,7 +10,7 @@ import (
 // are exercised.
 func hashOf(k uint32) uint64 {
 	if k%7 == 0 {
-		return Mix64(uint64(k%3)) // many keys, three hashes
+		return Mix64(uint64(k % 3)) // many keys, three hashes
 	}
 	return Mix64(uint64(k))
 }
