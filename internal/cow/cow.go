@@ -178,6 +178,17 @@ func rehash[K comparable, V any](old []slot[K, V], n int) []slot[K, V] {
 	return slots
 }
 
+// shrink gives back the table of a shard that deletes left empty or
+// sparse (the shard is owned by the writer).
+func (s *shard[K, V]) shrink() {
+	switch {
+	case s.n == 0:
+		s.slots = nil
+	case len(s.slots) > 8 && 8*s.n < len(s.slots):
+		s.slots = rehash(s.slots, s.n)
+	}
+}
+
 // Set sets k (hash h) to v.
 func (w *Writer[K, V]) Set(h uint64, k K, v V) {
 	s := w.shard(h, 1)
@@ -219,6 +230,7 @@ func (w *Writer[K, V]) Del(h uint64, k K) {
 			if x.h == 0 {
 				s.n--
 				w.m.n--
+				s.shrink()
 				return
 			}
 			home := x.h & mask
