@@ -680,7 +680,7 @@ func TestFragmentsRefused(t *testing.T) {
 	if err := LocateAndDecap(in6, bufOf(f6)); err != sa.InFragment {
 		t.Fatalf("Decap IPv6 fragment: got %v, want SecnicInFragment", err)
 	}
-	if in4.Stats.Drops[sa.InFragment].Load() != 1 || out6.Stats.Drops[sa.OutFragment].Load() != 1 {
+	if in4.Stats.Dropped(sa.InFragment) != 1 || out6.Stats.Dropped(sa.OutFragment) != 1 {
 		t.Fatal("fragments not counted")
 	}
 }

@@ -210,6 +210,12 @@ type Result struct {
 	Spread float64 `json:"spread"`
 	// SAAddPerSec is the SA add rate through the control API (tunnels > 1).
 	SAAddPerSec float64 `json:"sa_add_per_s,omitempty"`
+	// RSSBytesPerSA is how much the resident memory of the larger daemon
+	// grew per SA it holds while the tunnels were added (tunnels > 1;
+	// their policies included); RSSMB is that daemon's resident memory
+	// afterwards, in MB.
+	RSSBytesPerSA float64 `json:"rss_bytes_per_sa,omitempty"`
+	RSSMB         float64 `json:"rss_mb,omitempty"`
 	// Samples are the headline figures of the single runs.
 	Samples []float64 `json:"samples,omitempty"`
 }
@@ -255,7 +261,7 @@ type sample struct {
 	cpu CPUSnapshot
 	ok  bool // the UDP search found a rate under the loss target
 	err error
-	add float64 // SA adds per second
+	add addStats // tunnels > 1: the SA adds
 }
 
 type key struct {
@@ -366,7 +372,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				} else {
 					e.log.Info("contender up", "contender", en.key, "run", run+1, "tunnels", nt, "namespaces", inst.path().Client+" "+inst.path().Server)
 				}
-				var addRate float64
+				var addRate addStats
 				if err == nil && nt > 1 {
 					addRate, err = addTunnels(ctx, inst, nt, e)
 				}
@@ -516,7 +522,7 @@ func aggregate(c contender, alg, traffic string, tunnels int, ss []sample) Resul
 		r.Status, r.Reason, r.Intact = StatusFailed, "not measured: the bench was interrupted first", false
 		return r
 	}
-	var gbps, pps, loss, cpu, sys, p50, p99, head, add []float64
+	var gbps, pps, loss, cpu, sys, p50, p99, head, add, rssPer, rss []float64
 	for i, s := range ss {
 		if s.err != nil {
 			r.Status, r.Reason = StatusFailed, fmt.Sprintf("run %d: %v", i+1, s.err)
@@ -537,8 +543,10 @@ func aggregate(c contender, alg, traffic string, tunnels int, ss []sample) Resul
 		loss = append(loss, s.s.Loss())
 		cpu = append(cpu, perGB(s.cpu.Procs, s.s.Bytes))
 		sys = append(sys, perGB(s.cpu.System, s.s.Bytes))
-		if s.add > 0 {
-			add = append(add, s.add)
+		if s.add.rate > 0 {
+			add = append(add, s.add.rate)
+			rssPer = append(rssPer, s.add.rssPerSA)
+			rss = append(rss, s.add.rssMB)
 		}
 		if strings.HasPrefix(traffic, "rr") {
 			p50 = append(p50, float64(s.s.Percentile(50))/1e3)
@@ -554,7 +562,7 @@ func aggregate(c contender, alg, traffic string, tunnels int, ss []sample) Resul
 		r.PPS = median(pps)
 	}
 	r.P50us, r.P99us = median(p50), median(p99)
-	r.SAAddPerSec = median(add)
+	r.SAAddPerSec, r.RSSBytesPerSA, r.RSSMB = median(add), median(rssPer), median(rss)
 	r.Samples = head
 	if m := median(head); m > 0 {
 		r.Spread = (slices.Max(head) - slices.Min(head)) / m

@@ -82,7 +82,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 		if r.SAAddPerSec > 0 && !done["add"+fmt.Sprint(r.Tunnels)] {
 			done["add"+fmt.Sprint(r.Tunnels)] = true
-			notes = append(notes, fmt.Sprintf("%-22s %d tunnels: SAs added through the control API at %.0f per second", r.label(), r.Tunnels, r.SAAddPerSec))
+			notes = append(notes, fmt.Sprintf("%-22s %d tunnels: SAs added through the control API at %.0f per second; daemon RSS %.0f MB, %.0f bytes per SA (policies included)", r.label(), r.Tunnels, r.SAAddPerSec, r.RSSMB, r.RSSBytesPerSA))
 		}
 	}
 	if err := tw.Flush(); err != nil {

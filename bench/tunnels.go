@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/secnic/secnic/control"
@@ -23,11 +26,13 @@ import (
 // over the range), so that the datapath looks up SAs among N.
 
 const (
-	maxTunnels  = 200000
+	maxTunnels  = 1000000
 	spreadFlows = 16
-	batch       = 1000
-	portBase    = 10001
-	portSpan    = 50000
+	// batch tunnels per request: each request carries 2*batch bundles
+	// (the outbound and the inbound of each), the API's MaxEntries.
+	batch    = control.MaxEntries / 2
+	portBase = 10001
+	portSpan = 50000
 )
 
 // tunnelPorts returns the UDP source and destination port of extra
@@ -53,17 +58,48 @@ func flowsFor(inst instance, tunnels int) []udpFlow {
 	return flows
 }
 
+// addStats is what adding the tunnels measured.
+type addStats struct {
+	rate     float64 // SAs per second over both daemons, policies not counted
+	rssPerSA float64 // growth of the larger daemon's RSS per SA it holds
+	rssMB    float64 // that daemon's RSS afterwards
+}
+
+// rssBytes returns the resident memory of process pid (VmRSS), 0 if it
+// cannot be read.
+func rssBytes(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
 // addTunnels adds tunnels-1 tunnels to both daemons of a secnic instance
 // through their control APIs, with fresh random keys, and returns the SA
-// add rate (SAs per second, over both daemons, policies not counted).
-func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float64, error) {
+// add rate and the daemons' resident memory.
+func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (addStats, error) {
 	si, ok := inst.(*secnicInstance)
 	if !ok {
-		return 0, errors.New("--tunnels applies to secnic only")
+		return addStats{}, errors.New("--tunnels applies to secnic only")
 	}
 	enc, err := suite.LookupEnc(suite.Enc(e.opts.Alg))
 	if err != nil {
-		return 0, err
+		return addStats{}, err
+	}
+	pids := si.pids()
+	rss0 := make([]uint64, len(pids))
+	for i, p := range pids {
+		rss0[i] = rssBytes(p)
 	}
 	ca := control.NewClient(filepath.Join(si.dir, "a.sock"))
 	cb := control.NewClient(filepath.Join(si.dir, "b.sock"))
@@ -109,10 +145,10 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 				step.specs[i].Wipe()
 			}
 			if err != nil {
-				return 0, fmt.Errorf("add SAs through the control API: %w", err)
+				return addStats{}, fmt.Errorf("add SAs through the control API: %w", err)
 			}
 			if r.Failed > 0 {
-				return 0, fmt.Errorf("add SAs: %d of %d refused (first: %s)", r.Failed, len(step.specs), firstFailure(r))
+				return addStats{}, fmt.Errorf("add SAs: %d of %d refused (first: %s)", r.Failed, len(step.specs), firstFailure(r))
 			}
 			added += len(step.specs)
 		}
@@ -122,17 +158,25 @@ func addTunnels(ctx context.Context, inst instance, tunnels int, e *env) (float6
 		}{{ca, polA}, {cb, polB}} {
 			r, err := step.c.AddPolicies(ctx, step.pol)
 			if err != nil {
-				return 0, fmt.Errorf("add policies through the control API: %w", err)
+				return addStats{}, fmt.Errorf("add policies through the control API: %w", err)
 			}
 			if r.Failed > 0 {
-				return 0, fmt.Errorf("add policies: %d of %d refused", r.Failed, len(step.pol))
+				return addStats{}, fmt.Errorf("add policies: %d of %d refused", r.Failed, len(step.pol))
 			}
 		}
 	}
-	if addTime <= 0 {
-		return 0, nil
+	var st addStats
+	if addTime > 0 {
+		st.rate = float64(added) / addTime.Seconds()
 	}
-	return float64(added) / addTime.Seconds(), nil
+	perDaemon := float64(2 * (tunnels - 1))
+	for i, p := range pids {
+		rss := rssBytes(p)
+		if grew := float64(rss) - float64(rss0[i]); rss0[i] != 0 && grew/perDaemon > st.rssPerSA {
+			st.rssPerSA, st.rssMB = grew/perDaemon, float64(rss)/1e6
+		}
+	}
+	return st, nil
 }
 
 func firstFailure(r control.AddSAsResponse) string {

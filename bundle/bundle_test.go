@@ -195,7 +195,7 @@ func TestESPFailureAfterAH(t *testing.T) {
 	if err != sa.InStateProtoError || r.Done != 1 || r.Failed != in.ESP {
 		t.Fatalf("got %v %+v, want the ESP SA failing after AH verified", err, r)
 	}
-	if in.ESP.Stats.Drops[sa.InStateProtoError].Load() != 1 || in.AH.Stats.Packets.Load() != 1 {
+	if in.ESP.Stats.Dropped(sa.InStateProtoError) != 1 || in.AH.Stats.Packets.Load() != 1 {
 		t.Fatal("counters not on the right SAs")
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
+	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
 )
@@ -184,11 +186,67 @@ func keysQuery(keys bool) string {
 	return ""
 }
 
-// ListSAs lists the bundles; keys includes key material.
+// ListSAs lists every bundle, following the pages of the listing; keys
+// includes key material. The answer holds the whole table: for a large
+// one, EachSAPage keeps only a page at a time.
 func (c *Client) ListSAs(ctx context.Context, keys bool) (ListSAsResponse, error) {
+	var all ListSAsResponse
+	err := c.EachSAPage(ctx, keys, 0, func(p ListSAsResponse) error {
+		bs := append(all.Bundles, p.Bundles...)
+		all = p
+		all.Bundles, all.Next = bs, 0
+		return nil
+	})
+	if all.Bundles == nil {
+		all.Bundles = []sadb.BundleInfo{}
+	}
+	return all, err
+}
+
+// ListSAsPage returns one page of the listing: at most limit bundles
+// (0: the daemon's default) with handles above after. Its Next is the
+// after of the next page, 0 on the last.
+func (c *Client) ListSAsPage(ctx context.Context, keys bool, after sa.Handle, limit int) (ListSAsResponse, error) {
 	var out ListSAsResponse
-	err := c.do(ctx, http.MethodGet, APIVersion+"/sas"+keysQuery(keys), nil, &out)
+	err := c.do(ctx, http.MethodGet, APIVersion+"/sas"+pageQueryString(keys, after, limit), nil, &out)
 	return out, err
+}
+
+// EachSAPage calls fn with every page of the listing (pages of limit
+// bundles; 0: the daemon's default), in handle order, until the last
+// page or an error from fn.
+func (c *Client) EachSAPage(ctx context.Context, keys bool, limit int, fn func(ListSAsResponse) error) error {
+	var after sa.Handle
+	for {
+		p, err := c.ListSAsPage(ctx, keys, after, limit)
+		if err != nil {
+			return err
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+		if p.Next == 0 || p.Next <= after {
+			return nil
+		}
+		after = p.Next
+	}
+}
+
+func pageQueryString(keys bool, after sa.Handle, limit int) string {
+	q := url.Values{}
+	if keys {
+		q.Set("keys", "true")
+	}
+	if after != 0 {
+		q.Set("after", strconv.FormatUint(uint64(after), 10))
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
 }
 
 // ShowSA describes one bundle by handle or name.
@@ -244,10 +302,34 @@ func (c *Client) DeletePolicy(ctx context.Context, ref string) (DeletePolicyResp
 	return out, err
 }
 
-// Stats returns the table's counters and the NIC's statistics.
+// Stats returns the table's counters and the NIC's statistics, following
+// the pages of the per-SA counters (the usage and the NIC's statistics are
+// those of the last page).
 func (c *Client) Stats(ctx context.Context) (StatsResponse, error) {
+	var all StatsResponse
+	var after sa.Handle
+	for {
+		p, err := c.StatsPage(ctx, after, 0)
+		if err != nil {
+			return all, err
+		}
+		sas := append(all.Table.SAs, p.Table.SAs...)
+		all = p
+		all.Table.SAs, all.Next = sas, 0
+		if p.Next == 0 || p.Next <= after {
+			return all, nil
+		}
+		after = p.Next
+	}
+}
+
+// StatsPage returns the table's usage, the NIC's statistics and one page
+// of the per-SA counters: those of at most limit bundles (0: the daemon's
+// default) with handles above after. Its Next is the after of the next
+// page, 0 on the last.
+func (c *Client) StatsPage(ctx context.Context, after sa.Handle, limit int) (StatsResponse, error) {
 	var out StatsResponse
-	err := c.do(ctx, http.MethodGet, APIVersion+"/stats", nil, &out)
+	err := c.do(ctx, http.MethodGet, APIVersion+"/stats"+pageQueryString(false, after, limit), nil, &out)
 	return out, err
 }
 

@@ -452,8 +452,38 @@ func (s *Server) listSAs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ListSAsResponse{Bundles: s.b.Table.List(keys), Usage: s.b.Table.Usage(), Capacity: s.b.Caps.Current().SaOffloadCapacity})
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		return err
+	}
+	page, more := s.b.Table.ListPage(after, limit, keys)
+	out := ListSAsResponse{Bundles: page, Usage: s.b.Table.Usage(), Capacity: s.b.Caps.Current().SaOffloadCapacity}
+	if more {
+		out.Next = page[len(page)-1].Handle
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// pageQuery reads after= and limit= of a paged listing.
+func pageQuery(r *http.Request) (after sa.Handle, limit int, err error) {
+	q := r.URL.Query()
+	limit = DefaultPageLimit
+	if v := q.Get("after"); v != "" {
+		h, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, badRequest("after=%s is not a handle; give the next value of the previous page", Quote(v))
+		}
+		after = sa.Handle(h)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			return 0, 0, badRequest("limit=%s is not a page size; give 1 to %d bundles", Quote(v), MaxPageLimit)
+		}
+		limit = n
+	}
+	return after, limit, nil
 }
 
 func (s *Server) addSAs(w http.ResponseWriter, r *http.Request) error {
@@ -673,8 +703,16 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) stats(w http.ResponseWriter, _ *http.Request) error {
-	out := StatsResponse{Table: s.b.Table.Stats()}
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		return err
+	}
+	st, more := s.b.Table.StatsPage(after, limit)
+	out := StatsResponse{Table: st}
+	if more {
+		out.Next = st.SAs[len(st.SAs)-1].Handle
+	}
 	if s.b.Stats != nil {
 		nic, err := json.Marshal(s.b.Stats.Stats())
 		if err != nil {

@@ -118,12 +118,25 @@ type AddSAsResponse struct {
 	Failed    int              `json:"failed"`
 }
 
-// ListSAsResponse answers GET /v1/sas.
+// ListSAsResponse answers GET /v1/sas: one page of the listing.
 type ListSAsResponse struct {
 	Bundles  []sadb.BundleInfo  `json:"bundles"`
 	Usage    capabilities.Usage `json:"usage"`
 	Capacity uint32             `json:"capacity"`
+	// Next, when not 0, is the after= of the next page: more bundles
+	// follow. Client.ListSAs follows the pages.
+	Next sa.Handle `json:"next,omitempty"`
 }
+
+// The listing and the per-SA statistics are paged, so that neither the
+// daemon's memory nor one reply grows with the table: GET /v1/sas and
+// GET /v1/stats take after=HANDLE (the bundles with higher handles) and
+// limit=N (bundles per page; DefaultPageLimit when not given, at most
+// MaxPageLimit).
+const (
+	DefaultPageLimit = 1000
+	MaxPageLimit     = 10000
+)
 
 // DeleteSAsRequest is POST /v1/sas/delete: several bundles, by handle or
 // name (NDIS DELETE_SA with a linked list).
@@ -163,9 +176,14 @@ type DeletePolicyResponse struct {
 	ID uint32 `json:"id"`
 }
 
-// StatsResponse answers GET /v1/stats.
+// StatsResponse answers GET /v1/stats: the table's usage, one page of the
+// per-SA counters (table.sas: the SAs of at most limit bundles) and the
+// NIC's statistics.
 type StatsResponse struct {
 	Table sadb.TableStats `json:"table"`
 	// NIC holds the NIC's own statistics, if the daemon has a StatsSource.
 	NIC json.RawMessage `json:"nic,omitempty"`
+	// Next, when not 0, is the after= of the next page of table.sas.
+	// Client.Stats follows the pages.
+	Next sa.Handle `json:"next,omitempty"`
 }

@@ -401,12 +401,26 @@ func (d *Daemon) followMTU() {
 	defer close(d.mtuDone)
 	cur := d.tunDev.MTU()
 	for e := range d.mtuSub.C {
-		switch e.Type {
-		case sadb.EventSAAdded, sadb.EventSADeleted, sadb.EventSAReplaced, sadb.EventReconciled:
-		default:
+		if !mtuEvent(e.Type) {
 			continue
 		}
-		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), e.Type == sadb.EventReconciled)
+		// HostMTUFor walks every bundle, and a request of many bundles
+		// emits an event for each: take the events already queued and
+		// recompute once (once per event made adding n SAs O(n²)).
+		reload := e.Type == sadb.EventReconciled
+	queued:
+		for {
+			select {
+			case q, ok := <-d.mtuSub.C:
+				if !ok {
+					break queued
+				}
+				reload = reload || q.Type == sadb.EventReconciled
+			default:
+				break queued
+			}
+		}
+		want := nextAutoMTU(cur, d.autoHostMTU(d.nic.WireMTU()), reload)
 		if want == cur {
 			continue
 		}
@@ -417,6 +431,16 @@ func (d *Daemon) followMTU() {
 		d.log.Info("host MTU adjusted to the SAs' overhead", "dev", d.tunDev.Name(), "mtu", want, "was", cur, "event", string(e.Type))
 		cur = want
 	}
+}
+
+// mtuEvent reports an event after which the automatic MTU is recomputed:
+// a change of the bundles, or lost events that may have been one.
+func mtuEvent(t sadb.EventType) bool {
+	switch t {
+	case sadb.EventSAAdded, sadb.EventSADeleted, sadb.EventSAReplaced, sadb.EventReconciled, sadb.EventDropped:
+		return true
+	}
+	return false
 }
 
 func (d *Daemon) setTUNMTU(mtu int) error {

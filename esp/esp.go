@@ -272,8 +272,8 @@ func decap(s *sa.SA, p *packet.Buf, loc *packet.Loc) sa.Reason {
 	}
 
 	// Anti-replay before any cryptography (RFC 4303 3.4.3).
-	seq := s.Replay.Infer(binary.BigEndian.Uint32(pkt[espOff+4:]), s.ESN)
-	if !s.Replay.Check(seq) {
+	seq, fresh := s.Replay.InferCheck(binary.BigEndian.Uint32(pkt[espOff+4:]), s.ESN)
+	if !fresh {
 		return sa.InStateSeqError
 	}
 	if err := su.OpenESP(pkt, espOff, seq, s.ESN, &p.CB); err != nil {

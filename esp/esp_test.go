@@ -212,7 +212,7 @@ func TestDummyPacketDropped(t *testing.T) {
 	if err := LocateAndDecap(in, p); err != sa.InDummy {
 		t.Fatalf("got %v, want SecnicInDummy", err)
 	}
-	if in.Stats.Drops[sa.InDummy].Load() != 1 {
+	if in.Stats.Dropped(sa.InDummy) != 1 {
 		t.Fatal("dummy packet not counted")
 	}
 }

@@ -112,7 +112,7 @@ func FuzzDecap(f *testing.F) {
 			if r >= sa.NumReasons {
 				t.Fatalf("Decap returned an unknown reason %d", r)
 			}
-			if got := in.Stats.Drops[r].Load(); got != 1 {
+			if got := in.Stats.Dropped(r); got != 1 {
 				t.Fatalf("Decap returned %v but the SA counted %d such drops", r, got)
 			}
 			return

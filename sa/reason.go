@@ -139,11 +139,13 @@ func (s *SA) Outcome(r Reason) Reason {
 	return r
 }
 
-// Counters are packet, byte and drop counters, updated atomically.
+// Counters are packet, byte and drop counters, updated atomically. The
+// drop counters are allocated on an SA's first drop: most SAs of a large
+// table never drop a packet, and the array is 23 words.
 type Counters struct {
 	Packets atomic.Uint64
 	Bytes   atomic.Uint64
-	Drops   [NumReasons]atomic.Uint64
+	drops   atomic.Pointer[dropCounters]
 	// BeyondReserve counts inbound packets accepted above the replay
 	// state already durable in the state directory (during a burst, while
 	// the next reservation was being written): a crash at that moment
@@ -151,11 +153,36 @@ type Counters struct {
 	BeyondReserve atomic.Uint64
 }
 
-// Drop counts one packet dropped for reason r.
+type dropCounters [NumReasons]atomic.Uint64
+
+// Drop counts one packet dropped for reason r. The SA's first drop
+// allocates its drop counters (once).
 func (c *Counters) Drop(r Reason) {
-	if r < NumReasons {
-		c.Drops[r].Add(1)
+	if r >= NumReasons {
+		return
 	}
+	d := c.drops.Load()
+	if d == nil {
+		d = c.newDrops()
+	}
+	d[r].Add(1)
+}
+
+func (c *Counters) newDrops() *dropCounters {
+	n := new(dropCounters)
+	if c.drops.CompareAndSwap(nil, n) {
+		return n
+	}
+	return c.drops.Load()
+}
+
+// Dropped returns how many packets were dropped for reason r.
+func (c *Counters) Dropped(r Reason) uint64 {
+	d := c.drops.Load()
+	if d == nil || r >= NumReasons {
+		return 0
+	}
+	return d[r].Load()
 }
 
 // Count counts one packet of n bytes that passed.
@@ -176,8 +203,12 @@ type CounterSnapshot struct {
 // Snapshot copies the counters.
 func (c *Counters) Snapshot() CounterSnapshot {
 	s := CounterSnapshot{Packets: c.Packets.Load(), Bytes: c.Bytes.Load(), BeyondReserve: c.BeyondReserve.Load()}
+	d := c.drops.Load()
+	if d == nil {
+		return s
+	}
 	for r := Reason(1); r < NumReasons; r++ {
-		if v := c.Drops[r].Load(); v != 0 {
+		if v := d[r].Load(); v != 0 {
 			if s.Drops == nil {
 				s.Drops = map[string]uint64{}
 			}

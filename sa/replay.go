@@ -134,7 +134,24 @@ func (w *ReplayWindow) Infer(lo uint32, esn bool) uint64 {
 	w.mu.Lock()
 	top, size := w.top, w.size
 	w.mu.Unlock()
+	return inferSeq(lo, top, size)
+}
 
+// InferCheck is Infer followed by Check under one acquisition of the
+// window's lock, for the receive path: it returns the full sequence
+// number and whether it may be new.
+func (w *ReplayWindow) InferCheck(lo uint32, esn bool) (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seq := uint64(lo)
+	if esn {
+		seq = inferSeq(lo, w.top, w.size)
+	}
+	return seq, w.winCheckLocked(seq)
+}
+
+// inferSeq is Infer for a window with the given top and size.
+func inferSeq(lo uint32, top, size uint64) uint64 {
 	win := uint32(winInferDisabled)
 	if size != 0 {
 		win = uint32(size)

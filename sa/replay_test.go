@@ -921,3 +921,36 @@ func TestReplayAdvanceKeepsHistory(t *testing.T) {
 		t.Fatalf("Advance moved the window back to %d", w.Top())
 	}
 }
+
+// TestInferCheckMatchesInferThenCheck drives windows of several sizes,
+// with and without ESN, through random traffic and checks that InferCheck
+// answers exactly as Infer followed by Check.
+func TestInferCheckMatchesInferThenCheck(t *testing.T) {
+	for _, size := range []int{0, 32, 64, 1000} {
+		for _, esn := range []bool{false, true} {
+			var w ReplayWindow
+			if err := w.Init(size); err != nil {
+				t.Fatal(err)
+			}
+			if esn {
+				w.SetTop(0xfffffff0)
+			}
+			x := uint64(0xfffffff0)
+			for i := range 5000 {
+				x += uint64(i%7) - 2 // mostly forward, some reordering
+				lo := uint32(x)
+				if i%13 == 0 {
+					lo -= 100 // old
+				}
+				seq, ok := w.InferCheck(lo, esn)
+				want := w.Infer(lo, esn)
+				if seq != want || ok != w.Check(want) {
+					t.Fatalf("size %d esn %v, lo %#x: InferCheck = %#x %v, Infer+Check = %#x %v", size, esn, lo, seq, ok, want, w.Check(want))
+				}
+				if ok {
+					w.Accept(seq)
+				}
+			}
+		}
+	}
+}

@@ -65,6 +65,7 @@ func (t *Table) addBundles(specs []saspec.BundleSpec, origin string) ([]AddResul
 	}
 	t.mu.Lock()
 	x := t.begin()
+	x.batch = len(specs) > 1
 	ok := 0
 	for i, p := range plans {
 		if p == nil {
@@ -102,6 +103,8 @@ func (t *Table) addBundles(specs []saspec.BundleSpec, origin string) ([]AddResul
 	}
 	if err == nil && failed > 0 {
 		t.log.Info("SA add request partly failed", "offloaded", ok, "failed", failed)
+	} else if ok > 1 {
+		t.log.Info("SA bundles offloaded", "count", ok)
 	}
 	return res, err
 }
@@ -189,10 +192,10 @@ func (t *Table) addLocked(x *tx, p *saspec.BundlePlan, origin string, handle sa.
 		return 0, err
 	}
 	x.built = append(x.built, b)
-	be := &bundleEntry{b: b, spec: p.Spec, plan: p, origin: origin, created: time.Now()}
+	be := &bundleEntry{b: b, spec: p.Spec, dst: p.Dst, origin: origin, created: time.Now()}
 	t.insertLocked(x, be)
 	x.events = append(x.events, bundleEvent(EventSAAdded, b))
-	t.log.Info("SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
+	t.logBundle(x, "SA bundle offloaded", "handle", uint64(handle), "bundle", be.spec)
 	return handle, nil
 }
 
@@ -314,7 +317,7 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		t.names[b.Name] = b.Handle
 	}
 	x.onUndo(func() { t.removeLocked(x, be) })
-	dst := be.plan.Dst
+	dst := be.dst
 	for _, s := range b.SAs() {
 		t.unretireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out {
@@ -326,10 +329,10 @@ func (t *Table) insertLocked(x *tx, be *bundleEntry) {
 		}
 		if b.Dir == sa.In {
 			if dst.IsValid() {
-				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
+				k := newInKey(s.SPI, s.Proto, dst)
 				x.inExact.Set(k.hash(), k, saRef{s, b})
 			} else {
-				k := wildKey{spi: s.SPI, proto: s.Proto}
+				k := newWildKey(s.SPI, s.Proto)
 				x.inWild.Set(k.hash(), k, saRef{s, b})
 			}
 		}
@@ -353,7 +356,7 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		delete(t.names, b.Name)
 	}
 	x.onUndo(func() { t.insertLocked(x, be) })
-	dst := be.plan.Dst
+	dst := be.dst
 	for _, s := range b.SAs() {
 		t.retireLocked(x, s)
 		if u := t.uses.get(s); u != nil && b.Dir == sa.Out && t.live[u.fp] == b.Handle {
@@ -368,10 +371,10 @@ func (t *Table) removeLocked(x *tx, be *bundleEntry) {
 		}
 		if b.Dir == sa.In {
 			if dst.IsValid() {
-				k := inKey{spi: s.SPI, proto: s.Proto, dst: dst}
+				k := newInKey(s.SPI, s.Proto, dst)
 				x.inExact.Del(k.hash(), k)
 			} else {
-				k := wildKey{spi: s.SPI, proto: s.Proto}
+				k := newWildKey(s.SPI, s.Proto)
 				x.inWild.Del(k.hash(), k)
 			}
 			t.usage.InboundSAs--
@@ -427,6 +430,7 @@ func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x := t.begin()
+	x.batch = len(hs) > 1
 	n := 0
 	for i, h := range hs {
 		be := t.bundles[h]
@@ -440,6 +444,9 @@ func (t *Table) DeleteBundles(hs []sa.Handle) []error {
 	if n > 0 {
 		_ = x.commit() // a delete installs nothing, so it cannot fail
 	}
+	if n > 1 {
+		t.log.Info("SA bundles deleted", "count", n)
+	}
 	return errs
 }
 
@@ -447,7 +454,18 @@ func (t *Table) deleteLocked(x *tx, be *bundleEntry) {
 	t.removeLocked(x, be)
 	x.closing = append(x.closing, be)
 	x.events = append(x.events, bundleEvent(EventSADeleted, be.b))
-	t.log.Info("SA bundle deleted", "handle", uint64(be.b.Handle), "name", be.b.Name)
+	t.logBundle(x, "SA bundle deleted", "handle", uint64(be.b.Handle), "name", be.b.Name)
+}
+
+// logBundle logs one bundle's change: at Info for a request of one
+// bundle, at Debug for a batch, whose request logs one line with the count
+// (a line per bundle at Info would flood the log with a large table).
+func (t *Table) logBundle(x *tx, msg string, args ...any) {
+	if x.batch {
+		t.log.Debug(msg, args...)
+		return
+	}
+	t.log.Info(msg, args...)
 }
 
 // Update applies NDIS UPDATE_SA: new ESN high-order bits for the bundle's

@@ -106,6 +106,51 @@ func (t *Table) List(keys bool) []BundleInfo {
 	return out
 }
 
+// ListPage describes at most limit bundles (limit < 1 means one), those
+// with the lowest handles above after, in handle order, and reports
+// whether there are more; the next page starts after the last handle
+// returned. Its memory is bounded by limit, not by the table: it is what
+// the control API pages its listing with. A bundle added while a listing
+// is paged shows up on a later page if its handle is higher.
+func (t *Table) ListPage(after sa.Handle, limit int, keys bool) (page []BundleInfo, more bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bes, more := t.pageLocked(after, limit)
+	page = make([]BundleInfo, len(bes))
+	for i, be := range bes {
+		page[i] = be.info(keys)
+	}
+	return page, more
+}
+
+// pageLocked returns the at most limit (at least one) entries with the
+// lowest handles above after, sorted, and whether more follow. It scans
+// the table once and keeps at most 2*limit+1 entries.
+func (t *Table) pageLocked(after sa.Handle, limit int) ([]*bundleEntry, bool) {
+	limit = max(limit, 1)
+	byHandle := func(a, b *bundleEntry) int { return cmpHandle(a.b.Handle, b.b.Handle) }
+	keep := make([]*bundleEntry, 0, min(2*limit+1, len(t.bundles)))
+	more := false
+	for h, be := range t.bundles {
+		if h <= after {
+			continue
+		}
+		if len(keep) == 2*limit+1 {
+			slices.SortFunc(keep, byHandle)
+			keep, more = keep[:limit], true
+		}
+		if more && h > keep[limit-1].b.Handle {
+			continue // beyond this page
+		}
+		keep = append(keep, be)
+	}
+	slices.SortFunc(keep, byHandle)
+	if len(keep) > limit {
+		keep, more = keep[:limit], true
+	}
+	return keep, more
+}
+
 func cmpHandle(a, b sa.Handle) int {
 	switch {
 	case a < b:
@@ -137,6 +182,29 @@ type TableStats struct {
 	Acquire AcquireStats `json:"acquire"`
 }
 
+// StatsPage returns the table's usage and the counters of the SAs of at
+// most limit bundles, those with the lowest handles above after (as
+// ListPage), and whether more bundles follow.
+func (t *Table) StatsPage(after sa.Handle, limit int) (TableStats, bool) {
+	t.mu.Lock()
+	st := TableStats{Usage: t.usage, Policies: len(t.policies), SAs: []SAStats{}}
+	bes, more := t.pageLocked(after, limit)
+	t.mu.Unlock()
+	st.Capacity = t.caps.Current().SaOffloadCapacity
+	for _, be := range bes {
+		st.SAs = be.appendStats(st.SAs)
+	}
+	return st, more
+}
+
+func (be *bundleEntry) appendStats(out []SAStats) []SAStats {
+	for _, s := range be.b.SAs() {
+		out = append(out, SAStats{Handle: be.b.Handle, Name: be.b.Name, Dir: be.b.Dir.String(),
+			Proto: s.Proto.String(), SPI: saspec.SPI(s.SPI), Counters: s.Stats.Snapshot()})
+	}
+	return out
+}
+
 // Stats returns the table's usage and per-SA counters.
 func (t *Table) Stats() TableStats {
 	t.mu.Lock()
@@ -150,10 +218,7 @@ func (t *Table) Stats() TableStats {
 	st.Acquire = t.AcquireStats()
 	slices.SortFunc(hs, func(a, b *bundleEntry) int { return cmpHandle(a.b.Handle, b.b.Handle) })
 	for _, be := range hs {
-		for _, s := range be.b.SAs() {
-			st.SAs = append(st.SAs, SAStats{Handle: be.b.Handle, Name: be.b.Name, Dir: be.b.Dir.String(),
-				Proto: s.Proto.String(), SPI: saspec.SPI(s.SPI), Counters: s.Stats.Snapshot()})
-		}
+		st.SAs = be.appendStats(st.SAs)
 	}
 	return st
 }

@@ -86,6 +86,10 @@ func (t *Table) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x := t.begin()
+	x.batch = len(t.bundles) > 1
+	if x.batch {
+		t.log.Info("SA table closed: deleting every bundle", "count", len(t.bundles))
+	}
 	for _, be := range t.bundles {
 		t.deleteLocked(x, be)
 	}

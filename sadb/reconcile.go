@@ -104,6 +104,7 @@ func (t *Table) Reconcile(want saspec.State) (ReconcileSummary, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x := t.begin()
+	x.batch = true // the summary is logged at the end
 
 	// Policies no longer declared.
 	for _, pe := range t.sortedPolicies() {

@@ -53,6 +53,7 @@ func (t *Table) CopyInto(dst *Table) error {
 		return fmt.Errorf("sa: CopyInto needs an empty table")
 	}
 	x := dst.begin()
+	x.batch = true
 	var errs []error
 	for _, c := range bs {
 		p, err := c.spec.Plan()

@@ -1,6 +1,7 @@
 package sadb
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sort"
 
@@ -16,18 +17,19 @@ import (
 // every change (RCU style). Readers load it once per batch and never lock.
 //
 // Copying whole maps on every change would make adding the n-th SA cost
-// O(n). Instead every index is a cow.Map (package internal/cow): 4096 shards, each an ordinary Go
-// map, chosen by the top bits of a 64-bit mix of the key, reached through a
-// 64x64 tree of pointer arrays. A change copies the root array, the leaf
-// array and the shard it touches (two arrays of 64 pointers plus one small
-// map); a batch (several bundles in one request, a reconcile) copies each
-// of them once. With a million SAs a shard holds about 250 entries, so a
-// single add copies about 250 map entries.
+// O(n). Instead every index is a cow.Map (package internal/cow): 4096 shards, each a small
+// open-addressing hash table (linear probing on the low bits of the hash,
+// which the table keeps, so a lookup never hashes the key again), chosen by
+// the top bits of a 64-bit mix of the key, reached through a 64x64 tree
+// whose leaves hold the shard headers. A change copies the root array, the
+// leaf and the shard it touches; a batch (several bundles in one request, a
+// reconcile) copies each of them once. With a million SAs a shard holds
+// about 250 entries, so a single add copies about 250 entries.
 //
 // Inbound SAs: LookupIn hashes (SPI, protocol, destination) into the exact
 // index, then, if nothing is there, (SPI, protocol) into the wildcard index
 // of SAs whose destination is the NDIS wildcard (zero). Both are O(1): one
-// mix, one shard load, one Go map lookup, no allocation.
+// mix, the root, the leaf, one probe run of the shard, no allocation.
 //
 // Policies: each direction has a classifier. A policy's selector has a
 // shape: the address family, the source and destination prefix lengths
@@ -52,22 +54,40 @@ func addrHash(a netip.Addr) uint64 {
 	return cow.Mix64(hi ^ cow.Mix64(lo))
 }
 
-// inKey indexes inbound SAs with a destination.
+// inKey indexes inbound SAs with a destination. It is 24 bytes of plain
+// integers, without padding or pointers (a netip.Addr holds a zone
+// pointer), so the shard's map hashes and compares it as one block of
+// memory: the destination's 16 bytes, then SPI, protocol and family.
+// A zone is not part of the key: received packets carry none.
 type inKey struct {
-	spi   uint32
-	proto sa.Protocol
-	dst   netip.Addr
+	hi, lo uint64
+	id     uint64 // spi<<32 | proto<<8 | 4 or 6
 }
 
-func (k inKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
-
-// wildKey indexes inbound SAs whose destination is the wildcard.
-type wildKey struct {
-	spi   uint32
-	proto sa.Protocol
+func newInKey(spi uint32, proto sa.Protocol, dst netip.Addr) inKey {
+	b := dst.As16()
+	fam := uint64(6)
+	if dst.Is4() {
+		fam = 4
+	}
+	return inKey{
+		hi: binary.BigEndian.Uint64(b[:8]),
+		lo: binary.BigEndian.Uint64(b[8:]),
+		id: uint64(spi)<<32 | uint64(proto)<<8 | fam,
+	}
 }
 
-func (k wildKey) hash() uint64 { return cow.Mix64(uint64(k.spi)<<8 | uint64(k.proto)) }
+func (k inKey) hash() uint64 { return cow.Mix64(k.id >> 8) }
+
+// wildKey indexes inbound SAs whose destination is the wildcard:
+// spi<<8 | proto.
+type wildKey uint64
+
+func newWildKey(spi uint32, proto sa.Protocol) wildKey {
+	return wildKey(uint64(spi)<<8 | uint64(proto))
+}
+
+func (k wildKey) hash() uint64 { return cow.Mix64(uint64(k)) }
 
 func handleHash(h sa.Handle) uint64 { return cow.Mix64(uint64(h)) }
 
@@ -224,11 +244,11 @@ func (s *Snapshot) Len() int { return s.bundles.Len() }
 // destination is the wildcard. It returns nil, nil if there is none
 // (XfrmInNoStates).
 func (s *Snapshot) LookupIn(proto sa.Protocol, spi uint32, dst netip.Addr) (*sa.SA, *sa.Bundle) {
-	k := inKey{spi: spi, proto: proto, dst: dst}
+	k := newInKey(spi, proto, dst)
 	if r, ok := s.inExact.Get(k.hash(), k); ok {
 		return r.sa, r.b
 	}
-	w := wildKey{spi: spi, proto: proto}
+	w := newWildKey(spi, proto)
 	if r, ok := s.inWild.Get(w.hash(), w); ok {
 		return r.sa, r.b
 	}

@@ -54,7 +54,7 @@ type TableConfig struct {
 type bundleEntry struct {
 	b       *sa.Bundle
 	spec    saspec.BundleSpec // normalized, keys included; wiped on delete
-	plan    *saspec.BundlePlan
+	dst     netip.Addr        // the plan's destination (zero = wildcard)
 	origin  string
 	created time.Time
 }

@@ -624,3 +624,62 @@ func TestConcurrentAddDeleteLookup(t *testing.T) {
 		t.Errorf("snapshot holds %d bundles", n)
 	}
 }
+
+// TestListPage pages through a table in pages of several sizes and checks
+// that every bundle comes exactly once, in handle order, that each page
+// reports whether more follow, and that StatsPage pages the same way.
+func TestListPage(t *testing.T) {
+	tb := scaleTable(t, 100)
+	defer tb.Close()
+	specs := make([]saspec.BundleSpec, 37)
+	inboundBatch(specs, 0)
+	if _, err := tb.AddBundles(specs); err != nil {
+		t.Fatal(err)
+	}
+	// A gap in the handles: delete a few.
+	all := tb.List(false)
+	for _, i := range []int{0, 5, 6, 36} {
+		if err := tb.Delete(all[i].Handle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := tb.List(false)
+	for _, limit := range []int{1, 2, 5, 32, 33, 34, 1000} {
+		var got []sa.Handle
+		var after sa.Handle
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("limit %d: the listing does not end", limit)
+			}
+			page, more := tb.ListPage(after, limit, false)
+			if len(page) > limit || (more && len(page) != limit) {
+				t.Fatalf("limit %d: page of %d, more %v", limit, len(page), more)
+			}
+			st, smore := tb.StatsPage(after, limit)
+			if smore != more || len(st.SAs) != len(page) || st.Usage.Bundles != uint32(len(want)) {
+				t.Fatalf("limit %d: StatsPage has %d SAs (more %v), ListPage %d (more %v)", limit, len(st.SAs), smore, len(page), more)
+			}
+			for i, b := range page {
+				got = append(got, b.Handle)
+				if st.SAs[i].Handle != b.Handle {
+					t.Fatalf("limit %d: stats for handle %d where the listing has %d", limit, st.SAs[i].Handle, b.Handle)
+				}
+			}
+			if !more {
+				break
+			}
+			after = page[len(page)-1].Handle
+		}
+		if len(got) != len(want) {
+			t.Fatalf("limit %d: %d bundles listed, want %d", limit, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i].Handle {
+				t.Fatalf("limit %d: bundle %d is handle %d, want %d", limit, i, got[i], want[i].Handle)
+			}
+		}
+	}
+	if page, more := tb.ListPage(want[len(want)-1].Handle, 10, false); len(page) != 0 || more {
+		t.Fatalf("after the last handle: %d bundles, more %v", len(page), more)
+	}
+}

@@ -17,6 +17,9 @@ type tx struct {
 	bundles cow.Writer[sa.Handle, *sa.Bundle]
 	pol     [2]cow.Writer[polKey, *Resolved]
 	shapes  [2]bool
+	// batch: the request changes several bundles; each is logged at
+	// Debug and the request once at Info (logBundle).
+	batch   bool
 	closing []*bundleEntry
 	events  []Event
 
@@ -88,7 +91,6 @@ func (x *tx) commit() error {
 			t.uses.set(s, nil)
 		}
 		be.spec.Wipe()
-		be.plan = nil
 	}
 	for _, e := range x.events {
 		t.bus.emit(e)

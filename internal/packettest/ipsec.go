@@ -53,7 +53,7 @@ func CheckSeqNeverWraps(t testing.TB, out *sa.SA, esn bool, encap func() sa.Reas
 	if out.LastSeq() != max {
 		t.Fatalf("counter moved past the limit: %d", out.LastSeq())
 	}
-	if got := out.Stats.Drops[sa.OutStateSeqError].Load(); got != 3 {
+	if got := out.Stats.Dropped(sa.OutStateSeqError); got != 3 {
 		t.Fatalf("XfrmOutStateSeqError = %d, want 3", got)
 	}
 }
@@ -92,7 +92,7 @@ func CheckReplayWindow(t testing.TB, in *sa.SA, protect func() []byte, decap fun
 			t.Fatalf("seq %d: got %v, want %v", st.seq, err, st.want)
 		}
 	}
-	if got := in.Stats.Drops[sa.InStateSeqError].Load(); got != 5 {
+	if got := in.Stats.Dropped(sa.InStateSeqError); got != 5 {
 		t.Fatalf("XfrmInStateSeqError = %d, want 5", got)
 	}
 }

@@ -80,7 +80,7 @@ func (m *MAC) Release() {
 // salt || iv (RFC 4543) and writes it to tag[:16]; tag must have capacity 16.
 // sc is the packet's scratch area.
 func (s *Suite) GMACSeal(tag, iv, aad []byte, sc *Scratch) error {
-	if s.closed.Load() || !s.auth.gmac {
+	if !s.auth.gmac || !s.usable() {
 		return ErrClosed
 	}
 	s.aead.Seal(tag[:0], s.nonce(sc, iv), nil, aad)
@@ -90,7 +90,7 @@ func (s *Suite) GMACSeal(tag, iv, aad []byte, sc *Scratch) error {
 // GMACVerify checks a 16-byte AES-GMAC tag over aad with nonce salt || iv in
 // constant time. sc is the packet's scratch area.
 func (s *Suite) GMACVerify(tag, iv, aad []byte, sc *Scratch) bool {
-	if s.closed.Load() || !s.auth.gmac || len(tag) != 16 {
+	if !s.auth.gmac || len(tag) != 16 || !s.usable() {
 		return false
 	}
 	_, err := s.aead.Open(tag[:0:0], s.nonce(sc, iv), tag, aad)

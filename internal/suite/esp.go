@@ -36,7 +36,7 @@ func (s *Suite) SealESPWithIV(pkt []byte, off int, seq uint64, esn bool, iv []by
 }
 
 func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV []byte, sc *Scratch) error {
-	if s.closed.Load() {
+	if !s.usable() {
 		return ErrClosed
 	}
 	ivEnd := off + espHdrLen + s.enc.IVLen
@@ -90,7 +90,7 @@ func (s *Suite) seal(pkt []byte, off int, seq uint64, esn bool, explicitIV []byt
 // seq the reconstructed 64-bit sequence number. On error the buffer contents
 // between the IV and the ICV are unspecified and the packet must be dropped.
 func (s *Suite) OpenESP(pkt []byte, off int, seq uint64, esn bool, sc *Scratch) error {
-	if s.closed.Load() {
+	if !s.usable() {
 		return ErrClosed
 	}
 	ivEnd := off + espHdrLen + s.enc.IVLen

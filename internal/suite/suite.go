@@ -58,10 +58,19 @@ type Suite struct {
 	slack  int
 	trunc  bool // AES-GCM with an 8-byte ICV: computed as a truncated 16-byte tag
 
-	aead  cipher.AEAD  // GCM, GMAC, ChaCha20-Poly1305, and the CTR keystream helper
-	block cipher.Block // CBC and CTR block cipher
-	ivGen cipher.Block // CBC IV generator under a random key
-	salt  [saltLen]byte
+	// aead is GCM, GMAC, ChaCha20-Poly1305, or the CTR keystream helper.
+	// An AES-GCM state is about 800 bytes and most SAs of a large table
+	// may never carry a packet, so for AES-GCM and GMAC it is built on
+	// first use (aeadInit): ready says it is there, gcmKey is the AES key
+	// it is built from and gcmTag its tag size.
+	aead   cipher.AEAD
+	ready  atomic.Bool
+	initMu sync.Mutex // orders aeadInit against Close
+	gcmKey []byte
+	gcmTag int
+	block  cipher.Block // CBC and CTR block cipher
+	ivGen  cipher.Block // CBC IV generator under a random key
+	salt   [saltLen]byte
 
 	macPool sync.Pool // hash.Hash (HMAC under this suite's key)
 	cbcPool sync.Pool // *cbcModes
@@ -204,14 +213,10 @@ func (s *Suite) initAH(p Params) error {
 	s.icvLen = a.ICVLen
 	if a.gmac {
 		k := s.keep(p.AuthKey)
-		blk, err := aes.NewCipher(k[:len(k)-saltLen])
-		if err != nil {
-			return err
-		}
 		copy(s.salt[:], k[len(k)-saltLen:])
-		s.aead, err = cipher.NewGCM(blk)
-		return err
+		return s.lazyGCM(k[:len(k)-saltLen], 16)
 	}
+	s.ready.Store(true)
 	return s.initHMAC(p.AuthKey)
 }
 
@@ -219,6 +224,9 @@ func (s *Suite) initEnc(key []byte) error {
 	e := s.enc
 	k := s.keep(key)
 	var err error
+	if e.kind != kindGCM && e.kind != kindGMAC {
+		s.ready.Store(true)
+	}
 	switch e.kind {
 	case kindNull:
 		return nil
@@ -259,16 +267,23 @@ func (s *Suite) initEnc(key []byte) error {
 	}
 	// AES-based counter modes: GCM, GMAC, CTR.
 	copy(s.salt[:], k[e.aesLen:])
-	blk, err := aes.NewCipher(k[:e.aesLen])
-	if err != nil {
-		return err
-	}
-	s.block = blk
-	switch {
-	case e.kind == kindGCM && s.icvLen == 12:
-		s.aead, err = cipher.NewGCMWithTagSize(blk, 12)
-	default:
-		s.aead, err = cipher.NewGCM(blk)
+	if e.kind == kindCTR {
+		blk, err := aes.NewCipher(k[:e.aesLen])
+		if err != nil {
+			return err
+		}
+		s.block = blk
+		if s.aead, err = cipher.NewGCM(blk); err != nil {
+			return err
+		}
+	} else {
+		tag := 16
+		if e.kind == kindGCM && s.icvLen == 12 {
+			tag = 12
+		}
+		if err := s.lazyGCM(k[:e.aesLen], tag); err != nil {
+			return err
+		}
 	}
 	switch {
 	case e.kind == kindGCM && s.icvLen == 8:
@@ -281,6 +296,55 @@ func (s *Suite) initEnc(key []byte) error {
 		s.slack = max(0, 16-s.icvLen)
 	}
 	return err
+}
+
+// lazyGCM prepares an AES-GCM AEAD with tag size tag under key (a kept
+// copy) to be built on first use. It checks the key now, so that a bad
+// key is refused when the SA is added, not when its first packet comes.
+func (s *Suite) lazyGCM(key []byte, tag int) error {
+	switch len(key) {
+	case 16, 24, 32:
+	default:
+		return fmt.Errorf("suite: AES key of %d bytes; it must be 16, 24 or 32", len(key))
+	}
+	s.gcmKey, s.gcmTag = key, tag
+	return nil
+}
+
+// aeadInit builds the lazily created AEAD (see Suite.aead) unless another
+// packet did so first. It reports false if the suite was closed before:
+// its key is gone. It allocates once per SA, on its first packet.
+func (s *Suite) aeadInit() bool {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	if s.ready.Load() {
+		return true
+	}
+	if s.closed.Load() {
+		return false
+	}
+	blk, err := aes.NewCipher(s.gcmKey)
+	if err != nil {
+		return false // the length was checked by lazyGCM
+	}
+	var a cipher.AEAD
+	if s.gcmTag == 16 {
+		a, err = cipher.NewGCM(blk)
+	} else {
+		a, err = cipher.NewGCMWithTagSize(blk, s.gcmTag)
+	}
+	if err != nil {
+		return false
+	}
+	s.aead = a
+	s.ready.Store(true)
+	return true
+}
+
+// usable reports whether the suite can process a packet: it is not closed
+// and its AEAD, if it has one, is built.
+func (s *Suite) usable() bool {
+	return !s.closed.Load() && (s.ready.Load() || s.aeadInit())
 }
 
 func (s *Suite) initHMAC(key []byte) error {
@@ -349,6 +413,8 @@ func (s *Suite) TailSlack() int { return s.slack }
 // The expanded key schedules inside the standard library cannot be wiped;
 // they become unreachable with the suite.
 func (s *Suite) Close() {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
 	if s.closed.Swap(true) {
 		return
 	}
