@@ -248,10 +248,11 @@ func (s *side) stepTX(t testing.TB, pkts ...[]byte) (wire, host [][]byte) {
 	n := s.nic
 	tx := n.txs
 	snap := n.table.Snapshot()
+	bufs := stepBufs(tx.batch, n.host.MTU())
 	for len(pkts) > 0 {
-		cnt := min(len(pkts), len(tx.bufs))
+		cnt := min(len(pkts), len(bufs))
 		for i := range cnt {
-			p := tx.bufs[i]
+			p := bufs[i]
 			p.Reset()
 			if err := p.SetBytes(pkts[i]); err != nil {
 				t.Fatal(err)
@@ -273,11 +274,12 @@ func (s *side) stepRX(t testing.TB, pkts ...[]byte) [][]byte {
 	n := s.nic
 	rx := n.rxs
 	snap := n.table.Snapshot()
+	bufs := stepBufs(rx.batch, max(n.wire.MTU(), n.wireMTU))
 	for len(pkts) > 0 {
-		cnt := min(len(pkts), len(rx.bufs))
+		cnt := min(len(pkts), len(bufs))
 		rx.now = 0
 		for i := range cnt {
-			p := rx.bufs[i]
+			p := bufs[i]
 			p.Reset()
 			if err := p.SetBytes(pkts[i]); err != nil {
 				t.Fatal(err)
@@ -290,6 +292,16 @@ func (s *side) stepRX(t testing.TB, pkts ...[]byte) [][]byte {
 		pkts = pkts[cnt:]
 	}
 	return drain(t, s.app)
+}
+
+// stepBufs makes the buffers of one stepTX or stepRX, as the loops' readers
+// would.
+func stepBufs(n, size int) []*packet.Buf {
+	bufs := make([]*packet.Buf, n)
+	for i := range bufs {
+		bufs[i] = packet.NewBuf(size)
+	}
+	return bufs
 }
 
 // drain reads every packet queued at p without blocking.
