@@ -408,7 +408,7 @@ type rxState struct {
 	out     []*packet.Buf // to the host
 	outRaw  [][]byte
 	lent    []int // reassembly slots whose buffers are in out
-	reasm   *reassembler
+	reasm   *reassembler // the NIC's, shared by the workers
 	hostOff int
 	now     int64 // time of the batch, read only when a fragment needs it
 	errLog  rateLog
@@ -419,7 +419,7 @@ func newRxState(n *NIC, id int, host tun.Port) *rxState {
 	r.out = make([]*packet.Buf, 0, r.batch)
 	r.outRaw = make([][]byte, 0, r.batch)
 	r.lent = make([]int, 0, r.batch)
-	r.reasm = newReassembler(n.cfg.ReassemblySlots, n.cfg.ReassemblyTimeout, &n.rx.drops, &n.rx.reassembled)
+	r.reasm = n.reasm
 	return r
 }
 

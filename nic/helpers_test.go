@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,6 +30,21 @@ func requireRoot(t *testing.T) {
 		t.Fatal("this test needs root (CI=true: not skipping)")
 	}
 	t.Skip("needs root")
+}
+
+// testWorkers is the worker count of the NICs build makes: the
+// SECNIC_TEST_WORKERS environment variable (run the package's tests with
+// several workers: SECNIC_TEST_WORKERS=3 go test ./nic), else 1.
+func testWorkers(t testing.TB) int {
+	v := os.Getenv("SECNIC_TEST_WORKERS")
+	if v == "" {
+		return 1
+	}
+	w, err := strconv.Atoi(v)
+	if err != nil || w < 1 {
+		t.Fatalf("SECNIC_TEST_WORKERS=%q: give a number of workers >= 1", v)
+	}
+	return w
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -228,6 +244,9 @@ func build(t testing.TB, tp topo) (a, b *side) {
 		}
 		host, app := tun.NewMemPairConfig(tun.MemConfig{Batch: 64, MTU: 9000, Depth: 4096})
 		cfg := tp.cfg
+		if cfg.Workers == 0 {
+			cfg.Workers = testWorkers(t)
+		}
 		cfg.DefaultOut, cfg.DefaultIn = tp.defOut, tp.defIn
 		n, err := New(cfg, tb, host, wire, quietLogger())
 		if err != nil {

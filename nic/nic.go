@@ -68,8 +68,8 @@ type Config struct {
 	// negative = one per CPU, at most MaxWorkers). A port with that many
 	// queues (tun.Multiqueue) gives each worker its own queue; a port with
 	// one queue is spread over the workers by a dispatcher (workers.go).
-	// Reassembly slots and the ICMP rate are per NIC: each worker has
-	// ReassemblySlots of its own and a share of ICMPRate.
+	// The workers share the reassembly slots; each has a share of
+	// ICMPRate.
 	Workers int `json:"workers,omitempty"`
 	// BusyPoll is how long, after the NIC's last batch, a reader keeps
 	// polling a port that supports it (tun.Poller) before it blocks and
@@ -106,6 +106,7 @@ type NIC struct {
 	txs         *txState // worker 0 (tests step it directly)
 	rxs         *rxState
 	dispatchers []*dispatcher
+	reasm       *reassembler
 	spin        int64        // busy-poll nanoseconds; 0 = off
 	lastBatch   atomic.Int64 // mono() of the last batch (busy-polling)
 
@@ -178,6 +179,7 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 			return nil, err
 		}
 	}
+	n.reasm = newReassembler(n.cfg.ReassemblySlots, n.cfg.ReassemblyTimeout, &n.rx.drops, &n.rx.reassembled)
 	if err := n.setupWorkers(); err != nil {
 		n.closeCaptures()
 		return nil, err
@@ -215,11 +217,9 @@ func (n *NIC) Run(ctx context.Context) error {
 	for _, d := range n.dispatchers {
 		go func() { errc <- d.run(stop) }()
 	}
-	var timers sync.WaitGroup
-	for _, r := range n.rxw {
-		timers.Go(func() { r.reasm.expireLoop(stop) })
-	}
-	defer timers.Wait()
+	var timer sync.WaitGroup
+	timer.Go(func() { n.reasm.expireLoop(stop) })
+	defer timer.Wait()
 	var first error
 	select {
 	case <-ctx.Done():

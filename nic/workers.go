@@ -167,8 +167,8 @@ func (n *NIC) setupWorkers() error {
 		}
 	}
 	if wireDisp && w > 1 {
-		encap := n.encapPort
-		n.dispatchers = append(n.dispatchers, n.newDispatcher(wireIn[0], func(p []byte) uint32 { return wireHash(p, encap) }, func(i int, s source) { n.rxw[i].in = s }))
+		wh := &wireHasher{encapPort: n.encapPort}
+		n.dispatchers = append(n.dispatchers, n.newDispatcher(wireIn[0], wh.hash, func(i int, s source) { n.rxw[i].in = s }))
 	} else {
 		for i, r := range wireIn {
 			n.rxw[i].in = r
@@ -406,28 +406,77 @@ func hostHash(pkt []byte) uint32 {
 	return mix32(h)
 }
 
-// wireHash hashes a packet from the wire by SPI (ESP, AH, UDP-encapsulated
-// ESP to encapPort), by addresses for fragments, and otherwise by flow.
-func wireHash(pkt []byte, encapPort uint16) uint32 {
-	h, off, proto, whole := addrWords(pkt)
-	if !whole {
-		return mix32(h)
+// wireHasher hashes packets from the wire by SPI (ESP, AH,
+// UDP-encapsulated ESP to encapPort) and everything else by flow. A
+// fragmented datagram goes where its SPI says too, so that its SA's packets
+// stay on one worker and in order: the first fragment (offset 0) carries
+// the ESP or AH header, and the worker chosen for it is remembered for the
+// datagram's later fragments (by addresses and identification, in a small
+// direct-mapped table). A fragment whose first fragment was not seen goes
+// by its addresses; reassembly is shared by the workers, so it completes
+// wherever its last fragment lands.
+type wireHasher struct {
+	encapPort uint16
+	frags     [256]struct {
+		key  uint64
+		hash uint32
 	}
+}
+
+func (w *wireHasher) hash(pkt []byte) uint32 {
+	h, off, proto, whole := addrWords(pkt)
+	if whole && packet.Version(pkt) == 6 && proto == packet.ProtoFragment && len(pkt) >= packet.IPv6Len+8 {
+		// An IPv6 fragment header right after the fixed header.
+		f := pkt[packet.IPv6Len:]
+		id := uint32(be32(f[4:]))
+		fo := uint16(f[2])<<8 | uint16(f[3])
+		return w.fragment(h, id, fo>>3 == 0, f[0], pkt[packet.IPv6Len+8:])
+	}
+	if !whole { // IPv4 fragment
+		fo := uint16(pkt[6]&0x1f)<<8 | uint16(pkt[7])
+		id := uint64(pkt[4])<<8 | uint64(pkt[5])
+		return w.fragment(h, uint32(id), fo == 0, proto, pkt[off:])
+	}
+	if s, ok := w.spiHash(proto, pkt[off:]); ok {
+		return s
+	}
+	return hostHash(pkt)
+}
+
+// spiHash hashes the SPI of the IPsec header at the start of l4, if any.
+func (w *wireHasher) spiHash(proto uint8, l4 []byte) (uint32, bool) {
 	switch proto {
 	case packet.ProtoESP:
-		if len(pkt) >= off+4 {
-			return mix32(be32(pkt[off:]) | 50<<32)
+		if len(l4) >= 4 {
+			return mix32(be32(l4) | 50<<32), true
 		}
 	case packet.ProtoAH:
-		if len(pkt) >= off+8 {
-			return mix32(be32(pkt[off+4:]) | 51<<32)
+		if len(l4) >= 8 {
+			return mix32(be32(l4[4:]) | 51<<32), true
 		}
 	case packet.ProtoUDP:
-		if len(pkt) >= off+12 && uint16(be32(pkt[off:])) == encapPort {
-			if spi := be32(pkt[off+8:]); spi != 0 {
-				return mix32(spi | 50<<32)
+		if len(l4) >= 12 && uint16(be32(l4)) == w.encapPort {
+			if spi := be32(l4[8:]); spi != 0 {
+				return mix32(spi | 50<<32), true
 			}
 		}
 	}
-	return hostHash(pkt)
+	return 0, false
+}
+
+// fragment steers one fragment: a first fragment by its SPI (remembered
+// for the rest of the datagram), the others as their first one went.
+func (w *wireHasher) fragment(addrs uint64, id uint32, first bool, proto uint8, payload []byte) uint32 {
+	key := addrs ^ uint64(id)<<32 ^ uint64(proto)<<24 | 1
+	e := &w.frags[mix32(key)&uint32(len(w.frags)-1)]
+	if first {
+		if s, ok := w.spiHash(proto, payload); ok {
+			e.key, e.hash = key, s
+			return s
+		}
+	}
+	if e.key == key {
+		return e.hash
+	}
+	return mix32(addrs)
 }
