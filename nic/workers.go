@@ -19,12 +19,16 @@ package nic
 //     buffer moves into the worker's batch and a spare buffer of that batch
 //     takes its place among the dispatcher's read buffers.
 //
-// The hash keeps what must stay in order on one worker. Host packets hash
-// by flow (addresses, protocol, ports), so a flow's packets are protected in
-// the order they came and leave in that order; with one SA shared by several
-// flows the SA's sequence numbers stay unique (an atomic counter) but
-// packets of different workers may leave interleaved out of sequence order,
-// which the peer's replay window absorbs. Wire packets hash by SPI, so each
+// The hash keeps what must stay in order on one worker. A host packet that
+// an ordinary protect policy sends through an SA goes to the worker of that
+// SA (hostSteer), so the SA's packets leave in sequence order and the
+// peer's replay window never sees them reordered; other host packets go by
+// flow (addresses, protocol, ports), each flow in order. So one ordinary
+// SA runs on one worker, and several tunnels spread over the workers. On a
+// multiqueue host port the kernel spreads flows, and one ordinary SA used
+// by several queues gets sequence numbers that stay unique (an atomic
+// counter) but leave interleaved: use per-CPU SAs there, or a replay
+// window that covers the reordering. Wire packets hash by SPI, so each
 // inbound SA is handled by one worker and its replay window moves as the
 // peer sent; outer fragments hash by their addresses so that one datagram's
 // fragments meet in one worker's reassembly table. RFC 9611 per-CPU SAs
@@ -45,6 +49,9 @@ import (
 	"time"
 
 	"github.com/secnic/secnic/internal/packet"
+	"github.com/secnic/secnic/sa"
+	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 )
 
@@ -160,7 +167,8 @@ func (n *NIC) setupWorkers() error {
 		wireIn[i].poll.peer = asPoller(hostIn[min(i, len(hostIn)-1)].port)
 	}
 	if hostDisp && w > 1 {
-		n.dispatchers = append(n.dispatchers, n.newDispatcher(hostIn[0], hostHash, func(i int, s source) { n.txw[i].in = s }))
+		hh := &hostSteer{n: n}
+		n.dispatchers = append(n.dispatchers, n.newDispatcher(hostIn[0], hh, func(i int, s source) { n.txw[i].in = s }))
 	} else {
 		for i, r := range hostIn {
 			n.txw[i].in = r
@@ -168,7 +176,7 @@ func (n *NIC) setupWorkers() error {
 	}
 	if wireDisp && w > 1 {
 		wh := &wireHasher{encapPort: n.encapPort}
-		n.dispatchers = append(n.dispatchers, n.newDispatcher(wireIn[0], wh.hash, func(i int, s source) { n.rxw[i].in = s }))
+		n.dispatchers = append(n.dispatchers, n.newDispatcher(wireIn[0], wh, func(i int, s source) { n.rxw[i].in = s }))
 	} else {
 		for i, r := range wireIn {
 			n.rxw[i].in = r
@@ -256,16 +264,22 @@ type workerQueue struct {
 
 // dispatcher reads one port and spreads its packets over the workers.
 type dispatcher struct {
-	n    *NIC
-	r    *reader
-	hash func(pkt []byte) uint32
-	out  []*workerQueue
-	mine []*batch // per worker: the batch being filled
+	n     *NIC
+	r     *reader
+	steer steer
+	out   []*workerQueue
+	mine  []*batch // per worker: the batch being filled
 }
 
-func (n *NIC) newDispatcher(r *reader, hash func([]byte) uint32, bind func(int, source)) *dispatcher {
+// A steer chooses a packet's worker by a hash.
+type steer interface {
+	begin() // a batch starts
+	hash(pkt []byte) uint32
+}
+
+func (n *NIC) newDispatcher(r *reader, hash steer, bind func(int, source)) *dispatcher {
 	w := n.cfg.Workers
-	d := &dispatcher{n: n, r: r, hash: hash, out: make([]*workerQueue, w), mine: make([]*batch, w)}
+	d := &dispatcher{n: n, r: r, steer: hash, out: make([]*workerQueue, w), mine: make([]*batch, w)}
 	for i := range w {
 		q := &workerQueue{full: make(chan *batch, dispatchBatches), free: make(chan *batch, dispatchBatches)}
 		for range dispatchBatches {
@@ -296,8 +310,9 @@ func (d *dispatcher) run(stop <-chan struct{}) error {
 			}
 			return err
 		}
+		d.steer.begin()
 		for i, p := range pkts {
-			w := pick(d.hash(p.Bytes()), len(d.out))
+			w := pick(d.steer.hash(p.Bytes()), len(d.out))
 			b := d.mine[w]
 			if b == nil {
 				select {
@@ -392,6 +407,28 @@ func addrWords(pkt []byte) (uint64, int, uint8, bool) {
 	return 0, 0, 0, false
 }
 
+// hostSteer steers packets from the host: a packet that an ordinary
+// protect policy sends through an SA goes to the worker of that SA's
+// bundle, so that one worker takes the SA's sequence numbers and its
+// packets leave in sequence order (a peer's replay window would drop
+// packets reordered by more than its size); every other packet (per-CPU
+// policies, bypass) by its flow.
+type hostSteer struct {
+	n    *NIC
+	snap *sadb.Snapshot
+}
+
+func (h *hostSteer) begin() { h.snap = h.n.table.Snapshot() }
+
+func (h *hostSteer) hash(pkt []byte) uint32 {
+	if f, ok := sa.FlowOf(pkt); ok {
+		if r := h.snap.MatchOut(f); r != nil && r.Action == saspec.Protect && !r.PerCPU && len(r.Bundles) > 0 {
+			return mix32(uint64(r.Bundles[0].Handle))
+		}
+	}
+	return hostHash(pkt)
+}
+
 // hostHash hashes a packet from the host by flow: addresses, protocol and,
 // for TCP, UDP, SCTP and UDP-Lite outside fragments, the ports.
 func hostHash(pkt []byte) uint32 {
@@ -422,6 +459,8 @@ type wireHasher struct {
 		hash uint32
 	}
 }
+
+func (w *wireHasher) begin() {}
 
 func (w *wireHasher) hash(pkt []byte) uint32 {
 	h, off, proto, whole := addrWords(pkt)
