@@ -117,10 +117,10 @@ func (r *reader) done() {}
 // Transmit: host → wire.
 
 type txState struct {
-	id      int       // the worker's number: picks the SA of a per-CPU policy
-	in      source    // the worker's batches from the host
-	host    tun.Port  // where ICMP answers go (the worker's host queue)
-	wire    tun.Port  // where protected packets go (the worker's wire queue)
+	id      int      // the worker's number: picks the SA of a per-CPU policy
+	in      source   // the worker's batches from the host
+	host    tun.Port // where ICMP answers go (the worker's host queue)
+	wire    tun.Port // where protected packets go (the worker's wire queue)
 	batch   int
 	out     []*packet.Buf // to the wire: batch buffers and spares (fragments)
 	outRaw  [][]byte
@@ -407,7 +407,7 @@ type rxState struct {
 	batch   int
 	out     []*packet.Buf // to the host
 	outRaw  [][]byte
-	lent    []int // reassembly slots whose buffers are in out
+	lent    []int        // reassembly slots whose buffers are in out
 	reasm   *reassembler // the NIC's, shared by the workers
 	hostOff int
 	now     int64 // time of the batch, read only when a fragment needs it

@@ -381,7 +381,9 @@ func mix32(x uint64) uint32 {
 	return uint32(x)
 }
 
-func be32(b []byte) uint64 { return uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]) }
+func be32(b []byte) uint64 {
+	return uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+}
 
 // addrWords folds an IP header's addresses (src, dst) into one word, the
 // same whichever order: a flow and its reverse hash alike.
