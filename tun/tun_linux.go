@@ -91,6 +91,7 @@ type TUN struct {
 	scratch [][]byte
 
 	closing atomic.Bool // set when Close starts
+	fd      int32       // the descriptor, for Ready's poll(2)
 
 	nlMu     sync.Mutex // guards nl and closed
 	nl       *netlink.Handle
@@ -101,7 +102,10 @@ type TUN struct {
 	log      *slog.Logger
 }
 
-var _ Port = (*TUN)(nil)
+var (
+	_ Port   = (*TUN)(nil)
+	_ Poller = (*TUN)(nil)
+)
 
 // Open creates a TUN device, sets its MTU, addresses and routes, and brings it
 // up. It needs CAP_NET_ADMIN (in the target namespace) and /dev/net/tun.
@@ -207,6 +211,10 @@ func create(cfg *Config) (t *TUN, err error) {
 	}
 	t = &TUN{dev: dev, file: file, nl: nl, vnetHdr: !cfg.DisableOffloads, events: make(chan struct{}), log: log}
 	t.mtu.Store(int64(cfg.MTU))
+	t.fd = -1
+	if rc, rerr := file.SyscallConn(); rerr == nil {
+		rc.Control(func(fd uintptr) { t.fd = int32(fd) })
+	}
 	if t.vnetHdr {
 		t.scratch = make([][]byte, dev.BatchSize())
 	}
@@ -461,6 +469,18 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 		n += len(s)
 	}
 	return n, first
+}
+
+// Ready reports, without blocking or consuming anything, whether a Read
+// would return at once (tun.Poller): one poll(2) of the descriptor with no
+// timeout. It is safe to call while another goroutine is blocked in Read.
+func (t *TUN) Ready() bool {
+	if t.fd < 0 || t.closing.Load() {
+		return t.closing.Load()
+	}
+	fds := [1]unix.PollFd{{Fd: t.fd, Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], 0)
+	return err == nil && n > 0
 }
 
 // SetReadDeadline sets a deadline for pending and future Read calls; a Read
