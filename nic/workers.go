@@ -61,7 +61,7 @@ const (
 	// Config.Workers is 0 (see docs/performance.md for why).
 	DefaultWorkers = 1
 	// DefaultBusyPoll is Config.BusyPoll when it is 0.
-	DefaultBusyPoll = 0 * time.Microsecond
+	DefaultBusyPoll time.Duration = 0
 	// MaxWorkers bounds Config.Workers.
 	MaxWorkers = 256
 	// dispatchBatches is the number of batches in flight between the
