@@ -91,7 +91,8 @@ type TUN struct {
 	scratch [][]byte
 
 	closing atomic.Bool // set when Close starts
-	fd      int32       // the descriptor, for Ready's poll(2)
+	fdOnce  sync.Once   // finds fd on the first Ready
+	fd      int32       // the descriptor, for Ready's poll(2); -1 if unknown
 
 	nlMu     sync.Mutex // guards nl and closed
 	nl       *netlink.Handle
@@ -211,10 +212,6 @@ func create(cfg *Config) (t *TUN, err error) {
 	}
 	t = &TUN{dev: dev, file: file, nl: nl, vnetHdr: !cfg.DisableOffloads, events: make(chan struct{}), log: log}
 	t.mtu.Store(int64(cfg.MTU))
-	t.fd = -1
-	if rc, rerr := file.SyscallConn(); rerr == nil {
-		rc.Control(func(fd uintptr) { t.fd = int32(fd) })
-	}
 	if t.vnetHdr {
 		t.scratch = make([][]byte, dev.BatchSize())
 	}
@@ -474,7 +471,17 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 // Ready reports, without blocking or consuming anything, whether a Read
 // would return at once (tun.Poller): one poll(2) of the descriptor with no
 // timeout. It is safe to call while another goroutine is blocked in Read.
+//
+// The descriptor is looked up on the first call only (through
+// SyscallConn), so a device that is never polled is used exactly as
+// without busy-polling.
 func (t *TUN) Ready() bool {
+	t.fdOnce.Do(func() {
+		t.fd = -1
+		if rc, err := t.file.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { t.fd = int32(fd) })
+		}
+	})
 	if t.fd < 0 || t.closing.Load() {
 		return t.closing.Load()
 	}
