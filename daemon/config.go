@@ -18,6 +18,7 @@ import (
 
 	"github.com/secnic/secnic/capabilities"
 	"github.com/secnic/secnic/control"
+	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
 )
@@ -253,6 +254,12 @@ type DatapathConfig struct {
 	// outbound protect policy without a usable SA, e.g. "30s" (default,
 	// Linux's XFRM_ACQ_EXPIRES); negative turns acquire events off.
 	AcquirePeriod Duration `json:"acquire_period,omitzero"`
+	// Workers is the number of datapath workers per direction (0 = the
+	// NIC's default, -1 = one per CPU).
+	Workers int `json:"workers,omitempty"`
+	// BusyPoll is how long the datapath polls a port after a batch before
+	// it sleeps, e.g. "20us" (0 = the NIC's default, negative = off).
+	BusyPoll Duration `json:"busy_poll,omitzero"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").
@@ -545,6 +552,12 @@ func (c *Config) validate(source string) error {
 	}
 	if c.Datapath.ReassemblyTimeout < 0 {
 		add("datapath.reassembly_timeout", "must not be negative")
+	}
+	if w := c.Datapath.Workers; w < -1 || w > nic.MaxWorkers {
+		add("datapath.workers", "%d is out of range: give 0 (default), -1 (one per CPU) or 1 to %d", w, nic.MaxWorkers)
+	}
+	if b := time.Duration(c.Datapath.BusyPoll); b > time.Millisecond {
+		add("datapath.busy_poll", "%v is more than 1ms: busy-polling burns CPU; give a few microseconds, 0 for the default or a negative duration for off", b)
 	}
 
 	if l := c.Metrics.Listen; l != "" {

@@ -191,6 +191,8 @@ func Start(ctx context.Context, cfg *Config, opts Options) (_ *Daemon, err error
 		ReassemblySlots:   cfg.Datapath.ReassemblySlots,
 		ReassemblyTimeout: time.Duration(cfg.Datapath.ReassemblyTimeout),
 		ICMPRate:          cfg.Datapath.ICMPRate,
+		Workers:           cfg.Datapath.Workers,
+		BusyPoll:          time.Duration(cfg.Datapath.BusyPoll),
 		HostCapture:       cfg.Capture.Host,
 		WireCapture:       cfg.Capture.Wire,
 		CaptureSnapLen:    cfg.Capture.SnapLen,

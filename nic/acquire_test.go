@@ -123,7 +123,7 @@ func BenchmarkTransmitNoStates(b *testing.B) {
 	n := a.nic
 	tx := n.txs
 	snap := n.table.Snapshot()
-	p := tx.bufs[0]
+	p := stepBufs(1, n.host.MTU())[0]
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Reset()
@@ -148,7 +148,7 @@ func TestTransmitNoStatesNoAllocs(t *testing.T) {
 	n := a.nic
 	tx := n.txs
 	snap := n.table.Snapshot()
-	p := tx.bufs[0]
+	p := stepBufs(1, n.host.MTU())[0]
 	if allocs := testing.AllocsPerRun(1000, func() {
 		p.Reset()
 		_ = p.SetBytes(pkt)

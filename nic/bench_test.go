@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -17,13 +18,17 @@ type pipe struct {
 	sizes   []int
 }
 
-func newPipe(t testing.TB, al alg, size int) *pipe {
-	a, b := build(t, topo{alg: al, direct: true})
+func newPipe(t testing.TB, al alg, size int) *pipe { return newPipeWorkers(t, al, size, 0) }
+
+// newPipeWorkers is newPipe with workers workers per direction in each NIC
+// (0: the build default).
+func newPipeWorkers(t testing.TB, al alg, size, workers int) *pipe {
+	a, b := build(t, topo{alg: al, direct: true, cfg: Config{Workers: workers}})
 	a.run(t)
 	b.run(t)
 	p := &pipe{in: a.app, out: b.app}
 	for i := range 64 {
-		p.batch = append(p.batch, udp(in4A, in4B, 1000, 2000, size-28, uint32(i), false))
+		p.batch = append(p.batch, udp(in4A, in4B, uint16(1000+i), 2000, size-28, uint32(i), false))
 	}
 	p.rbufs = make([][]byte, 64)
 	for i := range p.rbufs {
@@ -78,15 +83,38 @@ func BenchmarkDatapath(b *testing.B) {
 	}
 }
 
+// BenchmarkDatapathWorkers is BenchmarkDatapath (AES-GCM-128) with
+// several workers per direction in each NIC: the memory ports have one
+// queue, so each NIC's dispatchers spread the packets (64 flows).
+func BenchmarkDatapathWorkers(b *testing.B) {
+	for _, w := range []int{1, 2, 4} {
+		for _, size := range []int{64, 1400} {
+			b.Run(fmt.Sprintf("workers=%d/%d", w, size), func(b *testing.B) {
+				p := newPipeWorkers(b, algGCM, size, w)
+				p.send(b, 256)
+				p.recv(b, 256)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				go p.send(b, b.N)
+				p.recv(b, b.N)
+			})
+		}
+	}
+}
+
 // TestDatapathNoAllocs enforces what the benchmark shows: a batch through
 // both NICs allocates nothing (counted across all goroutines).
 func TestDatapathNoAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items)")
 	}
-	for _, al := range []alg{algGCM, algCBC} {
-		t.Run(al.name, func(t *testing.T) {
-			p := newPipe(t, al, 1000)
+	for _, c := range []struct {
+		al      alg
+		workers int
+	}{{algGCM, 1}, {algCBC, 1}, {algGCM, 3}} {
+		t.Run(fmt.Sprintf("%s/workers=%d", c.al.name, c.workers), func(t *testing.T) {
+			p := newPipeWorkers(t, c.al, 1000, c.workers)
 			p.send(t, 256)
 			p.recv(t, 256)
 			allocs := testing.AllocsPerRun(200, func() {

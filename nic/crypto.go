@@ -27,6 +27,7 @@ import (
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/sa"
 	"github.com/secnic/secnic/sadb"
+	"github.com/secnic/secnic/tun"
 )
 
 // Offload modes of a NIC (Config.Offload).
@@ -126,7 +127,7 @@ type cryptoRx struct {
 
 func newCryptoState(n *NIC, d DriverPort) *cryptoState {
 	batch := max(min(d.BatchSize(), driver.DefaultBatch), 1)
-	t := &cryptoTx{wireOff: max(n.txs.wireOff, 0)}
+	t := &cryptoTx{wireOff: tun.MinOffset(n.wire)}
 	t.bufs = make([]*packet.Buf, batch)
 	t.raw = make([][]byte, batch)
 	t.sizes = make([]int, batch)

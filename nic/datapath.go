@@ -16,13 +16,17 @@ package nic
 // buffers for fragments and ICMP messages are allocated once, in
 // newTxState and newRxState.
 //
-// Ordering: one transmit worker takes outbound sequence numbers in the
-// order it reads packets and writes them in that order, so every outbound
-// SA's packets leave in sequence order; one receive worker sees each SA's
-// packets in arrival order, so the replay window moves as the peer sent.
-// (A multiqueue NIC would run one pair of loops per queue; the SA table's
-// sequence counters are atomic, but per-SA order on the wire would then need
-// each SA pinned to one queue.)
+// Workers: the NIC runs Config.Workers pairs of these loops (workers.go).
+// Each worker reads its batches from a source: a reader of its own port or
+// queue, or a dispatcher that hashed the packets to it (flows by hash on the
+// host side, SAs by SPI on the wire side). One transmit worker takes a
+// flow's sequence numbers in the order it reads the flow's packets and
+// writes them in that order; one receive worker sees each SA's packets in
+// arrival order, so the replay window moves as the peer sent.
+//
+// Before blocking in a read, a reader may busy-poll for a few microseconds
+// after the last batch (Config.BusyPoll), so that a reply is picked up
+// before the CPU goes to sleep.
 
 import (
 	"errors"
@@ -39,12 +43,85 @@ import (
 // ---------------------------------------------------------------------------
 // Transmit: host → wire.
 
-type txState struct {
-	batch   int
-	size    int // data bytes each read buffer holds
+// reader reads batches from one port (or queue) into buffers it owns, at
+// offset packet.Headroom.
+type reader struct {
+	n       *NIC
+	port    tun.Port
+	mtu     func() int // the port's MTU now
+	minSize int
+	size    int // data bytes each buffer holds
 	bufs    []*packet.Buf
 	raw     [][]byte
 	sizes   []int
+	poll    poller
+	errLog  rateLog
+}
+
+func newReader(n *NIC, port tun.Port, mtu func() int, minSize int) *reader {
+	r := &reader{n: n, port: port, mtu: mtu, minSize: minSize}
+	r.poll = poller{self: asPoller(port), spin: n.spin, last: &n.lastBatch}
+	batch := max(port.BatchSize(), 1)
+	r.bufs = make([]*packet.Buf, batch)
+	r.raw = make([][]byte, batch)
+	r.sizes = make([]int, batch)
+	r.alloc(max(mtu(), minSize))
+	return r
+}
+
+// alloc (re)allocates the read buffers for packets of up to size bytes.
+func (r *reader) alloc(size int) {
+	r.size = size
+	for i := range r.bufs {
+		r.bufs[i] = packet.NewBuf(size)
+		r.raw[i] = r.bufs[i].B
+	}
+}
+
+// next reads one batch (busy-polling first, see poller) and returns its
+// packets. It returns errStop once the port is closed, and an error after
+// 100 failed reads in a row.
+func (r *reader) next() ([]*packet.Buf, error) {
+	var fails int
+	for {
+		r.poll.wait()
+		cnt, err := r.port.Read(r.raw, r.sizes, packet.Headroom)
+		if err != nil {
+			if isClosed(err) {
+				return nil, errStop
+			}
+			if errors.Is(err, tun.ErrShortBuffer) && r.mtu() > r.size {
+				r.n.log.Info("port MTU grew; reallocating read buffers", "port", r.port.Name(), "mtu", r.mtu())
+				r.alloc(r.mtu())
+				continue
+			}
+			if fails++; fails > 100 {
+				return nil, err
+			}
+			r.errLog.log(r.n, "reading the "+r.port.Name()+" port", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for i := range cnt {
+			p := r.bufs[i]
+			p.Off, p.Len = packet.Headroom, r.sizes[i]
+		}
+		r.poll.touch()
+		return r.bufs[:cnt], nil
+	}
+}
+
+func (r *reader) done() {}
+
+// ---------------------------------------------------------------------------
+// Transmit: host → wire.
+
+type txState struct {
+	id      int      // the worker's number: picks the SA of a per-CPU policy
+	in      source   // the worker's batches from the host
+	host    tun.Port // where ICMP answers go (the worker's host queue)
+	wire    tun.Port // where protected packets go (the worker's wire queue)
+	batch   int
 	out     []*packet.Buf // to the wire: batch buffers and spares (fragments)
 	outRaw  [][]byte
 	toHost  []*packet.Buf // ICMP too-big answers (spares)
@@ -53,14 +130,14 @@ type txState struct {
 	wireOff int
 	hostOff int
 
+	icmpRate   float64
 	icmpTokens float64
 	icmpLast   int64
 	errLog     rateLog
 }
 
-func newTxState(n *NIC) *txState {
-	t := &txState{batch: max(n.host.BatchSize(), 1), wireOff: tun.MinOffset(n.wire), hostOff: tun.MinOffset(n.host)}
-	t.alloc(n.host.MTU())
+func newTxState(n *NIC, id int, host, wire tun.Port) *txState {
+	t := &txState{id: id, host: host, wire: wire, batch: max(n.host.BatchSize(), 1), wireOff: tun.MinOffset(n.wire), hostOff: tun.MinOffset(n.host)}
 	// Enough spares for the fragments of one 64 KiB datagram, and at least
 	// one per packet of a batch (ICMP answers).
 	ns := max(fragNeed(packet.MaxPacket, n.wireMTU)+1, t.batch)
@@ -69,20 +146,13 @@ func newTxState(n *NIC) *txState {
 	t.outRaw = make([][]byte, 0, t.batch+ns)
 	t.toHost = make([]*packet.Buf, 0, ns)
 	t.hostRaw = make([][]byte, 0, ns)
-	t.icmpTokens = float64(n.cfg.ICMPRate)
-	return t
-}
-
-// alloc (re)allocates the read buffers for packets of up to size bytes.
-func (t *txState) alloc(size int) {
-	t.size = size
-	t.bufs = make([]*packet.Buf, t.batch)
-	t.raw = make([][]byte, t.batch)
-	t.sizes = make([]int, t.batch)
-	for i := range t.bufs {
-		t.bufs[i] = packet.NewBuf(size)
-		t.raw[i] = t.bufs[i].B
+	// The workers share Config.ICMPRate.
+	t.icmpRate = float64(n.cfg.ICMPRate)
+	if t.icmpRate > 0 {
+		t.icmpRate = max(t.icmpRate/float64(n.cfg.Workers), 1)
 	}
+	t.icmpTokens = t.icmpRate
+	return t
 }
 
 // fragNeed bounds the fragments a datagram of n bytes needs at mtu.
@@ -91,35 +161,22 @@ func fragNeed(n, mtu int) int {
 	return (n + chunk - 1) / chunk
 }
 
-func (n *NIC) txLoop() error {
-	t := n.txs
-	var fails int
+func (n *NIC) txLoop(t *txState) error {
 	for {
-		cnt, err := n.host.Read(t.raw, t.sizes, packet.Headroom)
+		pkts, err := t.in.next()
 		if err != nil {
-			if isClosed(err) {
+			if err == errStop {
 				return nil
 			}
-			if errors.Is(err, tun.ErrShortBuffer) && n.host.MTU() > t.size {
-				n.log.Info("host MTU grew; reallocating transmit buffers", "mtu", n.host.MTU())
-				t.alloc(n.host.MTU())
-				continue
-			}
-			if fails++; fails > 100 {
-				return err
-			}
-			t.errLog.log(n, "reading the host port", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return err
 		}
-		fails = 0
 		snap := n.table.Snapshot()
-		for i := range cnt {
-			p := t.bufs[i]
-			p.Off, p.Len = packet.Headroom, t.sizes[i]
+		for _, p := range pkts {
 			n.transmit(t, snap, p)
 		}
-		if err := n.flushTX(t); err != nil {
+		err = n.flushTX(t)
+		t.in.done()
+		if err != nil {
 			return nil // the wire port was closed
 		}
 	}
@@ -141,6 +198,10 @@ func (n *NIC) transmit(t *txState, snap *sadb.Snapshot, p *packet.Buf) {
 	pol := snap.MatchOut(flow)
 	if pol != nil {
 		action, bundles = pol.Action, pol.Bundles
+		if pol.PerCPU && len(bundles) > 1 { // RFC 9611: this worker's SA
+			i := t.id % len(bundles)
+			bundles = bundles[i : i+1]
+		}
 	}
 	switch action {
 	case saspec.Discard:
@@ -245,7 +306,7 @@ func (n *NIC) sendTooBig(t *txState, p *packet.Buf, mtu int) {
 
 // icmpAllowed is a token bucket of Config.ICMPRate per second.
 func (n *NIC) icmpAllowed(t *txState) bool {
-	rate := float64(n.cfg.ICMPRate)
+	rate := t.icmpRate
 	if rate < 0 {
 		return true
 	}
@@ -308,7 +369,7 @@ func (n *NIC) flushTX(t *txState) error {
 			t.outRaw = append(t.outRaw, p.B[p.Off-t.wireOff:p.Off+p.Len:len(p.B)])
 			bytes += uint64(p.Len)
 		}
-		w, err := n.wire.Write(t.outRaw, t.wireOff)
+		w, err := t.wire.Write(t.outRaw, t.wireOff)
 		if err != nil {
 			if isClosed(err) {
 				return err
@@ -329,7 +390,7 @@ func (n *NIC) flushTX(t *txState) error {
 			}
 			t.hostRaw = append(t.hostRaw, q.B[q.Off-t.hostOff:q.Off+q.Len:len(q.B)])
 		}
-		if _, err := n.host.Write(t.hostRaw, t.hostOff); err != nil {
+		if _, err := t.host.Write(t.hostRaw, t.hostOff); err != nil {
 			if isClosed(err) {
 				return err
 			}
@@ -345,71 +406,45 @@ func (n *NIC) flushTX(t *txState) error {
 // Receive: wire → host.
 
 type rxState struct {
+	id      int
+	in      source   // the worker's batches from the wire
+	host    tun.Port // where decapsulated packets go (the worker's host queue)
 	batch   int
-	size    int
-	bufs    []*packet.Buf
-	raw     [][]byte
-	sizes   []int
 	out     []*packet.Buf // to the host
 	outRaw  [][]byte
-	lent    []int // reassembly slots whose buffers are in out
-	reasm   *reassembler
+	lent    []int        // reassembly slots whose buffers are in out
+	reasm   *reassembler // the NIC's, shared by the workers
 	hostOff int
 	now     int64 // time of the batch, read only when a fragment needs it
 	errLog  rateLog
 }
 
-func newRxState(n *NIC) *rxState {
-	r := &rxState{batch: max(n.wire.BatchSize(), 1), hostOff: tun.MinOffset(n.host)}
-	r.alloc(max(n.wire.MTU(), n.wireMTU))
+func newRxState(n *NIC, id int, host tun.Port) *rxState {
+	r := &rxState{id: id, host: host, batch: max(n.wire.BatchSize(), 1), hostOff: tun.MinOffset(n.host)}
 	r.out = make([]*packet.Buf, 0, r.batch)
 	r.outRaw = make([][]byte, 0, r.batch)
 	r.lent = make([]int, 0, r.batch)
-	r.reasm = newReassembler(n.cfg.ReassemblySlots, n.cfg.ReassemblyTimeout, &n.rx.drops, &n.rx.reassembled)
+	r.reasm = n.reasm
 	return r
 }
 
-func (r *rxState) alloc(size int) {
-	r.size = size
-	r.bufs = make([]*packet.Buf, r.batch)
-	r.raw = make([][]byte, r.batch)
-	r.sizes = make([]int, r.batch)
-	for i := range r.bufs {
-		r.bufs[i] = packet.NewBuf(size)
-		r.raw[i] = r.bufs[i].B
-	}
-}
-
-func (n *NIC) rxLoop() error {
-	r := n.rxs
-	var fails int
+func (n *NIC) rxLoop(r *rxState) error {
 	for {
-		cnt, err := n.wire.Read(r.raw, r.sizes, packet.Headroom)
+		pkts, err := r.in.next()
 		if err != nil {
-			if isClosed(err) {
+			if err == errStop {
 				return nil
 			}
-			if errors.Is(err, tun.ErrShortBuffer) && n.wire.MTU() > r.size {
-				n.log.Info("wire MTU grew; reallocating receive buffers", "mtu", n.wire.MTU())
-				r.alloc(n.wire.MTU())
-				continue
-			}
-			if fails++; fails > 100 {
-				return err
-			}
-			r.errLog.log(n, "reading the wire port", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return err
 		}
-		fails = 0
 		snap := n.table.Snapshot()
 		r.now = 0
-		for i := range cnt {
-			p := r.bufs[i]
-			p.Off, p.Len = packet.Headroom, r.sizes[i]
+		for _, p := range pkts {
 			n.receive(r, snap, p)
 		}
-		if err := n.flushRX(r); err != nil {
+		err = n.flushRX(r)
+		r.in.done()
+		if err != nil {
 			return nil // the host port was closed
 		}
 	}
@@ -531,7 +566,7 @@ func (n *NIC) flushRX(r *rxState) error {
 		r.outRaw = append(r.outRaw, p.B[p.Off-r.hostOff:p.Off+p.Len:len(p.B)])
 		bytes += uint64(p.Len)
 	}
-	w, err := n.host.Write(r.outRaw, r.hostOff)
+	w, err := r.host.Write(r.outRaw, r.hostOff)
 	if err != nil {
 		if isClosed(err) {
 			return err

@@ -54,7 +54,7 @@ func TestFlushRXWriteErrorNoDuplicates(t *testing.T) {
 			tp := topo{alg: algGCM}
 			a, b := build(t, tp)
 			host := &failingHost{Port: b.nic.host, failAt: failAt, stop: stop}
-			b.nic.host = host
+			b.nic.host, b.nic.rxs.host = host, host
 			src, dst := tp.hosts()
 			var pkts [][]byte
 			for i := range num {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +19,21 @@ import (
 	"github.com/secnic/secnic/saspec"
 	"github.com/secnic/secnic/tun"
 )
+
+// testWorkers is the worker count of the NICs build makes: the
+// SECNIC_TEST_WORKERS environment variable (run the package's tests with
+// several workers: SECNIC_TEST_WORKERS=3 go test ./nic), else 1.
+func testWorkers(t testing.TB) int {
+	v := os.Getenv("SECNIC_TEST_WORKERS")
+	if v == "" {
+		return 1
+	}
+	w, err := strconv.Atoi(v)
+	if err != nil || w < 1 {
+		t.Fatalf("SECNIC_TEST_WORKERS=%q: give a number of workers >= 1", v)
+	}
+	return w
+}
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -210,6 +227,9 @@ func build(t testing.TB, tp topo) (a, b *side) {
 		}
 		host, app := tun.NewMemPairConfig(tun.MemConfig{Batch: 64, MTU: 9000, Depth: 4096})
 		cfg := tp.cfg
+		if cfg.Workers == 0 {
+			cfg.Workers = testWorkers(t)
+		}
 		cfg.DefaultOut, cfg.DefaultIn = tp.defOut, tp.defIn
 		n, err := New(cfg, tb, host, wire, quietLogger())
 		if err != nil {
@@ -230,10 +250,11 @@ func (s *side) stepTX(t testing.TB, pkts ...[]byte) (wire, host [][]byte) {
 	n := s.nic
 	tx := n.txs
 	snap := n.table.Snapshot()
+	bufs := stepBufs(tx.batch, n.host.MTU())
 	for len(pkts) > 0 {
-		cnt := min(len(pkts), len(tx.bufs))
+		cnt := min(len(pkts), len(bufs))
 		for i := range cnt {
-			p := tx.bufs[i]
+			p := bufs[i]
 			p.Reset()
 			if err := p.SetBytes(pkts[i]); err != nil {
 				t.Fatal(err)
@@ -255,11 +276,12 @@ func (s *side) stepRX(t testing.TB, pkts ...[]byte) [][]byte {
 	n := s.nic
 	rx := n.rxs
 	snap := n.table.Snapshot()
+	bufs := stepBufs(rx.batch, max(n.wire.MTU(), n.wireMTU))
 	for len(pkts) > 0 {
-		cnt := min(len(pkts), len(rx.bufs))
+		cnt := min(len(pkts), len(bufs))
 		rx.now = 0
 		for i := range cnt {
-			p := rx.bufs[i]
+			p := bufs[i]
 			p.Reset()
 			if err := p.SetBytes(pkts[i]); err != nil {
 				t.Fatal(err)
@@ -272,6 +294,16 @@ func (s *side) stepRX(t testing.TB, pkts ...[]byte) [][]byte {
 		pkts = pkts[cnt:]
 	}
 	return drain(t, s.app)
+}
+
+// stepBufs makes the buffers of one stepTX or stepRX, as the loops' readers
+// would.
+func stepBufs(n, size int) []*packet.Buf {
+	bufs := make([]*packet.Buf, n)
+	for i := range bufs {
+		bufs[i] = packet.NewBuf(size)
+	}
+	return bufs
 }
 
 // drain reads every packet queued at p without blocking.

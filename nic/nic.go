@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,18 @@ type Config struct {
 	// a TUN device) or OffloadCrypto (the host port is a DriverPort and
 	// the host stack frames the packets; see crypto.go).
 	Offload string `json:"offload,omitempty"`
+	// Workers is the number of workers per direction (0 = DefaultWorkers,
+	// negative = one per CPU, at most MaxWorkers). A port with that many
+	// queues (tun.Multiqueue) gives each worker its own queue; a port with
+	// one queue is spread over the workers by a dispatcher (workers.go).
+	// The workers share the reassembly slots; each has a share of
+	// ICMPRate.
+	Workers int `json:"workers,omitempty"`
+	// BusyPoll is how long, after the NIC's last batch, a reader keeps
+	// polling a port that supports it (tun.Poller) before it blocks and
+	// sleeps: it trades CPU time for latency (0 = DefaultBusyPoll,
+	// negative = off, at most 1ms).
+	BusyPoll time.Duration `json:"busy_poll,omitempty"`
 }
 
 // minWireMTU is the smallest wire MTU the NIC accepts: the datagram size
@@ -92,9 +105,15 @@ type NIC struct {
 	tx loopCounters // host -> wire, written by the transmit loop only
 	rx loopCounters // wire -> host, written by the receive loop only
 
-	txs    *txState
-	rxs    *rxState
-	crypto *cryptoState // crypto offload only
+	txw         []*txState // one per worker
+	rxw         []*rxState
+	txs         *txState // worker 0 (tests step it directly)
+	rxs         *rxState
+	dispatchers []*dispatcher
+	reasm       *reassembler
+	spin        int64        // busy-poll nanoseconds; 0 = off
+	lastBatch   atomic.Int64 // mono() of the last batch (busy-polling)
+	crypto      *cryptoState // crypto offload only
 
 	hostCap, wireCap *capture
 	collector        *collector
@@ -165,11 +184,14 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 			return nil, err
 		}
 	}
-	n.txs = newTxState(n)
-	n.rxs = newRxState(n)
+	n.reasm = newReassembler(n.cfg.ReassemblySlots, n.cfg.ReassemblyTimeout, &n.rx.drops, &n.rx.reassembled)
 	switch cfg.Offload {
 	case "", OffloadPacket:
 		n.cfg.Offload = OffloadPacket
+		if err := n.setupWorkers(); err != nil {
+			n.closeCaptures()
+			return nil, err
+		}
 	case OffloadCrypto:
 		d, ok := host.(DriverPort)
 		if !ok {
@@ -189,9 +211,10 @@ func New(cfg Config, table SnapshotSource, host, wire tun.Port, logger *slog.Log
 	return n, nil
 }
 
-// Run moves packets until ctx is cancelled or a port fails. It runs one
-// transmit loop and one receive loop, each on its own goroutine, and
-// returns after both stopped; the ports and captures are closed then.
+// Run moves packets until ctx is cancelled or a port fails. It runs a
+// transmit loop and a receive loop per worker, each on its own goroutine
+// (and a dispatcher per port that has one queue for several workers), and
+// returns after all stopped; the ports and captures are closed then.
 // Cancelling ctx is a clean stop (nil error).
 func (n *NIC) Run(ctx context.Context) error {
 	n.mu.Lock()
@@ -203,25 +226,39 @@ func (n *NIC) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	defer close(n.done)
 
-	n.log.Info("datapath starting", "host", n.host.Name(), "wire", n.wire.Name(), "wire_mtu", n.wireMTU, "host_mtu", n.HostMTU())
-	errc := make(chan error, 2)
+	stop := make(chan struct{})
+	var remaining int
+	var errc chan error
 	if n.crypto != nil {
+		n.log.Info("datapath starting", "offload", OffloadCrypto, "host", n.host.Name(), "wire", n.wire.Name(), "wire_mtu", n.wireMTU)
+		remaining = 2
+		errc = make(chan error, remaining)
 		go func() { errc <- n.cryptoTxLoop() }()
 		go func() { errc <- n.cryptoRxLoop() }()
 	} else {
-		go func() { errc <- n.txLoop() }()
-		go func() { errc <- n.rxLoop() }()
+		n.log.Info("datapath starting", "host", n.host.Name(), "wire", n.wire.Name(), "wire_mtu", n.wireMTU, "host_mtu", n.HostMTU(),
+			"workers", n.cfg.Workers, "dispatchers", len(n.dispatchers), "busy_poll", time.Duration(n.spin))
+		remaining = 2*len(n.txw) + len(n.dispatchers)
+		errc = make(chan error, remaining)
+		for i := range n.txw {
+			t, r := n.txw[i], n.rxw[i]
+			go func() { errc <- n.txLoop(t) }()
+			go func() { errc <- n.rxLoop(r) }()
+		}
+		for _, d := range n.dispatchers {
+			go func() { errc <- d.run(stop) }()
+		}
 	}
-	stopTimer, timerDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(timerDone); n.rxs.reasm.expireLoop(stopTimer) }()
-	defer func() { close(stopTimer); <-timerDone }()
+	var timer sync.WaitGroup
+	timer.Go(func() { n.reasm.expireLoop(stop) })
+	defer timer.Wait()
 	var first error
-	remaining := 2
 	select {
 	case <-ctx.Done():
 	case first = <-errc:
 		remaining--
 	}
+	close(stop)
 	n.closePorts()
 	for ; remaining > 0; remaining-- {
 		if err := <-errc; err != nil && first == nil {

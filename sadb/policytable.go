@@ -25,6 +25,9 @@ type Policy struct {
 	// innermost first ([transport, tunnel] = transport over tunnel).
 	// Inbound protect: the bundles a packet may have arrived through.
 	Bundles []sa.Handle
+	// PerCPU: the outbound bundles are alternatives, one per worker (RFC
+	// 9611; saspec.PolicySpec.PerCPU).
+	PerCPU bool
 }
 
 // Resolved is the result of a policy lookup: the policy, its action and its
@@ -33,10 +36,16 @@ type Policy struct {
 // OutNoStates. For an inbound Protect policy, Bundles lists the linked
 // bundles that exist. A Resolved is immutable but for the acquire rate
 // limit it shares with the policy's other resolutions (see Acquire).
+//
+// With PerCPU, Bundles are alternatives: transmit worker i applies
+// Bundles[i mod len(Bundles)] alone. A per-CPU policy whose bundles are
+// partly missing uses those that exist (RFC 9611's fallback SA), and drops
+// with OutNoStates only when none does.
 type Resolved struct {
 	Policy  *Policy
 	Action  saspec.Action
 	Bundles []*sa.Bundle
+	PerCPU  bool
 
 	acq *acquireState // outbound protect policies: the acquire rate limit
 }
@@ -182,7 +191,7 @@ func (t *Table) addPolicyLocked(x *tx, pp *saspec.PolicyPlan, origin string, id 
 		}
 		linked = append(linked, be)
 	}
-	if pp.Dir == sa.Out && len(linked) == 2 {
+	if pp.Dir == sa.Out && len(linked) == 2 && !s.PerCPU {
 		if linked[0].b.Mode != sa.Transport || linked[1].b.Mode != sa.Tunnel {
 			return 0, saspec.Invalidf("bundles", "two outbound bundles mean transport over tunnel: give the transport-mode bundle first, then the tunnel-mode bundle")
 		}
@@ -215,7 +224,7 @@ func (t *Table) addPolicyLocked(x *tx, pp *saspec.PolicyPlan, origin string, id 
 	}
 	s.ID = id
 	pe := &polEntry{
-		p:       Policy{ID: id, Name: s.Name, Dir: pp.Dir, Priority: s.Priority, Sel: pp.Sel, Action: pp.Action},
+		p:       Policy{ID: id, Name: s.Name, Dir: pp.Dir, Priority: s.Priority, Sel: pp.Sel, Action: pp.Action, PerCPU: s.PerCPU},
 		spec:    *s,
 		origin:  origin,
 		created: time.Now(),
@@ -320,7 +329,7 @@ func (t *Table) removePolicyLocked(x *tx, pe *polEntry) {
 // bundles its references name now.
 func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 	p := pe.p
-	res := &Resolved{Action: p.Action}
+	res := &Resolved{Action: p.Action, PerCPU: p.PerCPU}
 	if p.Action == saspec.Protect {
 		complete := true
 		var hs []sa.Handle
@@ -334,7 +343,7 @@ func (t *Table) resolveLocked(pe *polEntry) *Resolved {
 			hs = append(hs, be.b.Handle)
 			bs = append(bs, be.b)
 		}
-		if p.Dir == sa.Out && !complete {
+		if p.Dir == sa.Out && !complete && !p.PerCPU {
 			bs = nil
 		}
 		p.Bundles = hs

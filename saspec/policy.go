@@ -136,7 +136,18 @@ type PolicySpec struct {
 	// one bundle, or two for transport over tunnel (transport first).
 	// Inbound: the bundles traffic may arrive through.
 	Bundles []Ref `json:"bundles,omitempty"`
+	// PerCPU makes an outbound protect policy's bundles alternatives, one
+	// per CPU (RFC 9611 per-resource SAs, as Linux XFRMA_SA_PCPU and
+	// strongSwan's per_cpu_sas): transmit worker i uses bundle i mod
+	// len(bundles), so one tunnel runs on every worker with an SA each. Up
+	// to MaxPerCPUBundles bundles, each a whole chain of its own (no
+	// transport over tunnel). The inbound policy lists every inbound
+	// bundle: each SA has its own SPI.
+	PerCPU bool `json:"per_cpu,omitempty"`
 }
+
+// MaxPerCPUBundles bounds the bundles of a per_cpu policy.
+const MaxPerCPUBundles = 256
 
 // String describes the policy.
 func (p PolicySpec) String() string {
@@ -155,6 +166,9 @@ func (p PolicySpec) String() string {
 			refs[i] = string(r)
 		}
 		fmt.Fprintf(&b, " [%s]", strings.Join(refs, ","))
+	}
+	if p.PerCPU {
+		b.WriteString(" per_cpu")
 	}
 	return b.String()
 }
@@ -313,12 +327,22 @@ func (p PolicySpec) Plan() (*PolicyPlan, error) {
 		if len(s.Bundles) == 0 {
 			return nil, Invalidf("bundles", "a protect policy needs at least one bundle (name or handle); or use action bypass or discard")
 		}
-		if pp.Dir == sa.Out && len(s.Bundles) > 2 {
+		if s.PerCPU {
+			if pp.Dir != sa.Out {
+				return nil, Invalidf("per_cpu", "is for outbound policies; an inbound policy lists every bundle traffic may arrive through already")
+			}
+			if len(s.Bundles) > MaxPerCPUBundles {
+				return nil, Invalidf("bundles", "a per_cpu policy takes at most %d bundles, not %d", MaxPerCPUBundles, len(s.Bundles))
+			}
+		} else if pp.Dir == sa.Out && len(s.Bundles) > 2 {
 			return nil, Invalidf("bundles", "an outbound policy takes one bundle, or two for transport over tunnel (transport first, then tunnel), not %d", len(s.Bundles))
 		}
 	default:
 		if len(s.Bundles) > 0 {
 			return nil, Invalidf("bundles", "only protect policies link bundles; remove them or use action protect")
+		}
+		if s.PerCPU {
+			return nil, Invalidf("per_cpu", "is for protect policies; remove it or use action protect")
 		}
 	}
 	for i, r := range s.Bundles {

@@ -269,4 +269,10 @@ func (p *MemPort) Queued() int {
 	return int(p.in.tail.Load() - head)
 }
 
-var _ Port = (*MemPort)(nil)
+// Ready reports whether a Read would return at once (tun.Poller).
+func (p *MemPort) Ready() bool { return p.Queued() > 0 || p.in.closed.Load() }
+
+var (
+	_ Port   = (*MemPort)(nil)
+	_ Poller = (*MemPort)(nil)
+)

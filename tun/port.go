@@ -115,3 +115,43 @@ func checkReadArgs(bufs [][]byte, sizes []int, offset, minBufs, room int) error 
 	}
 	return nil
 }
+
+// Multiqueue is implemented by a port that offers several independent
+// queues, like a Linux multiqueue TUN device (IFF_MULTI_QUEUE, one descriptor
+// per queue, the kernel spreading flows over them by hash). Queue(0) is the
+// port itself. Each queue is a Port of its own that one reader and one writer
+// may use without locking against the other queues; closing the port closes
+// every queue. The NIC runs one worker per queue on such a port and needs no
+// dispatcher on that side.
+type Multiqueue interface {
+	Port
+	// Queues returns the number of queues (at least 1).
+	Queues() int
+	// Queue returns queue i, 0 <= i < Queues().
+	Queue(i int) Port
+}
+
+// Poller is implemented by a port that can tell, without blocking and
+// without consuming anything, whether a Read would return at once. The NIC
+// uses it to busy-poll for a few microseconds after a batch before it
+// blocks in Read (and sleeps).
+type Poller interface {
+	// Ready reports whether at least one packet is waiting to be read. It
+	// must not allocate and must be safe to call while another goroutine is
+	// blocked in Read.
+	Ready() bool
+}
+
+// QueuesOf returns the queues of p: Queue(0..Queues()-1) if p is a
+// Multiqueue, else p alone.
+func QueuesOf(p Port) []Port {
+	m, ok := p.(Multiqueue)
+	if !ok || m.Queues() <= 1 {
+		return []Port{p}
+	}
+	qs := make([]Port, m.Queues())
+	for i := range qs {
+		qs[i] = m.Queue(i)
+	}
+	return qs
+}

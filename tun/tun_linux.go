@@ -91,6 +91,8 @@ type TUN struct {
 	scratch [][]byte
 
 	closing atomic.Bool // set when Close starts
+	fdOnce  sync.Once   // finds fd on the first Ready
+	fd      int32       // the descriptor, for Ready's poll(2); -1 if unknown
 
 	nlMu     sync.Mutex // guards nl and closed
 	nl       *netlink.Handle
@@ -101,7 +103,10 @@ type TUN struct {
 	log      *slog.Logger
 }
 
-var _ Port = (*TUN)(nil)
+var (
+	_ Port   = (*TUN)(nil)
+	_ Poller = (*TUN)(nil)
+)
 
 // Open creates a TUN device, sets its MTU, addresses and routes, and brings it
 // up. It needs CAP_NET_ADMIN (in the target namespace) and /dev/net/tun.
@@ -461,6 +466,28 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 		n += len(s)
 	}
 	return n, first
+}
+
+// Ready reports, without blocking or consuming anything, whether a Read
+// would return at once (tun.Poller): one poll(2) of the descriptor with no
+// timeout. It is safe to call while another goroutine is blocked in Read.
+//
+// The descriptor is looked up on the first call only (through
+// SyscallConn), so a device that is never polled is used exactly as
+// without busy-polling.
+func (t *TUN) Ready() bool {
+	t.fdOnce.Do(func() {
+		t.fd = -1
+		if rc, err := t.file.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { t.fd = int32(fd) })
+		}
+	})
+	if t.fd < 0 || t.closing.Load() {
+		return t.closing.Load()
+	}
+	fds := [1]unix.PollFd{{Fd: t.fd, Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], 0)
+	return err == nil && n > 0
 }
 
 // SetReadDeadline sets a deadline for pending and future Read calls; a Read

@@ -370,6 +370,10 @@ func testTUN(t *testing.T, fam family, offloads bool) {
 		if _, err := sock.WriteToUDPAddrPort(payload, dst); err != nil {
 			t.Fatalf("send to %s: %v", dst, err)
 		}
+		// The kernel queues the packet on the device as the send returns.
+		if !dev.Ready() {
+			t.Fatal("not Ready with a packet queued")
+		}
 		srcs, got := readUDP(t, dev, dst, 1)
 		if srcs[0] != sockAddr || !bytes.Equal(got[0], payload) {
 			t.Fatalf("read %s -> %s %q, want %s -> %s %q", srcs[0], dst, got[0], sockAddr, dst, payload)
