@@ -8,7 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/secnic/secnic/internal/mmsg"
 )
 
 // DefaultBatch is the number of messages read or written per system call
@@ -59,7 +64,7 @@ type Port struct {
 
 type conn struct {
 	c   *net.UnixConn
-	m   *mmsg
+	m   *mmsg.Conn
 	enc Encoding
 }
 
@@ -157,7 +162,7 @@ func (p *Port) handshake(c *net.UnixConn) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{c: c, m: newMmsg(rc, p.cfg.Batch), enc: h.Encoding()}, nil
+	return &conn{c: c, m: newConn(rc, p.cfg.Batch), enc: h.Encoding()}, nil
 }
 
 // current returns the connected stack, waiting for one; nil after Close.
@@ -210,7 +215,7 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if c == nil {
 			return 0, os.ErrClosed
 		}
-		n, err := c.m.recv(bufs, sizes, offset)
+		n, err := c.m.Recv(bufs, sizes, offset)
 		if n > 0 {
 			if err != nil {
 				p.drop(c, err)
@@ -241,7 +246,7 @@ func (p *Port) Write(bufs [][]byte, offset int) (int, error) {
 	if c == nil {
 		return 0, ErrNoClient
 	}
-	n, err := c.m.send(bufs, offset)
+	n, err := c.m.SendAll(bufs, offset)
 	if err != nil && n < len(bufs) && isConnErr(err) {
 		p.drop(c, err)
 	}
@@ -284,7 +289,7 @@ func (p *Port) Close() error {
 // Conn is the host stack's side of the driver socket.
 type Conn struct {
 	c   *net.UnixConn
-	m   *mmsg
+	m   *mmsg.Conn
 	ack HelloAck
 	buf [HelloAckLen]byte
 }
@@ -324,7 +329,7 @@ func Dial(path string, enc Encoding, batch int) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
-	cn.m = newMmsg(rc, batch)
+	cn.m = newConn(rc, batch)
 	return cn, nil
 }
 
@@ -338,7 +343,7 @@ func (c *Conn) MTU() int { return c.ack.MTU() }
 // 0 for one that did not fit), blocking until at least one arrives.
 func (c *Conn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	for {
-		n, err := c.m.recv(bufs, sizes, offset)
+		n, err := c.m.Recv(bufs, sizes, offset)
 		if n > 0 || err != nil {
 			return n, err
 		}
@@ -346,7 +351,7 @@ func (c *Conn) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write sends bufs[i][offset:] as one message each, in batches.
-func (c *Conn) Write(bufs [][]byte, offset int) (int, error) { return c.m.send(bufs, offset) }
+func (c *Conn) Write(bufs [][]byte, offset int) (int, error) { return c.m.SendAll(bufs, offset) }
 
 // SetReadDeadline sets the deadline of Read.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
@@ -356,5 +361,17 @@ func (c *Conn) Close() error { return c.c.Close() }
 
 func isConnErr(err error) bool {
 	return errors.Is(err, errEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) ||
-		errors.Is(err, syscallEPIPE) || errors.Is(err, syscallECONNRESET) || errors.Is(err, syscallEBADF)
+		errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EBADF)
+}
+
+// errEOF is the peer's orderly shutdown (a zero-length message: every
+// message of the format is at least PrefixLen bytes).
+var errEOF = errors.New("driver: peer closed the connection")
+
+// newConn is the batched I/O of one connection: a zero-length message
+// ends it with errEOF.
+func newConn(rc syscall.RawConn, batch int) *mmsg.Conn {
+	m := mmsg.New(rc, batch)
+	m.Empty = errEOF
+	return m
 }

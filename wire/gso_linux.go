@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secnic/secnic/internal/mmsg"
 )
 
 // UDP segmentation offload (GSO, UDP_SEGMENT, Linux 4.18) and receive
@@ -72,7 +74,7 @@ type gsoSender struct {
 	// iov has one entry per packet of a chunk; a message's iovec list is
 	// the slice of it that covers its run.
 	iov  []unix.Iovec
-	hdrs []mmsghdr
+	hdrs []mmsg.Hdr
 	ctrl []byte // gsoCmsgSpace bytes per message
 	// first and count give each message's packets (indices into iov).
 	first, count []int
@@ -91,12 +93,12 @@ type gsoSender struct {
 	fallbacks atomic.Uint64
 
 	// State of one sendmmsg call.
-	cur  *mmsghdr
+	cur  *mmsg.Hdr
 	ncur int
 	wn   int
 	werr error
 	fn   func(fd uintptr) bool
-	one  mmsghdr
+	one  mmsg.Hdr
 }
 
 // newGSOSender returns a sender for batches of up to batch packets. maxBytes
@@ -105,7 +107,7 @@ func newGSOSender(rc syscall.RawConn, batch, maxBytes int, on bool, log *slog.Lo
 	s := &gsoSender{
 		rc:       rc,
 		iov:      make([]unix.Iovec, batch),
-		hdrs:     make([]mmsghdr, batch),
+		hdrs:     make([]mmsg.Hdr, batch),
 		ctrl:     make([]byte, batch*gsoCmsgSpace),
 		first:    make([]int, batch),
 		count:    make([]int, batch),
@@ -209,7 +211,7 @@ func (s *gsoSender) writeChunk(bufs [][]byte, offset int, dst []netip.AddrPort) 
 			s.iov[k].Base = unsafe.SliceData(bk)
 			s.iov[k].SetLen(len(bk))
 		}
-		h := &s.hdrs[msgs].hdr
+		h := &s.hdrs[msgs].Hdr
 		h.Iov = &s.iov[i]
 		h.SetIovlen(j - i)
 		if j-i > 1 {
@@ -294,10 +296,10 @@ func (s *gsoSender) writeChunk(bufs [][]byte, offset int, dst []netip.AddrPort) 
 // message's destination) and returns how many went out and the last error;
 // stop as in writeChunk.
 func (s *gsoSender) singles(msg int) (sent int, stop bool, last error) {
-	ref := &s.hdrs[msg].hdr
+	ref := &s.hdrs[msg].Hdr
 	for k := s.first[msg]; k < s.first[msg]+s.count[msg]; k++ {
-		s.one.hdr = unix.Msghdr{Name: ref.Name, Namelen: ref.Namelen, Iov: &s.iov[k]}
-		s.one.hdr.SetIovlen(1)
+		s.one.Hdr = unix.Msghdr{Name: ref.Name, Namelen: ref.Namelen, Iov: &s.iov[k]}
+		s.one.Hdr.SetIovlen(1)
 		for attempt := 0; ; attempt++ {
 			s.cur, s.ncur = &s.one, 1
 			if err := s.rc.Write(s.fn); err != nil {
@@ -434,7 +436,7 @@ func splitGRO(dst [][]byte, sizes []int, offset, k int, src []byte, seg, pos int
 // goroutine at a time and does not allocate.
 type groReader struct {
 	rc      syscall.RawConn
-	hdrs    []mmsghdr
+	hdrs    []mmsg.Hdr
 	iov     []unix.Iovec
 	scratch []byte
 	ctrl    []byte
@@ -454,7 +456,7 @@ type groReader struct {
 func newGROReader(rc syscall.RawConn, batch int) *groReader {
 	r := &groReader{
 		rc:      rc,
-		hdrs:    make([]mmsghdr, batch),
+		hdrs:    make([]mmsg.Hdr, batch),
 		iov:     make([]unix.Iovec, batch),
 		scratch: make([]byte, batch*groBufSize),
 		ctrl:    make([]byte, batch*groCmsgSpace),
@@ -462,8 +464,8 @@ func newGROReader(rc syscall.RawConn, batch int) *groReader {
 	for i := range r.hdrs {
 		r.iov[i].Base = &r.scratch[i*groBufSize]
 		r.iov[i].SetLen(groBufSize)
-		r.hdrs[i].hdr.Iov = &r.iov[i]
-		r.hdrs[i].hdr.SetIovlen(1)
+		r.hdrs[i].Hdr.Iov = &r.iov[i]
+		r.hdrs[i].Hdr.SetIovlen(1)
 	}
 	r.fn = r.doRecv
 	return r
@@ -500,9 +502,9 @@ func (r *groReader) recv(bufs [][]byte, sizes []int, offset int) (int, error) {
 			r.rcnt = min(len(bufs), len(r.hdrs))
 			for i := range r.rcnt {
 				c := r.ctrl[i*groCmsgSpace : (i+1)*groCmsgSpace]
-				r.hdrs[i].hdr.Control = &c[0]
-				r.hdrs[i].hdr.SetControllen(len(c))
-				r.hdrs[i].hdr.Flags = 0
+				r.hdrs[i].Hdr.Control = &c[0]
+				r.hdrs[i].Hdr.SetControllen(len(c))
+				r.hdrs[i].Hdr.Flags = 0
 			}
 			if err := r.rc.Read(r.fn); err != nil {
 				return 0, err
@@ -514,15 +516,15 @@ func (r *groReader) recv(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		for k < len(bufs) && r.next < r.n {
 			h := &r.hdrs[r.next]
-			size := int(h.n)
-			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+			size := int(h.N)
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
 				sizes[k] = 0
 				k++
 				r.advance()
 				continue
 			}
 			if r.seg < 0 {
-				cl := min(int(h.hdr.Controllen), groCmsgSpace)
+				cl := min(int(h.Hdr.Controllen), groCmsgSpace)
 				r.seg = groSize(r.ctrl[r.next*groCmsgSpace : r.next*groCmsgSpace+cl])
 				if r.seg > 0 && r.seg < size {
 					r.coalesced.Add(1)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/secnic/secnic/internal/mmsg"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/internal/packet"
 	"github.com/secnic/secnic/tun"
@@ -103,11 +104,11 @@ type LinkPort struct {
 	slow   [][]byte  // LinkRing: packets of one Write that go through the kernel
 
 	rx      *os.File
-	rxio    *mmsg
+	rxio    *mmsg.Conn
 	tx4     *os.File
-	tx4io   *mmsg
+	tx4io   *mmsg.Conn
 	tx6     *os.File
-	tx6io   *mmsg
+	tx6io   *mmsg.Conn
 	absorbs []int
 	closed  atomic.Bool
 }
@@ -224,12 +225,12 @@ func (p *LinkPort) openRX(cfg LinkConfig) error {
 		f.Close()
 		return err
 	}
-	p.rx, p.rxio = f, newMmsg(rc, p.batch)
+	p.rx, p.rxio = f, mmsg.New(rc, p.batch)
 	return nil
 }
 
 func (p *LinkPort) openTX(cfg LinkConfig) error {
-	open := func(family int) (*os.File, *mmsg, error) {
+	open := func(family int) (*os.File, *mmsg.Conn, error) {
 		fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
 			return nil, nil, fmt.Errorf("wire: link %s: raw IP socket: %w", p.ifname, permHint(err))
@@ -251,11 +252,11 @@ func (p *LinkPort) openTX(cfg LinkConfig) error {
 			f.Close()
 			return nil, nil, err
 		}
-		m := newMmsg(rc, p.batch)
+		m := mmsg.New(rc, p.batch)
 		if family == unix.AF_INET {
-			m.withNames(unix.SizeofSockaddrInet4)
+			m.WithNames(unix.SizeofSockaddrInet4)
 		} else {
-			m.withNames(unix.SizeofSockaddrInet6)
+			m.WithNames(unix.SizeofSockaddrInet6)
 		}
 		return f, m, nil
 	}
@@ -339,7 +340,7 @@ func (p *LinkPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	case p.rxr != nil:
 		n, err = p.rxr.read(bufs, sizes, offset)
 	default:
-		n, err = p.rxio.recv(bufs, sizes, offset)
+		n, err = p.rxio.Recv(bufs, sizes, offset)
 	}
 	if err != nil {
 		return 0, p.closedErr(err)
@@ -388,7 +389,7 @@ func (p *LinkPort) writeRaw(bufs [][]byte, offset int) (int, error) {
 			bufs = bufs[cnt:]
 			continue
 		}
-		n, err := io.send(cnt)
+		n, err := io.Send(cnt)
 		total += n
 		if err != nil {
 			if p.closed.Load() {
@@ -405,22 +406,22 @@ func (p *LinkPort) writeRaw(bufs [][]byte, offset int) (int, error) {
 }
 
 // prepare fills the iovecs and destination addresses of one run of packets.
-func (p *LinkPort) prepare(io *mmsg, v int, bufs [][]byte, offset int) bool {
+func (p *LinkPort) prepare(io *mmsg.Conn, v int, bufs [][]byte, offset int) bool {
 	for i, full := range bufs {
 		b := full[offset:]
-		io.prepSend(i, b)
+		io.Prep(i, b)
 		if v == 4 {
 			if len(b) < packet.IPv4MinLen {
 				return false
 			}
-			sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&io.names[i]))
+			sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(io.Name(i)))
 			sa.Family = unix.AF_INET
 			copy(sa.Addr[:], b[16:20])
 		} else {
 			if len(b) < packet.IPv6Len {
 				return false
 			}
-			sa := &io.names[i]
+			sa := io.Name(i)
 			sa.Family = unix.AF_INET6
 			copy(sa.Addr[:], b[24:40])
 			sa.Scope_id = 0

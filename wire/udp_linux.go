@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/secnic/secnic/internal/mmsg"
 	"github.com/secnic/secnic/internal/netns"
 	"github.com/secnic/secnic/tun"
 )
@@ -54,7 +55,7 @@ type UDPConfig struct {
 // into the caller's buffers; see SegmentOffload.
 type UDPPort struct {
 	conn   *net.UDPConn
-	io     *mmsg      // receive without UDP_GRO
+	io     *mmsg.Conn // receive without UDP_GRO
 	gro    *groReader // receive with UDP_GRO (io unused then)
 	tx     *gsoSender
 	mtu    int
@@ -127,7 +128,7 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 	if gro {
 		p.gro = newGROReader(rc, cfg.Batch)
 	} else {
-		p.io = newMmsg(rc, cfg.Batch)
+		p.io = mmsg.New(rc, cfg.Batch)
 	}
 	return p, nil
 }
@@ -165,7 +166,7 @@ func (p *UDPPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if p.gro != nil {
 		n, err = p.gro.recv(bufs, sizes, offset)
 	} else {
-		n, err = p.io.recv(bufs, sizes, offset)
+		n, err = p.io.Recv(bufs, sizes, offset)
 	}
 	if err != nil {
 		return 0, p.closedErr(err)
