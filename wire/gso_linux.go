@@ -123,7 +123,8 @@ func newGSOSender(rc syscall.RawConn, batch, maxBytes int, on bool, log *slog.Lo
 
 func (s *gsoSender) doSend(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(s.cur)), uintptr(s.ncur), unix.MSG_DONTWAIT, 0, 0)
+		// Never blocks (MSG_DONTWAIT): a raw system call, see internal/mmsg.
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(s.cur)), uintptr(s.ncur), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			s.wn, s.werr = int(r), nil
@@ -473,7 +474,8 @@ func newGROReader(rc syscall.RawConn, batch int) *groReader {
 
 func (r *groReader) doRecv(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.rcnt), unix.MSG_DONTWAIT, 0, 0)
+		// Never blocks (MSG_DONTWAIT): a raw system call, see internal/mmsg.
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.rcnt), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			r.rn, r.rerr = int(n), nil

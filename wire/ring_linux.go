@@ -348,7 +348,8 @@ func setupTX(fd, frameSize, frames int) (*txRing, error) {
 
 func (t *txRing) sendto() error {
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(t.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		// Never blocks (MSG_DONTWAIT): a raw system call, see internal/mmsg.
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(t.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}

@@ -90,9 +90,16 @@ func (m *Conn) WithNames(namelen uint32) {
 // Name is the destination address slot of outgoing message i (WithNames).
 func (m *Conn) Name(i int) *unix.RawSockaddrInet6 { return &m.names[i] }
 
+// The system calls here are RawSyscall6: with MSG_DONTWAIT they never
+// block, so the Go scheduler need not be told (entersyscall). A sendmmsg on
+// a veth runs the peer's receive path inside it for tens of µs, long
+// enough for the runtime's sysmon to take the P away and hand it to another
+// thread; without that hand-off sysmon also backs off instead of waking
+// every 20 µs. Measured on the link wire: 7 % less CPU per GB through both
+// NICs (docs/performance.md, "Raw system calls").
 func (m *Conn) doRecv(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.rhdrs[0])), uintptr(m.rcnt), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.rhdrs[0])), uintptr(m.rcnt), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			m.rn, m.rerr = int(r), nil
@@ -143,7 +150,7 @@ func (m *Conn) Recv(bufs [][]byte, sizes []int, offset int) (int, error) {
 
 func (m *Conn) doSend(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.whdrs[m.wfrom])), uintptr(m.wcnt-m.wfrom), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.whdrs[m.wfrom])), uintptr(m.wcnt-m.wfrom), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			m.wn, m.werr = int(r), nil
