@@ -348,6 +348,17 @@ func (p *LinkPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
+// Ready implements tun.Poller on the ring method: whether the receive ring
+// holds a packet, read from the ring's memory without a system call (for
+// the NIC's busy-polling). The other methods report false, so the NIC
+// blocks in Read as without busy-polling.
+func (p *LinkPort) Ready() bool {
+	if p.closed.Load() {
+		return true
+	}
+	return p.rxr != nil && p.xsk == nil && p.rxr.ready()
+}
+
 // Write sends IP datagrams out of the interface. On the rings, each goes
 // into a TX frame behind an Ethernet header and one sendto sends the batch;
 // a packet whose next hop is not resolved yet, and every packet on the

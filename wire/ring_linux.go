@@ -141,6 +141,8 @@ type rxRing struct {
 	n      int
 	bad    uint64 // frames whose header made no sense (kernel bug or torn ring)
 	readFn func(fd uintptr) bool
+	// cur is blk for ready, which runs on other goroutines than read (V2).
+	cur atomic.Int32
 }
 
 // rxGeometry is the size of an RX ring.
@@ -258,7 +260,24 @@ func (r *rxRing) fillV2(bufs [][]byte, sizes []int, offset int) int {
 			r.blk = 0
 		}
 	}
+	r.cur.Store(int32(r.blk))
 	return n
+}
+
+// ready reports, without a system call, whether the next frame of a V2
+// ring holds a packet (the kernel has handed it to user space). A V3 ring
+// reports false: its blocks are handed over by a timer anyway.
+func (r *rxRing) ready() bool {
+	if r.version != unix.TPACKET_V2 {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.mem == nil {
+		return true // closed: a Read returns at once
+	}
+	off := int(r.cur.Load()) * r.frameSize
+	return loadStatus(r.mem, off+tp2Status)&unix.TP_STATUS_USER != 0
 }
 
 func (r *rxRing) fillV3(bufs [][]byte, sizes []int, offset int) int {

@@ -62,6 +62,7 @@ type UDPPort struct {
 	batch  int
 	name   string
 	closed atomic.Bool
+	fd     int32 // for Ready's poll(2); the socket stays owned by conn
 }
 
 // OpenUDP binds cfg.Local and connects to cfg.Peer.
@@ -130,7 +131,22 @@ func OpenUDP(cfg UDPConfig) (*UDPPort, error) {
 	} else {
 		p.io = mmsg.New(rc, cfg.Batch)
 	}
+	p.fd = -1
+	rc.Control(func(fd uintptr) { p.fd = int32(fd) })
 	return p, nil
+}
+
+// Ready implements tun.Poller: whether a datagram is waiting, from a
+// poll(2) with no timeout (for the NIC's busy-polling). Datagrams of a
+// coalesced receive that an earlier Read left over are not seen; that Read
+// then returns at once anyway.
+func (p *UDPPort) Ready() bool {
+	if p.closed.Load() || p.fd < 0 {
+		return p.closed.Load()
+	}
+	fds := [1]unix.PollFd{{Fd: p.fd, Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], 0)
+	return err == nil && n > 0
 }
 
 // DefaultSocketBuffer is the socket buffer size, in bytes, of a UDP wire
