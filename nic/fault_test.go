@@ -104,6 +104,9 @@ func runFaults(t *testing.T, wire string, cfg tun.FaultConfig, n int) faultOutco
 		t.Fatal(err)
 	}
 	wait("B receiving the held packets", func() bool { return accounted() == faulty.Stats().Sent })
+	// B counts a packet as protected when it is decapsulated, before the
+	// batch it is in is written to the host: wait for that write too.
+	wait("B delivering to its host", func() bool { return uint64(b.app.Queued()) >= b.nic.Stats().RX.Protected })
 
 	got := map[string]bool{}
 	for _, p := range drain(t, b.app) {
