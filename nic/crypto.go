@@ -117,9 +117,7 @@ type cryptoTx struct {
 }
 
 type cryptoRx struct {
-	bufs   []*packet.Buf
-	raw    [][]byte
-	sizes  []int
+	in     *reader // the wire port, as the packet-offload receive loop reads it
 	out    []*packet.Buf
 	outRaw [][]byte
 	errLog rateLog
@@ -143,14 +141,7 @@ func newCryptoState(n *NIC, d DriverPort) *cryptoState {
 	t.outRaw = make([][]byte, 0, batch+nseg)
 
 	wb := max(n.wire.BatchSize(), 1)
-	r := &cryptoRx{}
-	r.bufs = make([]*packet.Buf, wb)
-	r.raw = make([][]byte, wb)
-	r.sizes = make([]int, wb)
-	for i := range r.bufs {
-		r.bufs[i] = packet.NewBuf(max(n.wire.MTU(), n.wireMTU))
-		r.raw[i] = r.bufs[i].B
-	}
+	r := &cryptoRx{in: newReader(n, n.wire, n.wire.MTU, n.wireMTU)}
 	r.out = make([]*packet.Buf, 0, wb)
 	r.outRaw = make([][]byte, 0, wb)
 	return &cryptoState{driver: d, tx: t, rx: r}
@@ -392,26 +383,17 @@ func (n *NIC) flushCryptoTX(t *cryptoTx) error {
 func (n *NIC) cryptoRxLoop() error {
 	cs := n.crypto
 	r := cs.rx
-	var fails int
 	for {
-		cnt, err := n.wire.Read(r.raw, r.sizes, packet.Headroom)
+		pkts, err := r.in.next()
 		if err != nil {
-			if isClosed(err) {
+			if err == errStop {
 				return nil
 			}
-			if fails++; fails > 100 {
-				return err
-			}
-			r.errLog.log(n, "reading the wire port", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return err
 		}
-		fails = 0
 		snap := n.table.Snapshot()
 		enc := cs.driver.Encoding()
-		for i := range cnt {
-			p := r.bufs[i]
-			p.Off, p.Len = packet.Headroom, r.sizes[i]
+		for _, p := range pkts {
 			if p.Len == 0 {
 				continue
 			}
