@@ -177,72 +177,120 @@ func dstOf(b []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// frameBatch is what one Write on a frame ring (the TX ring, the XSK ring)
+// keeps between its packets: the next-hop snapshot (one per Write keeps
+// each destination on one path), the last destination's MAC, the packets
+// that go through the raw IP sockets because their next hop is not
+// resolved yet, and the count and last error so far.
+type frameBatch struct {
+	p       *LinkPort
+	offset  int
+	src     [6]byte
+	snap    map[netip.Addr][6]byte
+	lastDst netip.Addr
+	lastMAC [6]byte
+	slow    [][]byte
+	total   int
+	last    error
+}
+
+func (p *LinkPort) newFrameBatch(offset int) frameBatch {
+	return frameBatch{p: p, offset: offset, src: *p.hops.src.Load(), snap: *p.hops.snap.Load(), slow: p.slow[:0]}
+}
+
+// route decides the path of buf (a packet at the batch's offset). With ok
+// it goes on the ring, to mac; otherwise it was refused (w.last says why)
+// or queued for the raw IP sockets. Either way the caller moves on to the
+// next packet.
+func (w *frameBatch) route(buf []byte) (b []byte, mac [6]byte, ok bool) {
+	b = buf[w.offset:]
+	dst, ok := dstOf(b)
+	if !ok || len(b) > w.p.mtu {
+		w.last = fmt.Errorf("cannot send a %d-byte packet of IP version %d (MTU %d)", len(b), packet.Version(b), w.p.mtu)
+		return nil, mac, false
+	}
+	if dst == w.lastDst {
+		return b, w.lastMAC, true
+	}
+	if mac, ok = w.snap[dst]; !ok {
+		w.p.hops.lookup(dst) // ask for it
+		if len(w.slow) == cap(w.slow) {
+			w.sendSlow()
+		}
+		w.slow = append(w.slow, buf)
+		return nil, mac, false
+	}
+	w.lastDst, w.lastMAC = dst, mac
+	return b, mac, true
+}
+
+// frame writes the Ethernet header to mac and the packet b into the frame
+// f and returns the frame's length.
+func (w *frameBatch) frame(f, b []byte, mac [6]byte) int {
+	copy(f[0:6], mac[:])
+	copy(f[6:12], w.src[:])
+	eth := uint16(unix.ETH_P_IP)
+	if packet.Version(b) == 6 {
+		eth = unix.ETH_P_IPV6
+	}
+	binary.BigEndian.PutUint16(f[12:14], eth)
+	return ethHdrLen + copy(f[ethHdrLen:], b)
+}
+
+// sendSlow sends the queued packets through the raw IP sockets.
+func (w *frameBatch) sendSlow() {
+	if len(w.slow) == 0 {
+		return
+	}
+	n, err := w.p.writeRaw(w.slow, w.offset)
+	w.total += n
+	if err != nil {
+		w.last = err
+	}
+	w.slow = w.slow[:0]
+}
+
+// end sends what is queued for the raw sockets and returns Write's result.
+func (w *frameBatch) end() (int, error) {
+	w.sendSlow()
+	clear(w.slow[:cap(w.slow)])
+	if w.last != nil {
+		return w.total, w.p.closedErr(w.last)
+	}
+	return w.total, nil
+}
+
 // writeRing sends the packets through the TX ring, and those whose next
 // hop is not known yet through the raw IP sockets after them.
 func (p *LinkPort) writeRing(bufs [][]byte, offset int) (int, error) {
 	t := p.txr
-	total := 0
-	var last error
-	slow := p.slow[:0]
-	src := *p.hops.src.Load()
-	snap := *p.hops.snap.Load() // one snapshot per Write keeps each destination on one path
-	var lastDst netip.Addr
-	var lastMAC [6]byte
-
+	w := p.newFrameBatch(offset)
 	t.mu.RLock()
 	for len(bufs) > 0 {
 		if t.mem == nil {
 			t.mu.RUnlock()
-			return total, p.closedErr(os.ErrClosed)
+			return w.total, p.closedErr(os.ErrClosed)
 		}
 		k := 0
 		for len(bufs) > 0 && k < t.frames {
-			b := bufs[0][offset:]
-			dst, ok := dstOf(b)
-			if !ok || len(b) > p.mtu {
-				last = fmt.Errorf("cannot send a %d-byte packet of IP version %d (MTU %d)", len(b), packet.Version(b), p.mtu)
+			b, mac, ok := w.route(bufs[0])
+			if !ok {
 				bufs = bufs[1:]
 				continue
-			}
-			mac := lastMAC
-			if dst != lastDst {
-				if mac, ok = snap[dst]; !ok {
-					p.hops.lookup(dst) // ask for it
-					if len(slow) == cap(slow) {
-						n, err := p.writeRaw(slow, offset)
-						total += n
-						if err != nil {
-							last = err
-						}
-						slow = slow[:0]
-					}
-					slow = append(slow, bufs[0])
-					bufs = bufs[1:]
-					continue
-				}
-				lastDst, lastMAC = dst, mac
 			}
 			s := t.slot(k)
 			if s == nil {
 				break // ring full: send what is filled, then wait
 			}
-			copy(s[0:6], mac[:])
-			copy(s[6:12], src[:])
-			eth := uint16(unix.ETH_P_IP)
-			if packet.Version(b) == 6 {
-				eth = unix.ETH_P_IPV6
-			}
-			binary.BigEndian.PutUint16(s[12:14], eth)
-			copy(s[ethHdrLen:], b)
-			t.fill(k, ethHdrLen+len(b))
+			t.fill(k, w.frame(s, b, mac))
 			k++
 			bufs = bufs[1:]
 		}
 		if k > 0 {
 			n, err := t.flush(k)
-			total += n
+			w.total += n
 			if err != nil {
-				last = err
+				w.last = err
 				if errors.Is(err, unix.EBADF) {
 					break
 				}
@@ -255,22 +303,11 @@ func (p *LinkPort) writeRing(bufs [][]byte, offset int) (int, error) {
 			err := t.waitSlot()
 			t.mu.RLock()
 			if err != nil {
-				last = err
+				w.last = err
 				break
 			}
 		}
 	}
 	t.mu.RUnlock()
-	if len(slow) > 0 {
-		n, err := p.writeRaw(slow, offset)
-		total += n
-		if err != nil {
-			last = err
-		}
-	}
-	clear(slow)
-	if last != nil {
-		return total, p.closedErr(last)
-	}
-	return total, nil
+	return w.end()
 }

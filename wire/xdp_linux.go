@@ -1,11 +1,9 @@
 package wire
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secnic/secnic/internal/netns"
-	"github.com/secnic/secnic/internal/packet"
 )
 
 // The link port on AF_XDP (LinkXDP): the XDP program (xdpprog_linux.go)
@@ -316,17 +313,10 @@ func (x *xsk) kick() error {
 // packet as sent once the kernel took its descriptor off the ring.
 func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 	x := p.xsk
-	total := 0
-	var last error
-	slow := p.slow[:0]
-	src := *p.hops.src.Load()
-	snap := *p.hops.snap.Load()
-	var lastDst netip.Addr
-	var lastMAC [6]byte
-
+	w := p.newFrameBatch(offset)
 	x.mu.RLock()
-	defer x.mu.RUnlock()
 	if x.umem == nil {
+		x.mu.RUnlock()
 		return 0, p.closedErr(os.ErrClosed)
 	}
 	for len(bufs) > 0 {
@@ -334,44 +324,15 @@ func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 		prod := *x.tx.prod
 		start := prod
 		for len(bufs) > 0 && len(x.free) > 0 && prod-atomic.LoadUint32(x.tx.cons) < uint32(xskRingSize) {
-			b := bufs[0][offset:]
-			dst, ok := dstOf(b)
-			if !ok || len(b) > p.mtu {
-				last = fmt.Errorf("cannot send a %d-byte packet of IP version %d (MTU %d)", len(b), packet.Version(b), p.mtu)
+			b, mac, ok := w.route(bufs[0])
+			if !ok {
 				bufs = bufs[1:]
 				continue
 			}
-			mac := lastMAC
-			if dst != lastDst {
-				if mac, ok = snap[dst]; !ok {
-					p.hops.lookup(dst)
-					if len(slow) == cap(slow) {
-						n, err := p.writeRaw(slow, offset)
-						total += n
-						if err != nil {
-							last = err
-						}
-						slow = slow[:0]
-					}
-					slow = append(slow, bufs[0])
-					bufs = bufs[1:]
-					continue
-				}
-				lastDst, lastMAC = dst, mac
-			}
 			a := x.free[len(x.free)-1]
 			x.free = x.free[:len(x.free)-1]
-			f := x.umem[a : a+uint64(x.frame)]
-			copy(f[0:6], mac[:])
-			copy(f[6:12], src[:])
-			eth := uint16(unix.ETH_P_IP)
-			if packet.Version(b) == 6 {
-				eth = unix.ETH_P_IPV6
-			}
-			binary.BigEndian.PutUint16(f[12:14], eth)
-			copy(f[ethHdrLen:], b)
 			d := x.tx.xdesc(prod)
-			d.Addr, d.Len, d.Options = a, uint32(ethHdrLen+len(b)), 0
+			d.Addr, d.Len, d.Options = a, uint32(w.frame(x.umem[a:a+uint64(x.frame)], b, mac)), 0
 			prod++
 			bufs = bufs[1:]
 		}
@@ -381,7 +342,7 @@ func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 			}
 			// No free frame: wait for the kernel to complete some.
 			if err := x.kick(); err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOBUFS) {
-				last = err
+				w.last = err
 				break
 			}
 			osYield()
@@ -395,7 +356,7 @@ func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 			before := atomic.LoadUint32(x.tx.cons)
 			err := x.kick()
 			if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOBUFS) {
-				last = err
+				w.last = err
 				break
 			}
 			if atomic.LoadUint32(x.tx.cons) == before {
@@ -412,27 +373,15 @@ func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 		} else {
 			n = 0
 		}
-		if n < int(prod-start) && last == nil {
-			last = errTXRingStuck
+		if n < int(prod-start) && w.last == nil {
+			w.last = errTXRingStuck
 		}
-		total += n
+		w.total += n
 		x.sent.Add(uint64(n))
-		if last != nil && len(bufs) > 0 && n == 0 {
+		if w.last != nil && len(bufs) > 0 && n == 0 {
 			break
 		}
 	}
 	x.mu.RUnlock()
-	if len(slow) > 0 {
-		n, err := p.writeRaw(slow, offset)
-		total += n
-		if err != nil {
-			last = err
-		}
-	}
-	clear(slow)
-	x.mu.RLock() // for the deferred unlock
-	if last != nil {
-		return total, p.closedErr(last)
-	}
-	return total, nil
+	return w.end()
 }
