@@ -351,30 +351,10 @@ func (n *NIC) flushCryptoTX(t *cryptoTx) error {
 	if len(t.out) == 0 {
 		return nil
 	}
-	c := &n.tx
-	t.outRaw = t.outRaw[:0]
-	var bytes uint64
-	for _, p := range t.out {
-		if n.wireCap != nil {
-			n.wireCap.add(p.Bytes())
-		}
-		t.outRaw = append(t.outRaw, p.B[p.Off-t.wireOff:p.Off+p.Len:len(p.B)])
-		bytes += uint64(p.Len)
-	}
-	w, err := n.wire.Write(t.outRaw, t.wireOff)
-	if err != nil {
-		if isClosed(err) {
-			t.out = t.out[:0]
-			return err
-		}
-		t.errLog.log(n, "writing to the wire port", err)
-		c.drops[dropWireWrite].Add(uint64(len(t.out) - w))
-		bytes = bytes * uint64(w) / uint64(len(t.out))
-	}
-	c.packets.Add(uint64(w))
-	c.bytes.Add(bytes)
+	var err error
+	t.outRaw, err = n.sendWire(n.wire, t.out, t.outRaw, t.wireOff, &t.errLog)
 	t.out = t.out[:0]
-	return nil
+	return err
 }
 
 // ---------------------------------------------------------------------------

@@ -354,33 +354,47 @@ func (n *NIC) toWire(t *txState, p *packet.Buf) {
 	c.fragsOut.Add(uint64(len(t.out) - start))
 }
 
+// sendWire captures the packets of out and writes them to the wire port
+// wire with off bytes of headroom (raw is the scratch list of their
+// slices, returned for reuse), counting in n.tx what went out and what the
+// port refused (dropWireWrite). It returns an error only when the port was
+// closed. Both transmit paths (packet and crypto offload) end in it.
+func (n *NIC) sendWire(wire tun.Port, out []*packet.Buf, raw [][]byte, off int, log *rateLog) ([][]byte, error) {
+	c := &n.tx
+	raw = raw[:0]
+	var bytes uint64
+	for _, p := range out {
+		if n.wireCap != nil {
+			n.wireCap.add(p.Bytes())
+		}
+		raw = append(raw, p.B[p.Off-off:p.Off+p.Len:len(p.B)])
+		bytes += uint64(p.Len)
+	}
+	w, err := wire.Write(raw, off)
+	if err != nil {
+		if isClosed(err) {
+			return raw, err
+		}
+		log.log(n, "writing to the wire port", err)
+		c.drops[dropWireWrite].Add(uint64(len(out) - w))
+		bytes = bytes * uint64(w) / uint64(len(out))
+	}
+	c.packets.Add(uint64(w))
+	c.bytes.Add(bytes)
+	return raw, nil
+}
+
 // flushTX writes the output list to the wire and the ICMP answers to the
 // host, then frees the spares. It returns an error only when a port was
 // closed.
 func (n *NIC) flushTX(t *txState) error {
-	c := &n.tx
 	if len(t.out) > 0 {
-		t.outRaw = t.outRaw[:0]
-		var bytes uint64
-		for _, p := range t.out {
-			if n.wireCap != nil {
-				n.wireCap.add(p.Bytes())
-			}
-			t.outRaw = append(t.outRaw, p.B[p.Off-t.wireOff:p.Off+p.Len:len(p.B)])
-			bytes += uint64(p.Len)
-		}
-		w, err := t.wire.Write(t.outRaw, t.wireOff)
-		if err != nil {
-			if isClosed(err) {
-				return err
-			}
-			t.errLog.log(n, "writing to the wire port", err)
-			c.drops[dropWireWrite].Add(uint64(len(t.out) - w))
-			bytes = bytes * uint64(w) / uint64(len(t.out))
-		}
-		c.packets.Add(uint64(w))
-		c.bytes.Add(bytes)
+		var err error
+		t.outRaw, err = n.sendWire(t.wire, t.out, t.outRaw, t.wireOff, &t.errLog)
 		t.out = t.out[:0]
+		if err != nil {
+			return err
+		}
 	}
 	if len(t.toHost) > 0 {
 		t.hostRaw = t.hostRaw[:0]
