@@ -87,8 +87,9 @@ type TUN struct {
 	vnetHdr bool
 	mtu     atomic.Int64
 
-	wmu     sync.Mutex // guards scratch
+	wmu     sync.Mutex // guards scratch and heads
 	scratch [][]byte
+	heads   headSlots // room for coalesced TCP runs (heads_linux.go)
 
 	closing atomic.Bool // set when Close starts
 	fdOnce  sync.Once   // finds fd on the first Ready
@@ -450,6 +451,10 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	defer t.wmu.Unlock()
 	for done := 0; done < len(bufs); {
 		s := t.scratch[:copy(t.scratch, bufs[done:])]
+		t.heads.reset()
+		for i, b := range s {
+			s[i] = t.heads.place(b, offset)
+		}
 		_, err := t.dev.Write(s, offset)
 		clear(s)
 		done += len(s)

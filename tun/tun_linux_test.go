@@ -479,6 +479,10 @@ func testTUN(t *testing.T, fam family, offloads bool) {
 		})
 	}
 
+	t.Run("TUN to host/TCP segments are coalesced", func(t *testing.T) {
+		testTCPCoalesce(t, dev, nl, nsPath, fam, offloads)
+	})
+
 	t.Run("TUN to host/a bad packet in the middle", func(t *testing.T) {
 		// The kernel refuses a packet that is neither IPv4 nor IPv6. Write
 		// goes on with the others, and each of them arrives exactly once.
@@ -728,3 +732,81 @@ func TestConfigNormalize(t *testing.T) {
 		})
 	}
 }
+
+// testTCPCoalesce writes two interleaved TCP flows, 12 segments each, in
+// buffers without spare capacity, with a PSH in the middle of the first.
+// With offloads the device takes each run in one write (3 writes); without,
+// 24. A packet socket on the device sees the kernel's view: every byte of
+// every flow once, in order, in datagrams whose lengths add up.
+func testTCPCoalesce(t *testing.T, dev *TUN, nl *netlink.Handle, nsPath string, fam family, offloads bool) {
+	var fd int
+	err := netns.Do(nsPath, func() (err error) {
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: dev.Index()})
+	})
+	if err != nil {
+		t.Fatalf("packet socket on %s: %v", dev.Name(), err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	local := fam.local.Addr()
+	flows := []netip.AddrPort{netip.AddrPortFrom(fam.remote, 5001), netip.AddrPortFrom(fam.remote, 5002)}
+	dst := netip.AddrPortFrom(local, 9)
+	const segs, segLen = 12, 1200
+	offset := MinOffset(dev) + 6
+	var bufs [][]byte
+	want := map[uint16][]byte{}
+	for i := range segs {
+		for f, src := range flows {
+			payload := bytes.Repeat([]byte{byte(f<<6 | i)}, segLen)
+			flags := byte(0x10)
+			if f == 0 && i == 5 {
+				flags = 0x18 // PSH: the first flow's run ends here
+			}
+			bufs = append(bufs, tcpSeg(offset, src, dst, uint32(1+i*segLen), 77, flags, payload))
+			want[src.Port()] = append(want[src.Port()], payload...)
+		}
+	}
+	rxBefore := rxPackets(t, nl, dev.Index())
+	if n, err := dev.Write(bufs, offset); err != nil || n != len(bufs) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(bufs))
+	}
+	writes := rxPackets(t, nl, dev.Index()) - rxBefore
+	wantWrites := uint64(len(bufs))
+	if offloads {
+		wantWrites = 3
+	}
+	if writes != wantWrites {
+		t.Errorf("%d segments went to the kernel in %d writes, want %d", len(bufs), writes, wantWrites)
+	}
+	got := map[uint16][]byte{}
+	buf := make([]byte, 70000)
+	total := 0
+	for total < 2*segs*segLen {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			t.Fatalf("packet socket: %v after %d of %d payload bytes", err, total, 2*segs*segLen)
+		}
+		p := buf[:n]
+		k, _, _, ok := runOf(p)
+		if !ok || k.ports>>16 < 5001 || k.ports>>16 > 5002 {
+			continue // not ours (neighbour discovery and the like)
+		}
+		payload := p[hdrLen(p, k.v6):]
+		got[uint16(k.ports>>16)] = append(got[uint16(k.ports>>16)], payload...)
+		total += len(payload)
+	}
+	for _, src := range flows {
+		if !bytes.Equal(got[src.Port()], want[src.Port()]) {
+			t.Errorf("flow from port %d: the kernel saw %d bytes, not the %d written in order", src.Port(), len(got[src.Port()]), len(want[src.Port()]))
+		}
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
