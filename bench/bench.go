@@ -77,6 +77,10 @@ type Options struct {
 	// Iperf3 adds the iperf3 cross-check (TrafficIperf3) when iperf3 is
 	// installed.
 	Iperf3 bool
+	// DaemonCPUs is each secnic daemon's datapath.cpus: 0 (default) gives
+	// each half the machine's CPUs, at least one, because the two daemons
+	// of a contender share the machine; -1 lets each use every CPU.
+	DaemonCPUs int
 	// DaemonCommand returns the command that runs a secnic daemon from a
 	// configuration file (default: this executable's `run --config`).
 	DaemonCommand func(config string) *exec.Cmd
@@ -84,6 +88,17 @@ type Options struct {
 	Progress io.Writer
 	// Logger logs details (default: discard).
 	Logger *slog.Logger
+}
+
+// daemonCPUs is the datapath.cpus each secnic daemon gets (0 = every CPU).
+func (o *Options) daemonCPUs() int {
+	switch {
+	case o.DaemonCPUs > 0:
+		return o.DaemonCPUs
+	case o.DaemonCPUs < 0:
+		return 0
+	}
+	return max(runtime.NumCPU()/2, 1)
 }
 
 func (o *Options) defaults() error {
@@ -117,6 +132,9 @@ func (o *Options) defaults() error {
 		if !slices.Contains(AllContenders, c) {
 			return fmt.Errorf("unknown contender %q: use %s", c, strings.Join(AllContenders, ", "))
 		}
+	}
+	if o.DaemonCPUs < -1 {
+		return fmt.Errorf("--daemon-cpus %d: give -1 (every CPU), 0 (half the machine each) or a number of CPUs", o.DaemonCPUs)
 	}
 	if len(o.Tunnels) == 0 {
 		o.Tunnels = []int{1}
@@ -235,7 +253,10 @@ type Report struct {
 	Machine Machine   `json:"machine"`
 	Command string    `json:"command,omitempty"`
 	Started time.Time `json:"started"`
-	Results []Result  `json:"results"`
+	// DaemonCPUs is the datapath.cpus of every secnic daemon (0 = every
+	// CPU).
+	DaemonCPUs int      `json:"daemon_cpus"`
+	Results    []Result `json:"results"`
 	// Notes say what was left out and why (e.g. iperf3 not installed).
 	Notes  []string `json:"notes,omitempty"`
 	Ratios []Ratio  `json:"ratios,omitempty"`
@@ -290,7 +311,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer os.RemoveAll(dir)
 	e := &env{opts: &o, log: o.Logger, dir: dir}
 
-	rep := &Report{Started: time.Now().UTC(), Machine: Machine{CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernelRelease(), Go: runtime.Version()}}
+	rep := &Report{Started: time.Now().UTC(), Machine: Machine{CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernelRelease(), Go: runtime.Version()}, DaemonCPUs: o.daemonCPUs()}
 	if o.Iperf3 && !slices.Contains(o.Traffic, TrafficIperf3) {
 		if _, err := exec.LookPath("iperf3"); err == nil {
 			o.Traffic = append(slices.Clone(o.Traffic), TrafficIperf3)

@@ -269,8 +269,9 @@ func (s secnicContender) check(e *env) (string, string) {
 // contender on pair into dir and returns their paths. It is the one place
 // the bench generates daemon configuration: every call draws fresh random
 // keys (twonic.Configs), so no key is ever used by two runs.
-// tunnels sizes the emulated card's SA capacity for --tunnels.
-func SecnicConfigs(pair *netlab.Pair, wire, alg string, tunnels int, dir string) (a, b string, err error) {
+// tunnels sizes the emulated card's SA capacity for --tunnels; cpus is
+// each daemon's datapath.cpus.
+func SecnicConfigs(pair *netlab.Pair, wire, alg string, tunnels, cpus int, dir string) (a, b string, err error) {
 	sc := twonic.Scenario{Wire: wire, Enc: alg, SocketDir: dir, LogLevel: "warn"}
 	ca, cb, err := twonic.Configs(sc, pair)
 	if err != nil {
@@ -279,6 +280,7 @@ func SecnicConfigs(pair *netlab.Pair, wire, alg string, tunnels int, dir string)
 	// Each daemon's key-use ledger lives in the run's own directory,
 	// removed with it (the keys are fresh for every run anyway).
 	ca.StateDir, cb.StateDir = filepath.Join(dir, "state-a"), filepath.Join(dir, "state-b")
+	ca.Datapath.CPUs, cb.Datapath.CPUs = cpus, cpus
 	if tunnels > 1 {
 		capacity := uint32(2*tunnels + 16)
 		ca.Capabilities.Hardware.SaOffloadCapacity = &capacity
@@ -331,7 +333,7 @@ func (s secnicContender) start(ctx context.Context, e *env) (instance, error) {
 		inst.close()
 		return nil, err
 	}
-	ca, cb, err := SecnicConfigs(p, s.wireType, e.opts.Alg, e.tunnels, dir)
+	ca, cb, err := SecnicConfigs(p, s.wireType, e.opts.Alg, e.tunnels, e.opts.daemonCPUs(), dir)
 	if err != nil {
 		return fail(err)
 	}

@@ -31,6 +31,9 @@ func (r Result) label() string {
 // result, and the ratios.
 func (rep *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %s, %d cores, Linux %s, %s\n", rep.Machine.CPU, rep.Machine.Cores, rep.Machine.Kernel, rep.Machine.Go)
+	if rep.DaemonCPUs > 0 {
+		fmt.Fprintf(w, "secnic daemons: datapath.cpus %d each (both daemons of a contender share the machine)\n", rep.DaemonCPUs)
+	}
 	if len(rep.Results) > 0 {
 		r := rep.Results[0]
 		fmt.Fprintf(w, "algorithm %s, %d run(s) per figure (median; spread = (max-min)/median)\n\n", r.Alg, maxRuns(rep.Results))

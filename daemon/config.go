@@ -212,8 +212,8 @@ type WireConfig struct {
 	MTU int `json:"mtu,omitempty"`
 	// Interface is the Linux interface of a link port, e.g. eth0 (link).
 	Interface string `json:"interface,omitempty"`
-	// Method is how a link port moves packets: auto (default), ring or
-	// mmsg (wire.LinkConfig.Method).
+	// Method is how a link port moves packets: auto (default), ring, xdp
+	// or mmsg (wire.LinkConfig.Method).
 	Method string `json:"method,omitempty"`
 	// Cable names the in-process cable; the two daemons that name the same
 	// cable are connected (memory).
@@ -238,6 +238,9 @@ type DefaultPolicy struct {
 	In string `json:"in,omitempty"`
 }
 
+// maxCPUs bounds datapath.cpus.
+const maxCPUs = 4096
+
 // DatapathConfig tunes the datapath; zero values take the NIC's defaults.
 type DatapathConfig struct {
 	// WireMTU caps the datagrams sent to the wire below the wire port's
@@ -260,6 +263,12 @@ type DatapathConfig struct {
 	// BusyPoll is how long the datapath polls a port after a batch before
 	// it sleeps, e.g. "20us" (0 = the NIC's default, negative = off).
 	BusyPoll Duration `json:"busy_poll,omitzero"`
+	// CPUs is how many CPUs the daemon's code runs on at once (Go's
+	// GOMAXPROCS), 0 = every CPU the process may use. Where several
+	// daemons share a small machine, a share each saves the scheduler's
+	// hand-offs between them (docs/performance.md). Run and RunFile
+	// apply it (it is process-wide); a restart changes it.
+	CPUs int `json:"cpus,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").
@@ -511,9 +520,9 @@ func (c *Config) validate(source string) error {
 			add("wire", "local, peer, mtu and cable do not apply to a link port (it uses the interface's addresses and MTU)")
 		}
 		switch w.Method {
-		case "", "auto", "ring", "mmsg": // wire.LinkAuto, LinkRing, LinkMmsg
+		case "", "auto", "ring", "xdp", "mmsg": // wire.LinkAuto, LinkRing, LinkXDP, LinkMmsg
 		default:
-			add("wire.method", "%q is not a link method: give auto, ring or mmsg", w.Method)
+			add("wire.method", "%q is not a link method: give auto, ring, xdp or mmsg", w.Method)
 		}
 	case WireMemory:
 		if w.Cable == "" {
@@ -555,6 +564,9 @@ func (c *Config) validate(source string) error {
 	}
 	if w := c.Datapath.Workers; w < -1 || w > nic.MaxWorkers {
 		add("datapath.workers", "%d is out of range: give 0 (default), -1 (one per CPU) or 1 to %d", w, nic.MaxWorkers)
+	}
+	if n := c.Datapath.CPUs; n < 0 || n > maxCPUs {
+		add("datapath.cpus", "%d is out of range: give 0 (every CPU, the default) or 1 to %d", n, maxCPUs)
 	}
 	if b := time.Duration(c.Datapath.BusyPoll); b > time.Millisecond {
 		add("datapath.busy_poll", "%v is more than 1ms: busy-polling burns CPU; give a few microseconds, 0 for the default or a negative duration for off", b)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -43,9 +44,15 @@ func run(ctx context.Context, cfg *Config, path string, logger *slog.Logger) err
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	if n := cfg.Datapath.CPUs; n > 0 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	}
 	d, err := Start(ctx, cfg, Options{Logger: logger, ConfigPath: path})
 	if err != nil {
 		return err
+	}
+	if n := cfg.Datapath.CPUs; n > 0 {
+		d.log.Info("datapath.cpus: running on at most this many CPUs at once", "cpus", n, "machine", runtime.NumCPU())
 	}
 	cfg.wipe() // the table holds its own copy of the keys
 	notify(d.log, "READY=1\nSTATUS=running: "+d.HostName()+" <-> "+d.NIC().Stats().WirePort)

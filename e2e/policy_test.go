@@ -105,7 +105,10 @@ func TestPolicies(t *testing.T) {
 				{"a tx", tc.want.aDrop, drops(a0.TX, tc.want.aDrop), drops(a1.TX, tc.want.aDrop)},
 				{"b rx", tc.want.bDrop, drops(b0.RX, tc.want.bDrop), drops(b1.RX, tc.want.bDrop)},
 			} {
-				if c.reason != "" && c.now-c.before != 3 {
+				// A default-discard host loses its own packets too (the
+				// kernel's IPv6 router solicitations on the TUN), so there
+				// A counts at least the 3 pings.
+				if n := c.now - c.before; c.reason != "" && n != 3 && (n < 3 || c.side != "a tx" || tc.sc.DefaultOut != "discard") {
 					t.Errorf("%s %s: %d, want 3 (all drops: a tx %v, b rx %v)", c.side, c.reason, c.now-c.before, a1.TX.Drops, b1.RX.Drops)
 				}
 			}

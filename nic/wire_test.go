@@ -150,7 +150,7 @@ func TestNICsOverLink(t *testing.T) {
 			mustEqualPackets(t, readN(t, b.app, len(ab)), ab)
 			write(t, b.app, ba...)
 			mustEqualPackets(t, readN(t, a.app, len(ba)), ba)
-			if st := b.nic.Stats(); st.RX.Dropped != 0 || (!tp.v6 && st.Reassembled != 1) || st.WireMethod != wire.LinkRing {
+			if st := b.nic.Stats(); st.RX.Dropped != 0 || (!tp.v6 && st.Reassembled != 1) || st.WireMethod != wire.LinkXDP {
 				t.Fatalf("B stats %+v", st)
 			}
 

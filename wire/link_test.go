@@ -237,7 +237,8 @@ func openLinkPair(t *testing.T, e *vethEnv, method string) (pA, pB *LinkPort) {
 	return pA, pB
 }
 
-// TestLinkAuto checks that a veth gets the rings without asking.
+// TestLinkAuto checks that a veth gets AF_XDP without asking, and the
+// rings when XDP cannot attach (the interface has a program already).
 func TestLinkAuto(t *testing.T) {
 	e := newVethEnv(t)
 	p, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
@@ -245,9 +246,17 @@ func TestLinkAuto(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if p.Method() != LinkRing {
-		t.Fatalf("method %q on a veth, want %q", p.Method(), LinkRing)
+	if p.Method() != LinkXDP {
+		t.Fatalf("method %q on a veth, want %q", p.Method(), LinkXDP)
 	}
+	p2, err := OpenLink(LinkConfig{Interface: e.ifA, EncapPort: 4500, NetnsPath: e.nsA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Method() != LinkRing {
+		t.Errorf("method %q on a veth that has an XDP program, want %q", p2.Method(), LinkRing)
+	}
+	p2.Close()
 	if _, err := OpenLink(LinkConfig{Interface: e.ifA, NetnsPath: e.nsA, Method: "carrier-pigeon"}); err == nil {
 		t.Fatal("an unknown method was accepted")
 	}

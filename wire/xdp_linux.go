@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,16 +93,12 @@ func (p *LinkPort) openXDP(cfg LinkConfig, ifi *net.Interface) (err error) {
 	if p.mtu+ethHdrLen > xskFrameSize-unix.XDP_PACKET_HEADROOM {
 		return fmt.Errorf("MTU %d is too large for a %d-byte AF_XDP frame", p.mtu, xskFrameSize)
 	}
-	if q, err := os.ReadDir("/sys/class/net/" + p.ifname + "/queues"); err == nil {
-		rx := 0
-		for _, e := range q {
-			if len(e.Name()) > 3 && e.Name()[:3] == "rx-" {
-				rx++
-			}
-		}
-		if rx > 1 {
-			return fmt.Errorf("the interface has %d receive queues; the AF_XDP port serves one", rx)
-		}
+	// The socket serves receive queue 0: frames the interface's other
+	// queues take would not reach it.
+	if rx, err := rxQueues(p.ifname); err != nil {
+		return fmt.Errorf("count the interface's receive queues: %w", err)
+	} else if rx > 1 {
+		return fmt.Errorf("the interface has %d receive queues in use; the AF_XDP port serves one (ethtool -L %s combined 1 makes it one)", rx, p.ifname)
 	}
 	x := &xsk{fd: -1, prog: -1, xmap: -1, link: -1, frame: xskFrameSize}
 	p.xsk = x
@@ -384,4 +381,39 @@ func (p *LinkPort) writeXDP(bufs [][]byte, offset int) (int, error) {
 	}
 	x.mu.RUnlock()
 	return w.end()
+}
+
+// rxQueues returns the number of receive queues the interface uses, from
+// ethtool's channel counts (ETHTOOL_GCHANNELS, in the calling thread's
+// network namespace: sysfs shows the namespace it was mounted in, and
+// netlink's queue count is what the driver allocated, not what it uses). A
+// driver without channel counts has one queue.
+func rxQueues(ifname string) (int, error) {
+	var ch struct {
+		cmd                                 uint32
+		maxRx, maxTx, maxOther, maxCombined uint32
+		rx, tx, other, combined             uint32
+	}
+	ch.cmd = 0x3c // ETHTOOL_GCHANNELS
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [16]byte
+	}
+	copy(ifr.name[:], ifname)
+	ifr.data = unsafe.Pointer(&ch)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	runtime.KeepAlive(&ch)
+	switch {
+	case e == unix.EOPNOTSUPP:
+		return 1, nil
+	case e != 0:
+		return 0, e
+	}
+	return max(int(ch.rx)+int(ch.combined), 1), nil
 }

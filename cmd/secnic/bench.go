@@ -153,6 +153,7 @@ func benchCommand(a *app) *cobra.Command {
 	f.StringVar(&o.Alg, "alg", "aes-gcm-128", "ESP algorithm (aes-gcm-128/192/256, chacha20-poly1305, aes-cbc-128/256)")
 	f.StringVar(&traffic, "traffic", "", "comma-separated traffic kinds (default "+strings.Join(bench.DefaultTraffic, ",")+")")
 	f.StringVar(&contenders, "contenders", "", "comma-separated contenders (default "+strings.Join(bench.AllContenders, ",")+")")
+	f.IntVar(&o.DaemonCPUs, "daemon-cpus", 0, "CPUs each secnic daemon runs on (datapath.cpus); 0 = half the machine's each (the two daemons share it), -1 = every CPU")
 	f.StringVar(&tunnels, "tunnels", "", "comma-separated SA-scale points for secnic, e.g. 1,1k,100k (default 1)")
 	// --json here takes a file and shadows the global --json switch.
 	f.StringVar(&jsonPath, "json", "", "write the report as JSON to this FILE (- = standard output instead of the table) and the chart beside it as .svg")
