@@ -83,9 +83,17 @@ func TestHeadSlots(t *testing.T) {
 	check("after PSH a new run", tcpSeg(off, a, b, 4001, 8, ack, pay), true)
 	check("a pure ACK is not coalesced", tcpSeg(off, a, b, 5001, 8, ack, nil), false)
 	check("SYN is not coalesced", tcpSeg(off, b, a, 1, 0, 0x02, pay), false)
-	udp := make([]byte, off+100)
-	buildUDP(udp[off:], a, b, 0, make([]byte, 72))
-	check("UDP is left alone", udp, false)
+	dgram := func(size int) []byte {
+		u := make([]byte, off+28+size)
+		buildUDP(u[off:], a, b, 0, make([]byte, size))
+		return u
+	}
+	check("first UDP datagram", dgram(72), true)
+	check("an equal datagram joins", dgram(72), false)
+	check("a larger datagram starts a run", dgram(100), true)
+	check("a smaller datagram joins and ends the run", dgram(60), false)
+	check("after a smaller datagram a new run", dgram(60), true)
+	check("an empty datagram is not coalesced", dgram(0), false)
 	if got := h.place(tcpSeg(200, a, b, 1, 9, ack, pay), 200); cap(got) == headSlotRoom+superMax {
 		t.Fatal("a packet at an offset larger than a slot's room was given a slot")
 	}
