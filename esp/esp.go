@@ -103,7 +103,7 @@ func encap(s *sa.SA, p *packet.Buf, iv []byte) sa.Reason {
 		}
 	}
 	align := su.Align()
-	padLen := (align - (payload+tfc+2)%align) % align
+	padLen := -(payload + tfc + 2) & (align - 1) // align is 4, 8 or 16: no division
 	trailer := tfc + padLen + 2 + icvLen
 	front := HeaderLen + ivLen // inserted in front of the payload
 	if s.Mode == sa.Tunnel {
