@@ -21,6 +21,7 @@ import (
 	"github.com/secnic/secnic/nic"
 	"github.com/secnic/secnic/sadb"
 	"github.com/secnic/secnic/saspec"
+	"github.com/secnic/secnic/tun"
 )
 
 // Config is the daemon's configuration file. It is YAML (or JSON) read
@@ -135,6 +136,11 @@ type HostConfig struct {
 	// DisableOffloads opens the TUN device without IFF_VNET_HDR (one
 	// packet per system call; for debugging).
 	DisableOffloads bool `json:"disable_offloads,omitempty"`
+	// TxQueueLen is the TUN device's transmit queue in packets (what
+	// `ip link set txqueuelen` sets): the packets the kernel holds for
+	// the NIC while its reader waits for a CPU; 0 means
+	// tun.DefaultTxQueueLen.
+	TxQueueLen int `json:"txqueuelen,omitempty"`
 }
 
 // RouteConfig is a route through the TUN device.
@@ -457,6 +463,9 @@ func (c *Config) validate(source string) error {
 	}
 	if m := int(c.Host.MTU); m != 0 && (m < 68 || m > 65535) {
 		add("host.mtu", "%d is out of range: give 68 to 65535, or auto", m)
+	}
+	if q := c.Host.TxQueueLen; q < 0 || q > tun.MaxTxQueueLen {
+		add("host.txqueuelen", "%d is out of range: give 1 to %d packets, or 0 for the default (%d)", q, tun.MaxTxQueueLen, tun.DefaultTxQueueLen)
 	}
 	v6 := false
 	for i, a := range c.Host.Addresses {

@@ -156,6 +156,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"link-no-if", "wire: {type: link}\n", []string{"wire.interface: is missing"}},
 		{"link-method", "wire: {type: link, interface: eth0, method: afxdp}\n", []string{"wire.method", "auto, ring, xdp or mmsg"}},
 		{"cpus", minimal + "datapath: {cpus: -1}\n", []string{"datapath.cpus", "out of range"}},
+		{"txqueuelen", minimal + "host: {txqueuelen: -5}\n", []string{"host.txqueuelen", "out of range"}},
 		{"link-with-peer", "wire: {type: link, interface: eth0, peer: '1.2.3.4:5'}\n", []string{"do not apply to a link port"}},
 		{"memory-no-cable", "wire: {type: memory}\n", []string{"wire.cable: is missing"}},
 		{"encap-port", minimal + "encap_port: 70000\n", []string{"encap_port"}},

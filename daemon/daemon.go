@@ -378,7 +378,7 @@ func (d *Daemon) openHost(cfg *Config, wireMTU int) (tun.Port, error) {
 		d.hostMem = b
 		return a, nil
 	}
-	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, NetnsPath: cfg.Netns, Logger: d.log})
+	t, err := tun.Open(tun.Config{Name: cfg.hostName(), MTU: mtu, Addrs: addrs, Routes: routes, DisableOffloads: cfg.Host.DisableOffloads, TxQueueLen: cfg.Host.TxQueueLen, NetnsPath: cfg.Netns, Logger: d.log})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: host port: %w", err)
 	}

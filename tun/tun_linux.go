@@ -26,6 +26,14 @@ import (
 const (
 	DefaultName = "secnic%d"
 	DefaultMTU  = 1500
+	// DefaultTxQueueLen is the device's transmit queue in packets (Linux
+	// gives a TUN device 500). The queue holds what the host sends while
+	// the NIC's reader waits for a CPU; on the 2-vCPU test machine 5000
+	// raised the UDP rate the bench finds without loss by 15–60 % and
+	// left TCP and latency unchanged (docs/performance.md).
+	DefaultTxQueueLen = 5000
+	// MaxTxQueueLen bounds Config.TxQueueLen.
+	MaxTxQueueLen = 1 << 20
 )
 
 const cloneDevice = "/dev/net/tun"
@@ -60,6 +68,9 @@ type Config struct {
 	// may hand over TCP/UDP super-packets of up to 64 KiB, which Read splits
 	// into MTU-sized packets, and Write coalesces packets of one flow.
 	DisableOffloads bool
+	// TxQueueLen is the device's transmit queue (txqueuelen) in packets;
+	// 0 means DefaultTxQueueLen, at most MaxTxQueueLen.
+	TxQueueLen int
 	// NetnsPath is the network namespace to create the device in, e.g.
 	// "/run/netns/NAME" for a namespace made with `ip netns add NAME`. "" means
 	// the namespace of the calling thread.
@@ -139,6 +150,12 @@ func (cfg *Config) normalize() error {
 	}
 	if cfg.MTU < 68 || cfg.MTU > 65535 {
 		return fmt.Errorf("tun: MTU %d is out of range: use a value from 68 to 65535", cfg.MTU)
+	}
+	if cfg.TxQueueLen == 0 {
+		cfg.TxQueueLen = DefaultTxQueueLen
+	}
+	if cfg.TxQueueLen < 1 || cfg.TxQueueLen > MaxTxQueueLen {
+		return fmt.Errorf("tun: TxQueueLen %d is out of range: use 1 to %d packets, or 0 for the default", cfg.TxQueueLen, MaxTxQueueLen)
 	}
 	// Work on copies: the caller's slices must not change.
 	cfg.Addrs = slices.Clone(cfg.Addrs)
@@ -238,6 +255,9 @@ func create(cfg *Config) (t *TUN, err error) {
 	t.index = link.Attrs().Index
 	if err = nl.LinkSetMTU(link, cfg.MTU); err != nil {
 		return nil, fmt.Errorf("tun: set MTU %d on %s: %w", cfg.MTU, t.name, err)
+	}
+	if err = nl.LinkSetTxQLen(link, cfg.TxQueueLen); err != nil {
+		return nil, fmt.Errorf("tun: set txqueuelen %d on %s: %w", cfg.TxQueueLen, t.name, err)
 	}
 	for _, p := range cfg.Addrs {
 		a := &netlink.Addr{IPNet: prefixToIPNet(p, false)}

@@ -325,6 +325,9 @@ func testTUN(t *testing.T, fam family, offloads bool) {
 	if a := link.Attrs(); a.MTU != mtu || a.Flags&net.FlagUp == 0 || a.Index != dev.Index() || link.Type() != "tuntap" {
 		t.Errorf("link: type %s, MTU %d, flags %v, index %d; want tuntap, %d, up, %d", link.Type(), a.MTU, a.Flags, a.Index, mtu, dev.Index())
 	}
+	if q := link.Attrs().TxQLen; q != DefaultTxQueueLen {
+		t.Errorf("link: txqueuelen %d, want the default %d", q, DefaultTxQueueLen)
+	}
 	addrFamily := unix.AF_INET
 	if fam.local.Addr().Is6() {
 		addrFamily = unix.AF_INET6
@@ -688,8 +691,8 @@ func TestConfigNormalize(t *testing.T) {
 		check   func(*Config) error
 	}{
 		{name: "defaults", cfg: Config{}, check: func(c *Config) error {
-			if c.Name != DefaultName || c.MTU != DefaultMTU {
-				return fmt.Errorf("Name, MTU = %q, %d", c.Name, c.MTU)
+			if c.Name != DefaultName || c.MTU != DefaultMTU || c.TxQueueLen != DefaultTxQueueLen {
+				return fmt.Errorf("Name, MTU, TxQueueLen = %q, %d, %d", c.Name, c.MTU, c.TxQueueLen)
 			}
 			return nil
 		}},
@@ -697,6 +700,8 @@ func TestConfigNormalize(t *testing.T) {
 		{name: "name with slash", cfg: Config{Name: "a/b"}, wantErr: "invalid"},
 		{name: "MTU too small", cfg: Config{MTU: 67}, wantErr: "out of range"},
 		{name: "MTU too large", cfg: Config{MTU: 65536}, wantErr: "out of range"},
+		{name: "negative txqueuelen", cfg: Config{TxQueueLen: -1}, wantErr: "out of range"},
+		{name: "txqueuelen too large", cfg: Config{TxQueueLen: MaxTxQueueLen + 1}, wantErr: "out of range"},
 		{name: "IPv6 needs 1280", cfg: Config{MTU: 1279, Addrs: []netip.Prefix{v6}}, wantErr: "IPv6 minimum"},
 		{name: "IPv6 route needs 1280", cfg: Config{MTU: 576, Routes: []Route{{Dst: v6}}}, wantErr: "IPv6 minimum"},
 		{name: "IPv4 at 576 is fine", cfg: Config{MTU: 576, Addrs: []netip.Prefix{v4}}},
