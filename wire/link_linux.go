@@ -351,15 +351,18 @@ func (p *LinkPort) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
-// Ready implements tun.Poller on the ring method: whether the receive ring
-// holds a packet, read from the ring's memory without a system call (for
-// the NIC's busy-polling). The other methods report false, so the NIC
-// blocks in Read as without busy-polling.
+// Ready implements tun.Poller on the ring and xdp methods: whether the
+// receive ring holds a packet, read from the ring's memory without a
+// system call (for the NIC's busy-polling). The mmsg method reports false,
+// so the NIC blocks in Read as without busy-polling.
 func (p *LinkPort) Ready() bool {
-	if p.closed.Load() {
+	switch {
+	case p.closed.Load():
 		return true
+	case p.xsk != nil:
+		return p.xsk.ready()
 	}
-	return p.rxr != nil && p.xsk == nil && p.rxr.ready()
+	return p.rxr != nil && p.rxr.ready()
 }
 
 // Write sends IP datagrams out of the interface. On the rings, each goes

@@ -61,3 +61,11 @@ func TestLinkRingReady(t *testing.T) {
 	// while the ring's next hop resolves; either way B's ring gets them.
 	checkReady(t, pA, pB, pkt)
 }
+
+func TestLinkXDPReady(t *testing.T) {
+	e := newVethEnv(t)
+	pA, pB := openLinkPair(t, e, LinkXDP)
+	pkt := make([]byte, 120)
+	packet.WriteIPv4(pkt, packet.IPv4Fields{TotalLen: len(pkt), ID: 8, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
+	checkReady(t, pA, pB, pkt)
+}

@@ -244,6 +244,14 @@ func (x *xsk) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return x.n, nil
 }
 
+// ready reports whether the RX ring holds a descriptor (or the socket is
+// closed), without a system call; any goroutine may call it.
+func (x *xsk) ready() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.umem == nil || atomic.LoadUint32(x.rx.prod) != atomic.LoadUint32(x.rx.cons)
+}
+
 func (x *xsk) doRead(uintptr) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
