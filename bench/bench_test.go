@@ -224,11 +224,11 @@ func TestCorruptionDetected(t *testing.T) {
 	}
 	// UDP: a datagram with one bit changed fails verification.
 	d := make([]byte, 1400)
-	fillDatagram(d, 42)
+	fillDatagram(d, 42, 7)
 	if !verifyDatagram(append([]byte(nil), d...)) {
 		t.Fatal("an unaltered datagram fails verification")
 	}
-	for _, i := range []int{0, 9, 16, 30, 1399} {
+	for _, i := range []int{0, 9, 13, 16, 30, 1399} {
 		x := append([]byte(nil), d...)
 		x[i] ^= 1
 		if verifyDatagram(x) {

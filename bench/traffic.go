@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -26,8 +27,9 @@ import (
 // inside the namespaces (netlab.Do enters a namespace on a locked OS
 // thread that is then discarded) and used from ordinary goroutines. Every
 // byte is checked: TCP streams are hashed at both ends (xxHash64 over the
-// whole stream), UDP datagrams carry a hash of their own payload and a
-// sequence number, request/response messages are compared with what was
+// whole stream), UDP datagrams carry a hash of their own payload, a
+// sequence number and their trial's tag (a late datagram of an earlier
+// trial on the same port is neither counted nor a duplicate), request/response messages are compared with what was
 // sent. A tunnel that corrupts, loses or duplicates data fails the check
 // and its figures are not reported.
 
@@ -249,7 +251,8 @@ func TCPStreams(ctx context.Context, p Path, streams int, d time.Duration) (Samp
 	return s, nil
 }
 
-// UDP datagram layout: sequence number, length, xxHash64 of the rest.
+// UDP datagram layout: sequence number (8 bytes), length (4), the trial's
+// tag (4), xxHash64 of the whole datagram with this field zero (8).
 const udpHeader = 24
 
 func openUDP(ns string, laddr string) (*net.UDPConn, error) {
@@ -307,6 +310,10 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 	}
 	type rxResult struct{ ok, bad, dup int64 }
 	const maxSeq = 1 << 24
+	// Trials reuse their ports (one per tunnel), so datagrams of an
+	// earlier trial still queued in the tunnel may arrive during this
+	// one: the tag tells them apart, and they count for neither.
+	tag := mrand.Uint32() | 1
 	servers := map[uint16]*net.UDPConn{}
 	var clients []*net.UDPConn
 	defer func() {
@@ -380,6 +387,9 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 					r.bad++
 					continue
 				}
+				if binary.BigEndian.Uint32(b[12:]) != tag {
+					continue // an earlier trial's, delivered late
+				}
 				seq := int64(binary.BigEndian.Uint64(b[:8]))
 				if seq < 0 || seq >= maxSeq {
 					r.bad++
@@ -413,7 +423,7 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 			}
 		}
 		for burst := 0; sent < due && burst < 256; burst++ {
-			fillDatagram(buf, sent)
+			fillDatagram(buf, sent, tag)
 			if _, err := clients[sent%int64(len(clients))].Write(buf); err != nil {
 				if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ECONNREFUSED) {
 					// Local queue full (or a stale ICMP error): the datagram
@@ -447,14 +457,14 @@ func udpFlood(ctx context.Context, p Path, flows []udpFlow, size int, rate float
 	return s, nil
 }
 
-// fillDatagram writes datagram number seq: sequence, length, hash, then
-// pattern bytes chosen by seq.
-func fillDatagram(b []byte, seq int64) {
+// fillDatagram writes datagram number seq of the trial tagged tag:
+// sequence, length, tag, hash, then pattern bytes chosen by seq.
+func fillDatagram(b []byte, seq int64, tag uint32) {
 	off := int(uint64(seq)*2654435761) % (len(pattern) - len(b))
 	copy(b[udpHeader:], pattern[off:])
 	binary.BigEndian.PutUint64(b[0:], uint64(seq))
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)))
-	binary.BigEndian.PutUint32(b[12:], 0)
+	binary.BigEndian.PutUint32(b[12:], tag)
 	binary.BigEndian.PutUint64(b[16:], 0)
 	binary.BigEndian.PutUint64(b[16:], xxhash.Sum64(b))
 }
