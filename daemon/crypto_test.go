@@ -27,6 +27,7 @@ func TestTwoDaemonsCrypto(t *testing.T) {
 	cable := uniqueCable()
 	var stacks [2]*hoststack.Stack
 	var conns [2]*driver.Conn
+	var ds [2]*Daemon
 	for i, side := range []string{"a", "b"} {
 		cfg, err := ParseConfig([]byte(cryptoYAML(side, cable, dir)))
 		if err != nil {
@@ -38,6 +39,7 @@ func TestTwoDaemonsCrypto(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Close() })
+		ds[i] = d
 		c, err := driver.Dial(dir+"/"+side+"/driver.sock", driver.EncodingNDIS, 8)
 		if err != nil {
 			t.Fatal(err)
@@ -75,11 +77,13 @@ func TestTwoDaemonsCrypto(t *testing.T) {
 		t.Fatal(err)
 	}
 	conns[1].SetReadDeadline(time.Now().Add(10 * time.Second))
-	ds, err := stacks[1].Recv(1)
+	got, err := stacks[1].Recv(1)
 	if err != nil {
-		t.Fatal(err)
+		// Say where the packet went: A's transmit and B's receive counters.
+		a, b := ds[0].NIC().Stats(), ds[1].NIC().Stats()
+		t.Fatalf("%v\nA tx %+v crypto %+v\nB rx %+v crypto %+v", err, a.TX, a.Crypto, b.RX, b.Crypto)
 	}
-	if d := ds[0]; d.Drop != "" || !d.Info.CryptoDone || !bytes.Equal(d.Packet, pkt) {
+	if d := got[0]; d.Drop != "" || !d.Info.CryptoDone || !bytes.Equal(d.Packet, pkt) {
 		t.Fatalf("delivery %+v drop %q", d.Info, d.Drop)
 	}
 }
