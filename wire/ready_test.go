@@ -52,20 +52,16 @@ func TestUDPReady(t *testing.T) {
 	checkReady(t, a, b, udp(out4A, out4B, 1, 2, 100, 1, false))
 }
 
-func TestLinkRingReady(t *testing.T) {
+func TestLinkRingReady(t *testing.T) { testLinkReady(t, LinkRing) }
+
+func TestLinkXDPReady(t *testing.T) { testLinkReady(t, LinkXDP) }
+
+func testLinkReady(t *testing.T, method string) {
 	e := newVethEnv(t)
-	pA, pB := openLinkPair(t, e, LinkRing)
+	pA, pB := openLinkPair(t, e, method)
 	pkt := make([]byte, 120)
 	packet.WriteIPv4(pkt, packet.IPv4Fields{TotalLen: len(pkt), ID: 7, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
 	// The first packets to a new neighbour go through the raw socket
-	// while the ring's next hop resolves; either way B's ring gets them.
-	checkReady(t, pA, pB, pkt)
-}
-
-func TestLinkXDPReady(t *testing.T) {
-	e := newVethEnv(t)
-	pA, pB := openLinkPair(t, e, LinkXDP)
-	pkt := make([]byte, 120)
-	packet.WriteIPv4(pkt, packet.IPv4Fields{TotalLen: len(pkt), ID: 8, TTL: 64, Protocol: packet.ProtoESP, Src: out4A, Dst: out4B})
+	// while the ring's next hop resolves; either way B's port gets them.
 	checkReady(t, pA, pB, pkt)
 }
