@@ -300,25 +300,8 @@ func (x *xsk) reclaim() {
 	}
 }
 
-// kick asks the kernel to send what the TX ring holds. The call never
-// blocks (MSG_DONTWAIT), so it is a raw system call, as on the rings: it
-// can take tens of microseconds on a veth, whose receive side (the peer's
-// XDP program and socket) runs inside it, and as an ordinary system call
-// the Go runtime's sysmon would hand the P to another thread meanwhile
-// and back after (measured: link TCP +14 %, CPU per GB −9 %,
-// docs/performance.md).
-func (x *xsk) kick() error {
-	for {
-		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return e
-	}
-}
+// kick asks the kernel to send what the TX ring holds (kickTX).
+func (x *xsk) kick() error { return kickTX(x.fd) }
 
 // writeXDP sends the packets through the XSK TX ring, and those whose next
 // hop is not known yet through the raw IP sockets after them. It counts a
