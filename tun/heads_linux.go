@@ -59,13 +59,12 @@ type run struct {
 
 type headSlots struct {
 	mem  []byte // headSlotCount slots of headSlotRoom+superMax bytes, made on first use
-	used int    // slots handed out in this Write
 	runs [headSlotCount]run
-	nrun int
+	nrun int // runs of this Write; run i has slot i
 }
 
 // reset forgets the runs of the previous Write.
-func (h *headSlots) reset() { h.used, h.nrun = 0, 0 }
+func (h *headSlots) reset() { h.nrun = 0 }
 
 // place gives b (a packet at offset) a slot if it starts a run, and returns
 // the buffer to hand to the writer: b itself or the slot holding a copy.
@@ -91,15 +90,14 @@ func (h *headSlots) place(b []byte, offset int) []byte {
 		}
 		break
 	}
-	if h.used == headSlotCount || h.nrun == len(h.runs) {
+	if h.nrun == len(h.runs) {
 		return b
 	}
 	const slot = headSlotRoom + superMax
 	if h.mem == nil {
 		h.mem = make([]byte, headSlotCount*slot)
 	}
-	s := h.mem[h.used*slot : (h.used+1)*slot : (h.used+1)*slot]
-	h.used++
+	s := h.mem[h.nrun*slot : (h.nrun+1)*slot : (h.nrun+1)*slot]
 	h.runs[h.nrun] = run{key: k, size: len(pkt), seg: seg, shut: end}
 	h.nrun++
 	return s[:copy(s, b[:offset+len(pkt)])]

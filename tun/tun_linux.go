@@ -100,7 +100,7 @@ type TUN struct {
 
 	wmu     sync.Mutex // guards scratch and heads
 	scratch [][]byte
-	heads   headSlots // room for coalesced TCP runs (heads_linux.go)
+	heads   headSlots // room for coalesced TCP and UDP runs (heads_linux.go)
 
 	closing atomic.Bool // set when Close starts
 	fdOnce  sync.Once   // finds fd on the first Ready
