@@ -29,9 +29,10 @@ import (
 // byte is checked: TCP streams are hashed at both ends (xxHash64 over the
 // whole stream), UDP datagrams carry a hash of their own payload, a
 // sequence number and their trial's tag (a late datagram of an earlier
-// trial on the same port is neither counted nor a duplicate), request/response messages are compared with what was
-// sent. A tunnel that corrupts, loses or duplicates data fails the check
-// and its figures are not reported.
+// trial on the same port is neither counted nor a duplicate),
+// request/response messages are compared with what was sent. A tunnel
+// that corrupts, loses or duplicates data fails the check and its figures
+// are not reported.
 
 // Path is where traffic goes: from a client in one namespace to a server
 // address in the other.
