@@ -206,16 +206,20 @@ var linkMethods = []string{LinkMmsg, LinkRing, "ring-v3", LinkXDP}
 // forEachMethod runs test once per link method.
 func forEachMethod(t *testing.T, test func(t *testing.T, method string)) {
 	for _, m := range linkMethods {
-		t.Run(m, func(t *testing.T) {
-			if m == "ring-v3" {
-				old := ringRXVersion
-				ringRXVersion = unix.TPACKET_V3
-				t.Cleanup(func() { ringRXVersion = old })
-				m = LinkRing
-			}
-			test(t, m)
-		})
+		t.Run(m, func(t *testing.T) { test(t, useMethod(t, m)) })
 	}
+}
+
+// useMethod returns the LinkConfig.Method for the linkMethods entry m;
+// for "ring-v3" it switches the receive ring to TPACKET_V3 until tb ends.
+func useMethod(tb testing.TB, m string) string {
+	if m != "ring-v3" {
+		return m
+	}
+	old := ringRXVersion
+	ringRXVersion = unix.TPACKET_V3
+	tb.Cleanup(func() { ringRXVersion = old })
+	return LinkRing
 }
 
 // openLinkPair opens link ports with method on both sides of e.
@@ -431,15 +435,7 @@ func testLinkPort(t *testing.T, method string) {
 // whole process, Write and Read included: there must be none.
 func BenchmarkLinkPort(b *testing.B) {
 	for _, m := range linkMethods {
-		b.Run(m, func(b *testing.B) {
-			if m == "ring-v3" {
-				old := ringRXVersion
-				ringRXVersion = unix.TPACKET_V3
-				b.Cleanup(func() { ringRXVersion = old })
-				m = LinkRing
-			}
-			benchLinkPort(b, m)
-		})
+		b.Run(m, func(b *testing.B) { benchLinkPort(b, useMethod(b, m)) })
 	}
 }
 
