@@ -176,15 +176,8 @@ func encap(s *sa.SA, p *packet.Buf, mode sa.Mode) sa.Reason {
 		// unique among the SA's recent datagrams (RFC 6864).
 		s.WriteOuter(pkt, len(pkt), tos, df, uint16(seq))
 	}
-	switch authenticate(s, pkt, &p.CB, hdrLen, seq, true) {
-	case authOK:
-	case authNoRoom:
-		return sa.OutBufferError
-	case authClosed:
-		return sa.OutStateExpired
-	default:
-		// Malformed options or an unpredictable routing header.
-		return sa.OutError
+	if r := authenticate(s, pkt, &p.CB, hdrLen, seq, true).outReason(); r != sa.ReasonNone {
+		return r
 	}
 	if !s.Account(len(pkt)) {
 		return sa.OutStateExpired
@@ -394,6 +387,20 @@ const (
 	authNoRoom               // too little tailroom for the scratch area
 	authClosed               // the SA's keys were destroyed
 )
+
+// outReason is the outbound drop reason for r (ReasonNone for authOK).
+func (r authResult) outReason() sa.Reason {
+	switch r {
+	case authOK:
+		return sa.ReasonNone
+	case authNoRoom:
+		return sa.OutBufferError
+	case authClosed:
+		return sa.OutStateExpired
+	}
+	// Malformed options or an unpredictable routing header.
+	return sa.OutError
+}
 
 // authenticate computes the ICV of the AH datagram pkt (AH at ahOff, IP
 // length len(pkt), tailroom in cap(pkt)) for sequence number seq. Sending,

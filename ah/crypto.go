@@ -49,14 +49,8 @@ func sealAH(s *sa.SA, pkt []byte, ahOff, end int, sc *suite.Scratch) sa.Reason {
 	if r := esp.ClaimSeq(s, seq); r != sa.ReasonNone {
 		return r
 	}
-	switch withSaved(pkt, end, func(d []byte) authResult { return authenticate(s, d, sc, ahOff, seq, true) }) {
-	case authOK:
-	case authNoRoom:
-		return sa.OutBufferError
-	case authClosed:
-		return sa.OutStateExpired
-	default:
-		return sa.OutError
+	if r := withSaved(pkt, end, func(d []byte) authResult { return authenticate(s, d, sc, ahOff, seq, true) }).outReason(); r != sa.ReasonNone {
+		return r
 	}
 	if !s.Account(end) {
 		return sa.OutStateExpired
