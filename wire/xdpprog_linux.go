@@ -116,10 +116,16 @@ func xdpProgram(mac net.HardwareAddr, encapPort uint16, mapFD int) ([]bpfInsn, e
 	a.jump(bpfJeq32K, r5, 0, le16([]byte{0x86, 0xdd}), "v6")
 	a.jump(bpfJa, 0, 0, 0, "pass")
 
+	// toSocketIfIPsec sends the frame to the socket when r7, the next
+	// header, is ESP (50) or AH (51).
+	toSocketIfIPsec := func() {
+		a.jump(bpfJeq32K, r7, 0, 50, "redirect")
+		a.jump(bpfJeq32K, r7, 0, 51, "redirect")
+	}
+
 	a.label("v4")
 	a.emit(bpfLdxB, r7, r2, eth+9, 0)
-	a.jump(bpfJeq32K, r7, 0, 50, "redirect")
-	a.jump(bpfJeq32K, r7, 0, 51, "redirect")
+	toSocketIfIPsec()
 	if encapPort != 0 {
 		a.jump(bpfJne32K, r7, 0, 17, "pass")
 		a.emit(bpfLdxH, r8, r2, eth+6, 0)
@@ -142,8 +148,7 @@ func xdpProgram(mac net.HardwareAddr, encapPort uint16, mapFD int) ([]bpfInsn, e
 	a.emit(bpfAddK, r4, 0, 0, eth+40+8)
 	a.jump(bpfJgtX, r4, r3, 0, "v6short")
 	a.emit(bpfLdxB, r7, r2, eth+6, 0)
-	a.jump(bpfJeq32K, r7, 0, 50, "redirect")
-	a.jump(bpfJeq32K, r7, 0, 51, "redirect")
+	toSocketIfIPsec()
 	a.jump(bpfJeq32K, r7, 0, 44, "frag6")
 	if encapPort != 0 {
 		a.jump(bpfJne32K, r7, 0, 17, "pass")
@@ -153,8 +158,7 @@ func xdpProgram(mac net.HardwareAddr, encapPort uint16, mapFD int) ([]bpfInsn, e
 	a.jump(bpfJa, 0, 0, 0, "pass")
 	a.label("frag6")
 	a.emit(bpfLdxB, r7, r2, eth+40, 0)
-	a.jump(bpfJeq32K, r7, 0, 50, "redirect")
-	a.jump(bpfJeq32K, r7, 0, 51, "redirect")
+	toSocketIfIPsec()
 	if encapPort != 0 {
 		a.jump(bpfJeq32K, r7, 0, 17, "redirect")
 	}
@@ -166,8 +170,7 @@ func xdpProgram(mac net.HardwareAddr, encapPort uint16, mapFD int) ([]bpfInsn, e
 	a.emit(bpfAddK, r4, 0, 0, eth+40)
 	a.jump(bpfJgtX, r4, r3, 0, "pass")
 	a.emit(bpfLdxB, r7, r2, eth+6, 0)
-	a.jump(bpfJeq32K, r7, 0, 50, "redirect")
-	a.jump(bpfJeq32K, r7, 0, 51, "redirect")
+	toSocketIfIPsec()
 	a.jump(bpfJa, 0, 0, 0, "pass")
 
 	a.label("redirect")
