@@ -200,22 +200,33 @@ func permHint(err error) error {
 	return err
 }
 
-func (p *LinkPort) openRX(cfg LinkConfig) error {
-	// Protocol 0 at creation: no packet is queued before the filter is in place.
+// filteredPacketSocket opens the unbound AF_PACKET socket that the mmsg
+// method and the receive ring read: protocol 0 at creation, so no packet
+// is queued before the filter for ESP, AH and UDP to encapPort is in
+// place, and the host's own transmissions ignored.
+func filteredPacketSocket(encapPort uint16) (int, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("wire: link %s: AF_PACKET socket: %w", p.ifname, permHint(err))
+		return -1, fmt.Errorf("AF_PACKET socket: %w", permHint(err))
 	}
-	prog, err := linkFilter(cfg.EncapPort)
+	prog, err := linkFilter(encapPort)
 	if err != nil {
 		unix.Close(fd)
-		return err
+		return -1, err
 	}
 	if err := attachFilter(fd, prog); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("wire: link %s: attach BPF filter: %w", p.ifname, err)
+		return -1, fmt.Errorf("attach BPF filter: %w", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	return fd, nil
+}
+
+func (p *LinkPort) openRX(cfg LinkConfig) error {
+	fd, err := filteredPacketSocket(cfg.EncapPort)
+	if err != nil {
+		return fmt.Errorf("wire: link %s: %w", p.ifname, err)
+	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.SocketBuffer)
 	sll := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.ifindex}
 	if err := unix.Bind(fd, sll); err != nil {

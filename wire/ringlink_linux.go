@@ -55,20 +55,10 @@ func (p *LinkPort) openRings(cfg LinkConfig, ifi *net.Interface) error {
 }
 
 func (p *LinkPort) openRXRing(cfg LinkConfig) error {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := filteredPacketSocket(cfg.EncapPort)
 	if err != nil {
-		return fmt.Errorf("AF_PACKET socket: %w", permHint(err))
-	}
-	prog, err := linkFilter(cfg.EncapPort)
-	if err != nil {
-		unix.Close(fd)
 		return err
 	}
-	if err := attachFilter(fd, prog); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("attach BPF filter: %w", err)
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	g := rxGeometry{Version: ringRXVersion, RetireMs: 1}
 	if g.Version == unix.TPACKET_V3 {
 		// Blocks of 256 KiB (or a bigger power of two for jumbo MTUs): a
