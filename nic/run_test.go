@@ -37,7 +37,11 @@ func (s *side) run(t testing.TB) {
 }
 
 // forward copies packets from one tap to another until either closes.
-func forward(from *tun.MemPort, to tun.Port) {
+func forward(from *tun.MemPort, to tun.Port) { forwardSeeing(from, to, nil) }
+
+// forwardSeeing is forward that hands each batch to see (if not nil)
+// before writing it on.
+func forwardSeeing(from *tun.MemPort, to tun.Port, see func(pkts [][]byte)) {
 	bufs := make([][]byte, from.BatchSize())
 	for i := range bufs {
 		bufs[i] = make([]byte, from.MTU())
@@ -51,6 +55,9 @@ func forward(from *tun.MemPort, to tun.Port) {
 		}
 		for i := range n {
 			out[i] = bufs[i][:sizes[i]]
+		}
+		if see != nil {
+			see(out[:n])
 		}
 		if _, err := to.Write(out[:n], 0); err != nil {
 			return

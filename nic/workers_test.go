@@ -23,28 +23,14 @@ type recorder struct {
 }
 
 func (r *recorder) forward(t testing.TB, from *tun.MemPort, to tun.Port) {
-	bufs := make([][]byte, from.BatchSize())
-	for i := range bufs {
-		bufs[i] = make([]byte, from.MTU())
-	}
-	sizes := make([]int, len(bufs))
-	out := make([][]byte, len(bufs))
-	for {
-		n, err := from.Read(bufs, sizes, 0)
-		if err != nil {
-			return
-		}
+	forwardSeeing(from, to, func(pkts [][]byte) {
 		r.mu.Lock()
-		for i := range n {
-			out[i] = bufs[i][:sizes[i]]
-			spi, seq := espSPI(t, out[i])
+		defer r.mu.Unlock()
+		for _, p := range pkts {
+			spi, seq := espSPI(t, p)
 			r.seqs[spi] = append(r.seqs[spi], seq)
 		}
-		r.mu.Unlock()
-		if _, err := to.Write(out[:n], 0); err != nil {
-			return
-		}
-	}
+	})
 }
 
 // check fails unless every SA's sequence numbers on the wire are 1..n,
