@@ -160,14 +160,14 @@ func (m *Monitor) acquire(e sadb.Event) {
 // the existing bundle's first protocol, or what a missing bundle's name
 // says (secnic xfrm names carry it), else esp.
 func acquireProto(a *sadb.Acquire) string {
-	for _, t := range a.Templates {
+	if len(a.Templates) > 0 {
+		t := a.Templates[0]
 		if len(t.Protos) > 0 {
 			return t.Protos[0]
 		}
 		if n, ok := ParseStateName(t.Ref); ok {
 			return n.Proto
 		}
-		break
 	}
 	return "esp"
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +23,7 @@ func pair(t *testing.T, batch int) (a, b *Conn) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return New(rc.(syscall.RawConn), batch)
+		return New(rc, batch)
 	}
 	return conn(fds[0]), conn(fds[1])
 }
